@@ -1,0 +1,297 @@
+//! The CPU backend (MiniTorch's `fast_ops.py`, tasks 3.1 and 3.2): rayon-parallel map, zip
+//! and reduce, and a cache-blocked SIMD matmul.
+//!
+//! Every op chooses a [`Plan`]: the aligned fast path when the inputs are contiguous like
+//! the output (no index arithmetic at all), else a strided walk with an odometer cursor (no
+//! allocation per element); serial below [`PARALLEL_MIN`] elements so small tensors do not
+//! pay for threads, else parallel over chunks of the output.
+
+use std::sync::{Arc, OnceLock};
+
+use rayon::prelude::*;
+
+use super::{check, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
+use crate::error::Result;
+use crate::layout::{Layout, StridedCursor};
+use crate::operators as ops;
+
+pub mod matmul;
+
+/// Below this many output elements an op runs on the calling thread.
+pub const PARALLEL_MIN: usize = 1 << 15;
+
+/// Name used in errors.
+const NAME: &str = "cpu";
+
+/// How an elementwise op or reduction is executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Inputs contiguous like the output: plain slice loops, no index arithmetic.
+    pub aligned: bool,
+    /// Number of chunks of the output handed to rayon (1 = serial on the calling thread).
+    pub chunks: usize,
+    /// Output elements per chunk.
+    pub chunk_len: usize,
+}
+
+impl Plan {
+    /// The plan for `n` output elements; `cost` is the work per output element (the reduced
+    /// length for a reduction, 1 for map and zip).
+    pub fn new(n: usize, cost: usize, aligned: bool) -> Plan {
+        let threads = rayon::current_num_threads().max(1);
+        if n.saturating_mul(cost.max(1)) < PARALLEL_MIN || threads == 1 || n < 2 {
+            return Plan {
+                aligned,
+                chunks: 1,
+                chunk_len: n.max(1),
+            };
+        }
+        // A few chunks per thread balance the load without many hand-offs.
+        let target = (threads * 4).min(n);
+        let chunk_len = n.div_ceil(target);
+        Plan {
+            aligned,
+            chunks: n.div_ceil(chunk_len),
+            chunk_len,
+        }
+    }
+
+    /// True when the plan runs on more than one thread.
+    pub fn is_parallel(&self) -> bool {
+        self.chunks > 1
+    }
+}
+
+/// Run `body(start, chunk)` over the output in the plan's chunks.
+fn run_chunks(plan: Plan, out: &mut [f32], body: impl Fn(usize, &mut [f32]) + Sync) {
+    if plan.is_parallel() {
+        out.par_chunks_mut(plan.chunk_len)
+            .enumerate()
+            .for_each(|(i, c)| body(i * plan.chunk_len, c));
+    } else {
+        body(0, out);
+    }
+}
+
+/// The CPU backend: storage is a `Vec<f32>`.
+#[derive(Debug, Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    /// The process-wide CPU backend.
+    pub fn global() -> Arc<dyn Backend> {
+        static B: OnceLock<Arc<dyn Backend>> = OnceLock::new();
+        B.get_or_init(|| Arc::new(CpuBackend)).clone()
+    }
+
+    fn wrap(v: Vec<f32>) -> Storage {
+        let n = v.len();
+        Storage::new(v, n, Device::Cpu)
+    }
+
+    /// The plan `map` and `copy` use for this layout.
+    pub fn map_plan(layout: &Layout) -> Plan {
+        Plan::new(layout.size(), 1, layout.is_contiguous())
+    }
+
+    /// The plan `zip` uses for these layouts.
+    pub fn zip_plan(al: &Layout, bl: &Layout) -> Plan {
+        Plan::new(al.size(), 1, al.is_contiguous() && bl.is_contiguous())
+    }
+
+    /// The plan `reduce` uses: parallel over output positions, serial inner loop.
+    pub fn reduce_plan(layout: &Layout, dim: usize) -> Plan {
+        let len = layout.shape().get(dim).copied().unwrap_or(1);
+        let n = if len == 0 { layout.shape().iter().enumerate().filter(|&(i, _)| i != dim).map(|(_, d)| d).product() } else { layout.size() / len };
+        Plan::new(n, len, layout.strides().get(dim) == Some(&1) || len <= 1)
+    }
+}
+
+/// Slice of `x` a contiguous layout covers.
+fn contiguous_slice<'a>(x: &'a [f32], l: &Layout) -> &'a [f32] {
+    &x[l.offset()..l.offset() + l.size()]
+}
+
+/// Monomorphise the body for each unary op, so the inner loop has no branch per element.
+macro_rules! with_unary {
+    ($op:expr, $f:ident => $body:expr) => {
+        match $op {
+            UnaryOp::Neg => { let $f = ops::neg::<f32>; $body }
+            UnaryOp::Id => { let $f = ops::id::<f32>; $body }
+            UnaryOp::Inv => { let $f = ops::inv::<f32>; $body }
+            UnaryOp::Relu => { let $f = ops::relu::<f32>; $body }
+            UnaryOp::Sigmoid => { let $f = ops::sigmoid::<f32>; $body }
+            UnaryOp::Log => { let $f = ops::log::<f32>; $body }
+            UnaryOp::Exp => { let $f = ops::exp::<f32>; $body }
+        }
+    };
+}
+
+macro_rules! with_binary {
+    ($op:expr, $f:ident => $body:expr) => {
+        match $op {
+            BinaryOp::Add => { let $f = ops::add::<f32>; $body }
+            BinaryOp::Mul => { let $f = ops::mul::<f32>; $body }
+            BinaryOp::Lt => { let $f = ops::lt::<f32>; $body }
+            BinaryOp::Eq => { let $f = ops::eq::<f32>; $body }
+            BinaryOp::IsClose => { let $f = ops::is_close::<f32>; $body }
+            BinaryOp::ReluBack => { let $f = ops::relu_back::<f32>; $body }
+            BinaryOp::LogBack => { let $f = ops::log_back::<f32>; $body }
+            BinaryOp::InvBack => { let $f = ops::inv_back::<f32>; $body }
+            BinaryOp::SigmoidBack => { let $f = ops::sigmoid_back::<f32>; $body }
+        }
+    };
+}
+
+fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> Vec<f32> {
+    let plan = CpuBackend::map_plan(l);
+    let mut out = vec![0.0; l.size()];
+    if plan.aligned {
+        let src = contiguous_slice(x, l);
+        run_chunks(plan, &mut out, |start, chunk| {
+            let end = start + chunk.len();
+            for (o, &v) in chunk.iter_mut().zip(&src[start..end]) {
+                *o = f(v);
+            }
+        });
+    } else {
+        run_chunks(plan, &mut out, |start, chunk| {
+            let mut cur = StridedCursor::new(l, start);
+            for o in chunk.iter_mut() {
+                *o = f(x[cur.pos()]);
+                cur.advance();
+            }
+        });
+    }
+    out
+}
+
+fn zip_impl(f: impl Fn(f32, f32) -> f32 + Sync, a: &[f32], al: &Layout, b: &[f32], bl: &Layout) -> Vec<f32> {
+    let plan = CpuBackend::zip_plan(al, bl);
+    let mut out = vec![0.0; al.size()];
+    if plan.aligned {
+        let (sa, sb) = (contiguous_slice(a, al), contiguous_slice(b, bl));
+        run_chunks(plan, &mut out, |start, chunk| {
+            let end = start + chunk.len();
+            for ((o, &x), &y) in chunk.iter_mut().zip(&sa[start..end]).zip(&sb[start..end]) {
+                *o = f(x, y);
+            }
+        });
+    } else {
+        run_chunks(plan, &mut out, |start, chunk| {
+            let mut ca = StridedCursor::new(al, start);
+            let mut cb = StridedCursor::new(bl, start);
+            for o in chunk.iter_mut() {
+                *o = f(a[ca.pos()], b[cb.pos()]);
+                ca.advance();
+                cb.advance();
+            }
+        });
+    }
+    out
+}
+
+fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> Vec<f32> {
+    let len = l.shape()[dim];
+    let stride = l.strides()[dim];
+    // Walk the output positions through the input's strides with `dim` pinned to 0.
+    let outer = Layout::new(l.reduced_shape(dim), l.strides().to_vec(), l.offset())
+        .expect("same rank");
+    let plan = CpuBackend::reduce_plan(l, dim);
+    let mut out = vec![0.0; outer.size()];
+    macro_rules! body {
+        ($combine:expr, $init:expr) => {
+            run_chunks(plan, &mut out, |start, chunk| {
+                let mut cur = StridedCursor::new(&outer, start);
+                for o in chunk.iter_mut() {
+                    let base = cur.pos();
+                    let mut acc = $init;
+                    if stride == 1 {
+                        for &v in &x[base..base + len] {
+                            acc = $combine(acc, v);
+                        }
+                    } else {
+                        for j in 0..len {
+                            acc = $combine(acc, x[base + j * stride]);
+                        }
+                    }
+                    *o = acc;
+                    cur.advance();
+                }
+            })
+        };
+    }
+    match op {
+        ReduceOp::Sum => body!(|a: f32, v: f32| a + v, 0.0f32),
+        ReduceOp::Prod => body!(|a: f32, v: f32| a * v, 1.0f32),
+        ReduceOp::Max => body!(|a: f32, v: f32| ops::max(a, v), f32::NEG_INFINITY),
+    }
+    out
+}
+
+impl Backend for CpuBackend {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({} threads)", cpu_model(), rayon::current_num_threads())
+    }
+
+    fn full(&self, len: usize, value: f32) -> Result<Storage> {
+        Ok(Self::wrap(vec![value; len]))
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<Storage> {
+        Ok(Self::wrap(data.to_vec()))
+    }
+
+    fn download(&self, x: &Storage) -> Result<Vec<f32>> {
+        Ok(x.downcast::<Vec<f32>>(NAME)?.clone())
+    }
+
+    fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
+        check::fits("map", x, layout)?;
+        let src = x.downcast::<Vec<f32>>(NAME)?;
+        Ok(Self::wrap(with_unary!(op, f => map_impl(f, src, layout))))
+    }
+
+    fn zip(&self, op: BinaryOp, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
+        check::zip(a, al, b, bl)?;
+        let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
+        Ok(Self::wrap(with_binary!(op, f => zip_impl(f, sa, al, sb, bl))))
+    }
+
+    fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
+        check::reduce(x, layout, dim)?;
+        let src = x.downcast::<Vec<f32>>(NAME)?;
+        Ok(Self::wrap(reduce_impl(op, src, layout, dim)))
+    }
+
+    fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
+        let dims = check::matmul(a, al, b, bl)?;
+        let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
+        Ok(Self::wrap(matmul::batched(sa, al, sb, bl, dims)))
+    }
+
+    fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
+        self.map(UnaryOp::Id, x, layout)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The CPU's model name, from /proc/cpuinfo where there is one.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}

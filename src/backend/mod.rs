@@ -1,0 +1,444 @@
+//! The one tensor-ops interface (MiniTorch's `tensor_ops.py`): the [`Backend`] trait that
+//! every backend implements, the op enums its kernels are specialised on, device-resident
+//! [`Storage`], and the runtime [`Device`] switch.
+//!
+//! Contract shared by every backend (checked by [`check`]):
+//! - inputs are read in place through their [`Layout`] (shape, strides, offset), so
+//!   permuted and broadcast (stride 0) inputs need no copy;
+//! - every result is a fresh, contiguous storage of the result shape;
+//! - `zip` gets two layouts of the same shape (the caller broadcasts them with
+//!   [`Layout::broadcast_to`]: broadcasting lives in one place);
+//! - `reduce` keeps the reduced dimension with size 1;
+//! - `matmul` gets `[..batch, n, k]` and `[..batch, k, m]` with identical batch shapes
+//!   (again broadcast by the caller) and returns `[..batch, n, m]`.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::operators as ops;
+
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
+
+/// Elementwise functions of one argument (MiniTorch's map ops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// -x
+    Neg,
+    /// x
+    Id,
+    /// 1/x
+    Inv,
+    /// max(x, 0)
+    Relu,
+    /// 1/(1+e^-x), stable on both sides
+    Sigmoid,
+    /// ln x
+    Log,
+    /// e^x
+    Exp,
+}
+
+impl UnaryOp {
+    /// Every unary op, for tests and kernel instantiation.
+    pub const ALL: [UnaryOp; 7] = [
+        UnaryOp::Neg,
+        UnaryOp::Id,
+        UnaryOp::Inv,
+        UnaryOp::Relu,
+        UnaryOp::Sigmoid,
+        UnaryOp::Log,
+        UnaryOp::Exp,
+    ];
+
+    /// Lower-case name, used in kernel entry points (`map_neg`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Id => "id",
+            UnaryOp::Inv => "inv",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Log => "log",
+            UnaryOp::Exp => "exp",
+        }
+    }
+
+    /// The op on one value: the reference every kernel must agree with.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Neg => ops::neg(x),
+            UnaryOp::Id => ops::id(x),
+            UnaryOp::Inv => ops::inv(x),
+            UnaryOp::Relu => ops::relu(x),
+            UnaryOp::Sigmoid => ops::sigmoid(x),
+            UnaryOp::Log => ops::log(x),
+            UnaryOp::Exp => ops::exp(x),
+        }
+    }
+}
+
+/// Elementwise functions of two arguments (MiniTorch's zip ops). The `*Back` ops take
+/// `(x, d)` and return `d * f'(x)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a * b
+    Mul,
+    /// 1 if a < b else 0
+    Lt,
+    /// 1 if a == b else 0
+    Eq,
+    /// 1 if |a - b| < 1e-2 else 0
+    IsClose,
+    /// b where a > 0, else 0
+    ReluBack,
+    /// b / a
+    LogBack,
+    /// -b / a^2
+    InvBack,
+    /// b * s(a) * (1 - s(a))
+    SigmoidBack,
+}
+
+impl BinaryOp {
+    /// Every binary op, for tests and kernel instantiation.
+    pub const ALL: [BinaryOp; 9] = [
+        BinaryOp::Add,
+        BinaryOp::Mul,
+        BinaryOp::Lt,
+        BinaryOp::Eq,
+        BinaryOp::IsClose,
+        BinaryOp::ReluBack,
+        BinaryOp::LogBack,
+        BinaryOp::InvBack,
+        BinaryOp::SigmoidBack,
+    ];
+
+    /// Lower-case name, used in kernel entry points (`zip_add`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Lt => "lt",
+            BinaryOp::Eq => "eq",
+            BinaryOp::IsClose => "is_close",
+            BinaryOp::ReluBack => "relu_back",
+            BinaryOp::LogBack => "log_back",
+            BinaryOp::InvBack => "inv_back",
+            BinaryOp::SigmoidBack => "sigmoid_back",
+        }
+    }
+
+    /// The op on one pair: the reference every kernel must agree with.
+    #[inline]
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => ops::add(a, b),
+            BinaryOp::Mul => ops::mul(a, b),
+            BinaryOp::Lt => ops::lt(a, b),
+            BinaryOp::Eq => ops::eq(a, b),
+            BinaryOp::IsClose => ops::is_close(a, b),
+            BinaryOp::ReluBack => ops::relu_back(a, b),
+            BinaryOp::LogBack => ops::log_back(a, b),
+            BinaryOp::InvBack => ops::inv_back(a, b),
+            BinaryOp::SigmoidBack => ops::sigmoid_back(a, b),
+        }
+    }
+}
+
+/// Reductions along one dimension (MiniTorch's reduce ops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Sum, starting from 0.
+    Sum,
+    /// Product, starting from 1.
+    Prod,
+    /// Maximum, starting from -inf.
+    Max,
+}
+
+impl ReduceOp {
+    /// Every reduce op.
+    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max];
+
+    /// Lower-case name, used in kernel entry points (`reduce_sum`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Prod => "prod",
+            ReduceOp::Max => "max",
+        }
+    }
+
+    /// The start value (the result for an empty dimension).
+    #[inline]
+    pub fn identity(self) -> f32 {
+        match self {
+            ReduceOp::Sum => 0.0,
+            ReduceOp::Prod => 1.0,
+            ReduceOp::Max => f32::NEG_INFINITY,
+        }
+    }
+
+    /// Fold one value into the accumulator.
+    #[inline]
+    pub fn combine(self, acc: f32, x: f32) -> f32 {
+        match self {
+            ReduceOp::Sum => acc + x,
+            ReduceOp::Prod => acc * x,
+            ReduceOp::Max => ops::max(acc, x),
+        }
+    }
+}
+
+/// Which backend a tensor lives on. Chosen at run time, so one binary can take a flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    /// The CPU, with rayon threads.
+    Cpu,
+    /// Any GPU through WebGPU (wgpu), with WGSL compute shaders; needs the `wgpu` feature.
+    Wgpu,
+    /// An NVIDIA GPU through CUDA (cudarc, NVRTC); needs the `cuda` feature.
+    Cuda,
+}
+
+impl Device {
+    /// Every device, compiled in or not.
+    pub const ALL: [Device; 3] = [Device::Cpu, Device::Wgpu, Device::Cuda];
+
+    /// Lower-case name: `cpu`, `wgpu`, `cuda`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Wgpu => "wgpu",
+            Device::Cuda => "cuda",
+        }
+    }
+
+    /// Parse `cpu`, `wgpu` or `cuda`.
+    pub fn parse(s: &str) -> Result<Device> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "wgpu" | "webgpu" => Ok(Device::Wgpu),
+            "cuda" | "gpu" => Ok(Device::Cuda),
+            other => Err(Error::invalid(
+                "device",
+                format!("unknown device {other:?}; expected cpu, wgpu or cuda"),
+            )),
+        }
+    }
+
+    /// Whether this binary was built with support for the device (it may still have no
+    /// hardware: see [`Device::backend`]).
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Device::Cpu => true,
+            Device::Wgpu => cfg!(feature = "wgpu"),
+            Device::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// The backend of this device, created once per process and shared. Errors say which
+    /// feature to enable, or why the hardware or driver is missing and how to get it.
+    pub fn backend(self) -> Result<Arc<dyn Backend>> {
+        match self {
+            Device::Cpu => Ok(cpu::CpuBackend::global()),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => wgpu::WgpuBackend::global().map(|b| b as Arc<dyn Backend>),
+            #[cfg(not(feature = "wgpu"))]
+            Device::Wgpu => Err(Error::FeatureNotCompiled {
+                device: "wgpu",
+                feature: "wgpu",
+            }),
+            #[cfg(feature = "cuda")]
+            Device::Cuda => cuda::CudaBackend::global().map(|b| b as Arc<dyn Backend>),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda => Err(Error::FeatureNotCompiled {
+                device: "cuda",
+                feature: "cuda",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Device-resident memory of `len` f32 values, owned by one backend. The buffer type is
+/// the backend's own (a `Vec<f32>`, a wgpu buffer, a CUDA slice); a backend gets it back
+/// with [`Storage::downcast`]. Cloning shares the buffer.
+#[derive(Clone)]
+pub struct Storage {
+    buf: Arc<dyn Any + Send + Sync>,
+    len: usize,
+    device: Device,
+}
+
+impl Storage {
+    /// Wrap a backend's buffer of `len` elements.
+    pub fn new<T: Any + Send + Sync>(buf: T, len: usize, device: Device) -> Self {
+        Storage {
+            buf: Arc::new(buf),
+            len,
+            device,
+        }
+    }
+
+    /// Number of f32 elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the storage holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The device the buffer lives on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The backend's buffer, or an error when the storage belongs to another backend.
+    pub fn downcast<T: Any>(&self, backend: &'static str) -> Result<&T> {
+        self.buf.downcast_ref::<T>().ok_or_else(|| {
+            Error::backend(
+                backend,
+                "storage",
+                format!("storage belongs to the {} backend", self.device),
+            )
+        })
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Storage({} x f32 on {})", self.len, self.device)
+    }
+}
+
+/// The tensor-ops interface. Every method reads its inputs through their layouts and
+/// returns a fresh contiguous storage; see the module docs for the exact contract.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Which device this backend drives.
+    fn device(&self) -> Device;
+    /// A one-line description of the hardware (CPU model and threads, GPU adapter).
+    fn describe(&self) -> String;
+    /// A storage of `len` copies of `value`.
+    fn full(&self, len: usize, value: f32) -> Result<Storage>;
+    /// Copy host data to the device.
+    fn upload(&self, data: &[f32]) -> Result<Storage>;
+    /// Copy a whole storage back to the host (waits for pending work).
+    fn download(&self, x: &Storage) -> Result<Vec<f32>>;
+    /// `op` on every element of `x`: contiguous result of `layout.shape()`.
+    fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage>;
+    /// `op` on element pairs of `a` and `b`, whose layouts have the same shape.
+    fn zip(&self, op: BinaryOp, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage>;
+    /// Reduce dimension `dim` of `x` with `op`; the result keeps `dim` with size 1.
+    fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage>;
+    /// Batched matrix product `[..batch, n, k] @ [..batch, k, m]` (same batch shapes).
+    fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage>;
+    /// A contiguous copy of the elements `layout` addresses.
+    fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage>;
+    /// Wait until all submitted work has finished (for timing; downloads wait anyway).
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// Contract checks every backend runs before launching work, so a misuse of the trait is
+/// an error, not an out-of-bounds read on a device.
+pub mod check {
+    use super::*;
+
+    /// The highest storage position a layout addresses, plus one (0 when empty).
+    pub fn extent(l: &Layout) -> usize {
+        if l.size() == 0 {
+            return 0;
+        }
+        l.offset()
+            + l.shape()
+                .iter()
+                .zip(l.strides())
+                .map(|(d, s)| (d - 1) * s)
+                .sum::<usize>()
+            + 1
+    }
+
+    /// `layout` addresses only positions inside `x`.
+    pub fn fits(op: &'static str, x: &Storage, l: &Layout) -> Result<()> {
+        if extent(l) > x.len() {
+            return Err(Error::shape(
+                op,
+                &[l.shape()],
+                format!(
+                    "layout (strides {:?}, offset {}) reaches past the storage of {} elements",
+                    l.strides(),
+                    l.offset(),
+                    x.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Inputs of `zip`.
+    pub fn zip(a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<()> {
+        if al.shape() != bl.shape() {
+            return Err(Error::shape(
+                "zip",
+                &[al.shape(), bl.shape()],
+                "backend zip needs layouts of one shape; broadcast them first",
+            ));
+        }
+        fits("zip", a, al)?;
+        fits("zip", b, bl)
+    }
+
+    /// Inputs of `reduce`.
+    pub fn reduce(x: &Storage, l: &Layout, dim: usize) -> Result<()> {
+        if dim >= l.dims() {
+            return Err(Error::shape(
+                "reduce",
+                &[l.shape()],
+                format!("dimension {dim} out of range for {} dimensions", l.dims()),
+            ));
+        }
+        fits("reduce", x, l)
+    }
+
+    /// Inputs of `matmul`; returns `(batch, n, k, m)`.
+    pub fn matmul(
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+    ) -> Result<(usize, usize, usize, usize)> {
+        let (sa, sb) = (al.shape(), bl.shape());
+        let err = |msg: &str| Error::shape("matmul", &[sa, sb], msg.to_string());
+        if sa.len() < 2 || sa.len() != sb.len() {
+            return Err(err("backend matmul needs two layouts of equal rank >= 2"));
+        }
+        let r = sa.len();
+        if sa[..r - 2] != sb[..r - 2] {
+            return Err(err("batch dimensions differ; broadcast them first"));
+        }
+        if sa[r - 1] != sb[r - 2] {
+            return Err(err("inner dimensions differ"));
+        }
+        fits("matmul", a, al)?;
+        fits("matmul", b, bl)?;
+        let batch = sa[..r - 2].iter().product();
+        Ok((batch, sa[r - 2], sa[r - 1], sb[r - 1]))
+    }
+}

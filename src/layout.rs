@@ -1,0 +1,317 @@
+//! Tensor data layout (MiniTorch's `tensor_data.py`): shape, strides and offset, and the
+//! index arithmetic every backend shares.
+//!
+//! A [`Layout`] says where element `index` of a tensor lives in its storage:
+//! `offset + sum(index[i] * strides[i])`. Broadcast dimensions have stride 0, so a
+//! broadcast input is read in place, never copied.
+
+use crate::error::{Error, Result};
+
+/// Contiguous (row-major) strides for `shape`: the last dimension has stride 1.
+pub fn strides_from_shape(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut acc = 1;
+    for (s, d) in strides.iter_mut().zip(shape).rev() {
+        *s = acc;
+        acc *= d;
+    }
+    strides
+}
+
+/// Number of elements of `shape` (1 for a 0-d shape).
+pub fn shape_size(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Storage position of `index` under `strides` (without offset).
+#[inline]
+pub fn index_to_position(index: &[usize], strides: &[usize]) -> usize {
+    index.iter().zip(strides).map(|(i, s)| i * s).sum()
+}
+
+/// Fill `out_index` with the multi-index of `ordinal` in a contiguous enumeration of
+/// `shape` (the last dimension moves fastest). Enumerating `0..size` visits every index
+/// once.
+#[inline]
+pub fn to_index(mut ordinal: usize, shape: &[usize], out_index: &mut [usize]) {
+    for (o, &d) in out_index.iter_mut().zip(shape).rev() {
+        if d == 0 {
+            *o = 0;
+            continue;
+        }
+        *o = ordinal % d;
+        ordinal /= d;
+    }
+}
+
+/// Map `big_index` of the broadcast shape `big_shape` to the index of the smaller
+/// `shape` it was broadcast from: dimensions of size 1 read index 0, and missing leading
+/// dimensions are dropped.
+#[inline]
+pub fn broadcast_index(big_index: &[usize], big_shape: &[usize], shape: &[usize], out: &mut [usize]) {
+    let extra = big_shape.len() - shape.len();
+    for (i, (o, &d)) in out.iter_mut().zip(shape).enumerate() {
+        *o = if d == 1 { 0 } else { big_index[extra + i] };
+    }
+}
+
+/// The shape both `a` and `b` broadcast to (NumPy rules: align the right ends; each pair
+/// of dimensions must be equal or one of them 1).
+pub fn shape_broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for (i, o) in out.iter_mut().enumerate() {
+        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        *o = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(Error::shape(
+                "broadcast",
+                &[a, b],
+                format!("dimension {i} of the result: {da} vs {db}, neither is 1"),
+            ));
+        };
+    }
+    Ok(out)
+}
+
+/// Shape, strides and offset of a tensor's view into its storage.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Layout {
+    shape: Vec<usize>,
+    strides: Vec<usize>,
+    offset: usize,
+}
+
+impl Layout {
+    /// A contiguous layout of `shape` at offset 0.
+    pub fn contiguous(shape: &[usize]) -> Self {
+        Layout {
+            strides: strides_from_shape(shape),
+            shape: shape.to_vec(),
+            offset: 0,
+        }
+    }
+
+    /// A layout from its parts; checked that strides match the shape's rank.
+    pub fn new(shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Result<Self> {
+        if shape.len() != strides.len() {
+            return Err(Error::shape(
+                "layout",
+                &[&shape, &strides],
+                "shape and strides have different lengths",
+            ));
+        }
+        Ok(Layout {
+            shape,
+            strides,
+            offset,
+        })
+    }
+
+    /// The dimensions.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// The stride of each dimension, in elements.
+    pub fn strides(&self) -> &[usize] {
+        &self.strides
+    }
+    /// Position of element `(0, ..., 0)` in the storage.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+    /// Number of dimensions.
+    pub fn dims(&self) -> usize {
+        self.shape.len()
+    }
+    /// Number of elements.
+    pub fn size(&self) -> usize {
+        shape_size(&self.shape)
+    }
+
+    /// True when the elements lie in row-major order with no gaps, so that ordinal `i`
+    /// lives at `offset + i`. Dimensions of size 1 may have any stride.
+    pub fn is_contiguous(&self) -> bool {
+        let mut expected = 1;
+        for (&d, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if d != 1 && s != expected {
+                return false;
+            }
+            expected *= d;
+        }
+        true
+    }
+
+    /// Storage position of `index` (unchecked; see [`Layout::checked_position`]).
+    #[inline]
+    pub fn position(&self, index: &[usize]) -> usize {
+        self.offset + index_to_position(index, &self.strides)
+    }
+
+    /// Storage position of `index`, with errors for a wrong number of indices, a negative
+    /// index or one out of range.
+    pub fn checked_position(&self, index: &[isize]) -> Result<usize> {
+        let err = |msg: String| Error::Index {
+            op: "index",
+            index: index.to_vec(),
+            shape: crate::error::Shapes(vec![self.shape.clone()]),
+            msg,
+        };
+        if index.len() != self.shape.len() {
+            return Err(err(format!(
+                "expected {} indices, got {}",
+                self.shape.len(),
+                index.len()
+            )));
+        }
+        let mut pos = self.offset;
+        for (k, (&i, (&d, &s))) in index.iter().zip(self.shape.iter().zip(&self.strides)).enumerate() {
+            if i < 0 {
+                return Err(err(format!("negative index {i} in dimension {k} is not supported")));
+            }
+            if i as usize >= d {
+                return Err(err(format!("index {i} out of range for dimension {k} of size {d}")));
+            }
+            pos += i as usize * s;
+        }
+        Ok(pos)
+    }
+
+    /// The layout with dimensions reordered: dimension `i` of the result is dimension
+    /// `order[i]` of `self`. `order` must be a permutation of `0..dims`.
+    pub fn permute(&self, order: &[usize]) -> Result<Layout> {
+        let n = self.dims();
+        let mut seen = vec![false; n];
+        let valid = order.len() == n
+            && order.iter().all(|&o| o < n && !std::mem::replace(&mut seen[o], true));
+        if !valid {
+            return Err(Error::shape(
+                "permute",
+                &[&self.shape, order],
+                format!("order must be a permutation of 0..{n}"),
+            ));
+        }
+        Ok(Layout {
+            shape: order.iter().map(|&o| self.shape[o]).collect(),
+            strides: order.iter().map(|&o| self.strides[o]).collect(),
+            offset: self.offset,
+        })
+    }
+
+    /// The same elements seen with another shape of the same size. Like MiniTorch, only
+    /// contiguous layouts can be viewed; call `contiguous()` first otherwise.
+    pub fn view(&self, shape: &[usize]) -> Result<Layout> {
+        if shape_size(shape) != self.size() {
+            return Err(Error::shape(
+                "view",
+                &[&self.shape, shape],
+                format!("element counts differ ({} vs {})", self.size(), shape_size(shape)),
+            ));
+        }
+        if !self.is_contiguous() {
+            return Err(Error::shape(
+                "view",
+                &[&self.shape, shape],
+                "the tensor is not contiguous; call contiguous() first",
+            ));
+        }
+        Ok(Layout {
+            shape: shape.to_vec(),
+            strides: strides_from_shape(shape),
+            offset: self.offset,
+        })
+    }
+
+    /// The layout that reads `self` as if it had the (larger) shape `shape`: new leading
+    /// dimensions and dimensions of size 1 get stride 0. This is how broadcast inputs are
+    /// handed to kernels, so no kernel needs its own broadcasting logic.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Layout> {
+        let err = || {
+            Error::shape(
+                "broadcast",
+                &[&self.shape, shape],
+                "cannot broadcast the first shape to the second",
+            )
+        };
+        if shape.len() < self.dims() {
+            return Err(err());
+        }
+        let extra = shape.len() - self.dims();
+        let mut strides = vec![0; shape.len()];
+        for (i, &d) in shape.iter().enumerate() {
+            if i < extra {
+                continue;
+            }
+            let own = self.shape[i - extra];
+            if own == d {
+                strides[i] = self.strides[i - extra];
+            } else if own != 1 {
+                return Err(err());
+            }
+        }
+        Ok(Layout {
+            shape: shape.to_vec(),
+            strides,
+            offset: self.offset,
+        })
+    }
+
+    /// The layout with dimension `dim` removed from iteration: same shape except
+    /// `dim` set to 1 (the shape of a reduction's result).
+    pub fn reduced_shape(&self, dim: usize) -> Vec<usize> {
+        let mut s = self.shape.clone();
+        if dim < s.len() {
+            s[dim] = 1;
+        }
+        s
+    }
+}
+
+/// Walks the storage positions of a layout in row-major order without recomputing the
+/// whole position per element (an odometer over the index). No allocation per element.
+#[derive(Clone, Debug)]
+pub struct StridedCursor<'a> {
+    shape: &'a [usize],
+    strides: &'a [usize],
+    index: Vec<usize>,
+    pos: usize,
+}
+
+impl<'a> StridedCursor<'a> {
+    /// A cursor at row-major ordinal `start` of `layout`.
+    pub fn new(layout: &'a Layout, start: usize) -> Self {
+        let mut index = vec![0; layout.dims()];
+        to_index(start, layout.shape(), &mut index);
+        let pos = layout.position(&index);
+        StridedCursor {
+            shape: layout.shape(),
+            strides: layout.strides(),
+            index,
+            pos,
+        }
+    }
+
+    /// The storage position of the current element.
+    #[inline]
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Move to the next element in row-major order.
+    #[inline]
+    pub fn advance(&mut self) {
+        for d in (0..self.index.len()).rev() {
+            self.index[d] += 1;
+            self.pos += self.strides[d];
+            if self.index[d] < self.shape[d] {
+                return;
+            }
+            self.pos -= self.strides[d] * self.index[d];
+            self.index[d] = 0;
+        }
+    }
+}
