@@ -21,11 +21,15 @@
 
 pub mod autodiff;
 pub mod backend;
+pub mod datasets;
 pub mod error;
 pub mod layout;
+pub mod nn;
 pub mod operators;
+pub mod optim;
 pub mod scalar;
 pub mod tensor;
+pub mod train;
 
 pub use backend::{Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
 pub use error::{Error, Result};

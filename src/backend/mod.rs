@@ -336,6 +336,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn device(&self) -> Device;
     /// A one-line description of the hardware (CPU model and threads, GPU adapter).
     fn describe(&self) -> String;
+    /// True when the device is a software emulation of a GPU (lavapipe, llvmpipe): it
+    /// works, but the CPU backend is faster, so automatic selection passes it over.
+    fn is_emulated(&self) -> bool {
+        false
+    }
     /// A storage of `len` copies of `value`.
     fn full(&self, len: usize, value: f32) -> Result<Storage>;
     /// Copy host data to the device.

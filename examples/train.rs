@@ -1,0 +1,205 @@
+//! Train the course's network on one of the six datasets (MiniTorch's
+//! `run_fast_tensor.py`, task 3.5).
+//!
+//! ```text
+//! cargo run --release --example train                                  # CPU
+//! cargo run --example train --features wgpu -- --backend wgpu           # WebGPU
+//! cargo run --example train --features cuda                             # CUDA when there is a GPU
+//! ```
+
+mod common;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use common::{describe_choice, plot_svg, select_device, BackendChoice};
+use indicatif::{ProgressBar, ProgressStyle};
+use minitorch::datasets::DatasetKind;
+use minitorch::nn::{load_safetensors, save_safetensors};
+use minitorch::train::{self, LossKind, TrainConfig, Trainer};
+use minitorch::Result;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Engine {
+    /// Tensors with autodiff on the chosen backend (run_fast_tensor).
+    Tensor,
+    /// The module 1 Scalar autodiff, one number at a time (run_scalar), on the CPU.
+    Scalar,
+}
+
+/// Train Linear(2,H)-relu-Linear(H,H)-relu-Linear(H,1)-sigmoid with SGD on a 2-D dataset.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Backend: auto takes cuda, then wgpu, then cpu (the best compiled in with a device).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Dataset: simple, diag, split, xor, circle or spiral.
+    #[arg(long, default_value = "simple")]
+    dataset: String,
+    /// Hidden units per hidden layer.
+    #[arg(long, default_value_t = 100)]
+    hidden: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f32,
+    /// Number of epochs.
+    #[arg(long, default_value_t = 500)]
+    epochs: usize,
+    /// Number of points.
+    #[arg(long, default_value_t = 50)]
+    points: usize,
+    /// Points per batch.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+    /// Seed of data, weights and shuffles.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print one line every this many epochs.
+    #[arg(long, default_value_t = 10)]
+    log_every: usize,
+    /// Autodiff engine.
+    #[arg(long, value_enum, default_value_t = Engine::Tensor)]
+    engine: Engine,
+    /// Use the course's exact loss -log(p) instead of -log(p + 1e-6) (NaN on wide networks).
+    #[arg(long)]
+    exact_loss: bool,
+    /// Write the decision boundary and loss curve to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Save the trained parameters to this safetensors file.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Load parameters from this safetensors file before training.
+    #[arg(long)]
+    load: Option<PathBuf>,
+}
+
+fn fmt_ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let dataset = DatasetKind::parse(&args.dataset)?;
+    let (device, why) = match args.engine {
+        Engine::Tensor => select_device(args.backend)?,
+        Engine::Scalar => (minitorch::Device::Cpu, Vec::new()),
+    };
+    let config = TrainConfig {
+        dataset,
+        points: args.points,
+        hidden: args.hidden,
+        lr: args.lr,
+        epochs: args.epochs,
+        batch: args.batch,
+        seed: args.seed,
+        loss: if args.exact_loss { LossKind::Exact } else { LossKind::Guarded },
+        device,
+    };
+    config.validate()?;
+    let engine = match args.engine {
+        Engine::Tensor => "tensor",
+        Engine::Scalar => "scalar",
+    };
+    println!(
+        "minitorch train: {} | engine {engine} | dataset {dataset}, {} points, hidden {}, lr {}, batch {}, {} epochs, seed {}",
+        describe_choice(device, &why)?,
+        config.points,
+        config.hidden,
+        config.lr,
+        config.batch,
+        config.epochs,
+        config.seed
+    );
+
+    let bar = if std::io::stdout().is_terminal() && config.epochs > 0 {
+        let b = ProgressBar::new(config.epochs as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} epochs [{elapsed_precise}] {msg}")
+                .expect("valid template"),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let log = |l: &train::EpochLog| {
+        let line = format!(
+            "Epoch {} | loss {:.6} | correct {}/{} | time per epoch {}",
+            l.epoch,
+            l.loss,
+            l.correct,
+            l.total,
+            fmt_ms(l.mean_epoch)
+        );
+        match &bar {
+            Some(b) => {
+                b.println(line);
+                b.set_position(l.epoch as u64);
+            }
+            None => println!("{line}"),
+        }
+    };
+
+    let summary = match args.engine {
+        Engine::Tensor => {
+            let mut trainer = Trainer::new(config.clone())?;
+            if let Some(path) = &args.load {
+                load_safetensors(&trainer.model, path)?;
+                println!("loaded parameters from {}", path.display());
+            }
+            let summary = train::run(&mut trainer, args.log_every, log)?;
+            if let Some(path) = &args.save {
+                save_safetensors(&trainer.model, path)?;
+                println!("saved parameters to {}", path.display());
+            }
+            if let Some(path) = &args.plot {
+                let title = format!("{dataset}, hidden {} ({device})", config.hidden);
+                plot_svg(path, &title, &trainer.data, |p| trainer.predict(p), &summary.losses)?;
+                println!("wrote {}", path.display());
+            }
+            summary
+        }
+        Engine::Scalar => {
+            if args.load.is_some() || args.save.is_some() {
+                return Err(minitorch::Error::invalid(
+                    "train",
+                    "--load and --save work with the tensor engine only",
+                ));
+            }
+            let mut trainer = minitorch::train::ScalarTrainer::new(config.clone())?;
+            let summary = train::run(&mut trainer, args.log_every, log)?;
+            if let Some(path) = &args.plot {
+                let title = format!("{dataset}, hidden {} (scalar engine)", config.hidden);
+                plot_svg(path, &title, &trainer.data, |p| Ok(trainer.predict(p)), &summary.losses)?;
+                println!("wrote {}", path.display());
+            }
+            summary
+        }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    println!(
+        "Done: final loss {:.6} | correct {}/{} ({:.1}%) | median time per epoch {} (all but the first) | total {:.2} s",
+        summary.final_loss,
+        summary.correct,
+        summary.total,
+        100.0 * summary.correct as f64 / summary.total as f64,
+        fmt_ms(summary.median_epoch()),
+        summary.total_time.as_secs_f64()
+    );
+    Ok(())
+}

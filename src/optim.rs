@@ -1,0 +1,76 @@
+//! Optimisers (MiniTorch's `optim.py`): stochastic gradient descent with optional
+//! momentum and weight decay.
+
+use crate::error::Result;
+use crate::nn::Parameter;
+use crate::tensor::{no_grad, Tensor};
+
+/// Stochastic gradient descent: `p <- p - lr * (g + weight_decay * p)`, with heavy-ball
+/// momentum `v <- momentum * v + g` when momentum is non-zero.
+pub struct Sgd {
+    params: Vec<Parameter>,
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    velocity: Vec<Option<Tensor>>,
+}
+
+impl Sgd {
+    /// Plain SGD over `params` with learning rate `lr`.
+    pub fn new(params: Vec<Parameter>, lr: f32) -> Sgd {
+        let n = params.len();
+        Sgd {
+            params,
+            lr,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            velocity: vec![None; n],
+        }
+    }
+
+    /// Use heavy-ball momentum (0 disables it).
+    pub fn with_momentum(mut self, momentum: f32) -> Sgd {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Add `weight_decay * p` to every gradient (L2 regularisation).
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Sgd {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    /// Forget every parameter's gradient.
+    pub fn zero_grad(&self) {
+        self.params.iter().for_each(Parameter::zero_grad);
+    }
+
+    /// Update every parameter that has a gradient.
+    pub fn step(&mut self) -> Result<()> {
+        no_grad(|| {
+            for (p, v) in self.params.iter().zip(self.velocity.iter_mut()) {
+                let value = p.value();
+                let Some(mut g) = value.grad() else {
+                    continue;
+                };
+                if self.weight_decay != 0.0 {
+                    g = g.add(&value.mul_scalar(self.weight_decay)?)?;
+                }
+                if self.momentum != 0.0 {
+                    g = match v.take() {
+                        Some(prev) => prev.mul_scalar(self.momentum)?.add(&g)?,
+                        None => g,
+                    };
+                    *v = Some(g.clone());
+                }
+                p.update(value.sub(&g.mul_scalar(self.lr)?)?);
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,462 @@
+//! The course's training loop (`run_fast_tensor.py`, task 3.5) as a library, so the
+//! `train` and `report` examples, the tests and the benchmarks all run the same code.
+//!
+//! Per epoch: shuffle the points, then for each batch of `batch` points:
+//! `out = model(X).view(n)`, `prob = out * y + (out - 1) * (y - 1)`, `loss = -log(prob)`,
+//! backward of `sum(loss / n)`, one SGD step. The epoch's loss is the sum over its batches
+//! (the course printed only the last batch's).
+//!
+//! The course's exact `-log(prob)` reaches `log(0)` (NaN gradients) on wide networks, where
+//! a probability saturates at exactly 0 or 1. By default the log is guarded as the course
+//! once did, `-log(prob + 1e-6)`; [`LossKind::Exact`] keeps the exact formula.
+
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::Device;
+use crate::datasets::{DatasetKind, Graph};
+use crate::error::{Error, Result};
+use crate::nn::{Module, Network};
+use crate::optim::Sgd;
+use crate::scalar::Scalar;
+use crate::tensor::{no_grad, Tensor};
+
+/// The constant added to probabilities under the log by [`LossKind::Guarded`].
+pub const LOG_GUARD: f32 = 1e-6;
+
+/// Which loss formula to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// `-log(prob + 1e-6)`: never NaN (the default).
+    Guarded,
+    /// `-log(prob)`, the course's formula: NaN once a probability saturates.
+    Exact,
+}
+
+/// Everything that defines a training run.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// The dataset.
+    pub dataset: DatasetKind,
+    /// Number of points.
+    pub points: usize,
+    /// Hidden units per hidden layer.
+    pub hidden: usize,
+    /// SGD learning rate.
+    pub lr: f32,
+    /// Number of epochs.
+    pub epochs: usize,
+    /// Points per batch.
+    pub batch: usize,
+    /// Seed of the data, the initial weights and the shuffles.
+    pub seed: u64,
+    /// Loss formula.
+    pub loss: LossKind,
+    /// Where the tensors live.
+    pub device: Device,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            dataset: DatasetKind::Simple,
+            points: 50,
+            hidden: 100,
+            lr: 0.05,
+            epochs: 500,
+            batch: 10,
+            seed: 42,
+            loss: LossKind::Guarded,
+            device: Device::Cpu,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check the numbers make sense.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::invalid("train", m.to_string()));
+        if self.points == 0 {
+            return bad("points must be at least 1");
+        }
+        if self.hidden == 0 {
+            return bad("hidden must be at least 1");
+        }
+        if self.batch == 0 {
+            return bad("batch must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("the learning rate must be a positive number");
+        }
+        Ok(())
+    }
+}
+
+/// The state of a tensor-engine training run.
+pub struct Trainer {
+    /// The configuration.
+    pub config: TrainConfig,
+    /// The network.
+    pub model: Network,
+    /// The data.
+    pub data: Graph,
+    optim: Sgd,
+    shuffle_rng: ChaCha8Rng,
+    x_all: Tensor,
+    y_all: Tensor,
+}
+
+/// Initial weights and data come from `seed`; shuffles from a separate stream of it, so
+/// the scalar engine can replay the same order.
+pub fn shuffle_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed)
+}
+
+/// The weight generator for `seed`.
+pub fn weight_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed.wrapping_add(1))
+}
+
+impl Trainer {
+    /// Build the data, network and optimiser for `config`.
+    pub fn new(config: TrainConfig) -> Result<Trainer> {
+        config.validate()?;
+        let data = Graph::new(config.dataset, config.points, config.seed)?;
+        let model = Network::new(config.hidden, &mut weight_rng(config.seed), config.device)?;
+        let optim = Sgd::new(model.parameters(), config.lr);
+        let x_all = Tensor::from_vec(data.x_flat(), &[data.len(), 2], config.device)?;
+        let y_all = Tensor::from_vec(data.y.clone(), &[data.len()], config.device)?;
+        Ok(Trainer {
+            shuffle_rng: shuffle_rng(config.seed),
+            config,
+            model,
+            data,
+            optim,
+            x_all,
+            y_all,
+        })
+    }
+
+    /// The loss of one batch: `-log(prob)` per point (guarded or exact), shape `(n,)`.
+    pub fn batch_loss(out: &Tensor, y: &Tensor, kind: LossKind) -> Result<Tensor> {
+        let prob = out.mul(y)?.add(&out.add_scalar(-1.0)?.mul(&y.add_scalar(-1.0)?)?)?;
+        let prob = match kind {
+            LossKind::Guarded => prob.add_scalar(LOG_GUARD)?,
+            LossKind::Exact => prob,
+        };
+        prob.log()?.neg()
+    }
+
+    /// Train one epoch; returns the sum of the batches' losses.
+    pub fn epoch(&mut self) -> Result<f32> {
+        let n = self.data.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut self.shuffle_rng);
+        let device = self.config.device;
+        let mut total: Option<Tensor> = None;
+        for chunk in order.chunks(self.config.batch) {
+            let xs: Vec<f32> = chunk
+                .iter()
+                .flat_map(|&i| [self.data.x[i][0] as f32, self.data.x[i][1] as f32])
+                .collect();
+            let ys: Vec<f32> = chunk.iter().map(|&i| self.data.y[i]).collect();
+            let b = chunk.len();
+            let x = Tensor::from_vec(xs, &[b, 2], device)?;
+            let y = Tensor::from_vec(ys, &[b], device)?;
+            self.optim.zero_grad();
+            let out = self.model.forward(&x)?.view(&[b])?;
+            let loss = Self::batch_loss(&out, &y, self.config.loss)?;
+            loss.mul_scalar(1.0 / b as f32)?.sum_all()?.backward()?;
+            // Keep the running loss on the device: one download per epoch, not per batch.
+            let batch_sum = no_grad(|| loss.sum_all())?;
+            total = Some(match total {
+                Some(t) => no_grad(|| t.add(&batch_sum))?,
+                None => batch_sum,
+            });
+            self.optim.step()?;
+        }
+        match total {
+            Some(t) => t.item(),
+            None => Ok(0.0),
+        }
+    }
+
+    /// Number of points classified correctly (`out > 0.5` equals the label).
+    pub fn correct(&self) -> Result<usize> {
+        no_grad(|| {
+            let out = self.model.forward(&self.x_all)?.view(&[self.data.len()])?;
+            let half = out.full_like(&[1], 0.5)?;
+            let hits = out.gt(&half)?.eq(&self.y_all)?;
+            Ok(hits.sum_all()?.item()?.round() as usize)
+        })
+    }
+
+    /// Class-1 probabilities at `points`.
+    pub fn predict(&self, points: &[[f64; 2]]) -> Result<Vec<f32>> {
+        no_grad(|| {
+            let flat: Vec<f32> = points.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect();
+            let x = Tensor::from_vec(flat, &[points.len(), 2], self.config.device)?;
+            self.model.forward(&x)?.to_vec()
+        })
+    }
+}
+
+/// What one logging interval reports.
+#[derive(Clone, Debug)]
+pub struct EpochLog {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Sum of this epoch's batch losses.
+    pub loss: f32,
+    /// Points classified correctly after this epoch.
+    pub correct: usize,
+    /// Number of points.
+    pub total: usize,
+    /// Mean time per epoch since the last log.
+    pub mean_epoch: Duration,
+}
+
+/// The outcome of a whole run.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    /// Loss of the last epoch.
+    pub final_loss: f32,
+    /// Correct points after the last epoch.
+    pub correct: usize,
+    /// Number of points.
+    pub total: usize,
+    /// Every epoch's loss.
+    pub losses: Vec<f32>,
+    /// Every epoch's wall time.
+    pub epoch_times: Vec<Duration>,
+    /// Wall time of the whole run.
+    pub total_time: Duration,
+}
+
+impl TrainSummary {
+    /// Median time per epoch over all epochs but the first (which pays for warm-up).
+    pub fn median_epoch(&self) -> Duration {
+        let mut t: Vec<Duration> = self.epoch_times.iter().skip(1).copied().collect();
+        if t.is_empty() {
+            t = self.epoch_times.clone();
+        }
+        if t.is_empty() {
+            return Duration::ZERO;
+        }
+        t.sort();
+        t[t.len() / 2]
+    }
+}
+
+/// What [`run`] needs of an engine: train one epoch, count correct points.
+pub trait Epochs {
+    /// The run's configuration.
+    fn config(&self) -> &TrainConfig;
+    /// Train one epoch; the sum of its batch losses.
+    fn epoch(&mut self) -> Result<f32>;
+    /// Points classified correctly now.
+    fn correct(&self) -> Result<usize>;
+    /// Number of points.
+    fn points(&self) -> usize;
+}
+
+impl Epochs for Trainer {
+    fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    fn epoch(&mut self) -> Result<f32> {
+        Trainer::epoch(self)
+    }
+    fn correct(&self) -> Result<usize> {
+        Trainer::correct(self)
+    }
+    fn points(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Train for the configured epochs, calling `on_log` every `log_every` epochs (and after
+/// the last).
+pub fn run<T: Epochs>(trainer: &mut T, log_every: usize, mut on_log: impl FnMut(&EpochLog)) -> Result<TrainSummary> {
+    let epochs = trainer.config().epochs;
+    let start = Instant::now();
+    let mut losses = Vec::with_capacity(epochs);
+    let mut times = Vec::with_capacity(epochs);
+    let mut since_log = Duration::ZERO;
+    let mut epochs_since_log = 0;
+    let mut correct = 0;
+    for e in 1..=epochs {
+        let t0 = Instant::now();
+        let loss = trainer.epoch()?;
+        let dt = t0.elapsed();
+        losses.push(loss);
+        times.push(dt);
+        since_log += dt;
+        epochs_since_log += 1;
+        if e % log_every.max(1) == 0 || e == epochs {
+            correct = trainer.correct()?;
+            on_log(&EpochLog {
+                epoch: e,
+                loss,
+                correct,
+                total: trainer.points(),
+                mean_epoch: since_log / epochs_since_log as u32,
+            });
+            since_log = Duration::ZERO;
+            epochs_since_log = 0;
+        }
+    }
+    if epochs == 0 {
+        correct = trainer.correct()?;
+    }
+    Ok(TrainSummary {
+        final_loss: losses.last().copied().unwrap_or(0.0),
+        correct,
+        total: trainer.points(),
+        losses,
+        epoch_times: times,
+        total_time: start.elapsed(),
+    })
+}
+
+// ----- the scalar engine (run_scalar) --------------------------------------------------------
+
+/// One layer of scalars: `weights[i][j]` from input i to output j, and `bias[j]`.
+struct ScalarLinear {
+    weights: Vec<Vec<Scalar>>,
+    bias: Vec<Scalar>,
+}
+
+impl ScalarLinear {
+    fn from_linear(l: &crate::nn::Linear) -> Result<ScalarLinear> {
+        let w = l.weights.value();
+        let (rows, cols) = (w.shape()[0], w.shape()[1]);
+        let wv = w.to_vec()?;
+        Ok(ScalarLinear {
+            weights: (0..rows)
+                .map(|i| (0..cols).map(|j| Scalar::new(wv[i * cols + j] as f64)).collect())
+                .collect(),
+            bias: l.bias.value().to_vec()?.into_iter().map(|b| Scalar::new(b as f64)).collect(),
+        })
+    }
+
+    fn forward(&self, x: &[Scalar]) -> Vec<Scalar> {
+        self.bias
+            .iter()
+            .enumerate()
+            .map(|(j, b)| {
+                x.iter()
+                    .zip(&self.weights)
+                    .fold(b.clone(), |acc, (xi, row)| acc.add(xi.mul(&row[j])))
+            })
+            .collect()
+    }
+
+    fn params_mut(&mut self) -> impl Iterator<Item = &mut Scalar> {
+        self.weights.iter_mut().flatten().chain(self.bias.iter_mut())
+    }
+}
+
+/// The same network and loop on the module 1 [`Scalar`] engine (the course's `run_scalar`),
+/// one number at a time on the CPU: a baseline and a cross-check of the tensor engine. It
+/// starts from the tensor network's initial weights and replays its data order, so from
+/// the same seed its first epoch's loss matches the tensor engine's.
+pub struct ScalarTrainer {
+    /// The configuration (`device` is ignored: scalars live on the host).
+    pub config: TrainConfig,
+    /// The data.
+    pub data: Graph,
+    layers: Vec<ScalarLinear>,
+    shuffle_rng: ChaCha8Rng,
+}
+
+impl ScalarTrainer {
+    /// The scalar twin of `Trainer::new(config)`.
+    pub fn new(config: TrainConfig) -> Result<ScalarTrainer> {
+        config.validate()?;
+        let data = Graph::new(config.dataset, config.points, config.seed)?;
+        let net = Network::new(config.hidden, &mut weight_rng(config.seed), Device::Cpu)?;
+        let layers = [&net.layer1, &net.layer2, &net.layer3]
+            .into_iter()
+            .map(ScalarLinear::from_linear)
+            .collect::<Result<_>>()?;
+        Ok(ScalarTrainer {
+            shuffle_rng: shuffle_rng(config.seed),
+            config,
+            data,
+            layers,
+        })
+    }
+
+    /// The class-1 probability of one point.
+    fn forward(&self, p: [f64; 2]) -> Scalar {
+        let mut h = vec![Scalar::constant(p[0]), Scalar::constant(p[1])];
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h);
+            if i + 1 < self.layers.len() {
+                h = h.iter().map(Scalar::relu).collect();
+            }
+        }
+        h[0].sigmoid()
+    }
+
+    /// Class-1 probabilities at `points`.
+    pub fn predict(&self, points: &[[f64; 2]]) -> Vec<f32> {
+        points.iter().map(|&p| self.forward(p).value() as f32).collect()
+    }
+}
+
+impl Epochs for ScalarTrainer {
+    fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    fn epoch(&mut self) -> Result<f32> {
+        let n = self.data.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut self.shuffle_rng);
+        let lr = self.config.lr as f64;
+        let mut total = 0.0;
+        for chunk in order.chunks(self.config.batch) {
+            let scale = 1.0 / chunk.len() as f64;
+            let mut objective = Scalar::constant(0.0);
+            for &i in chunk {
+                let out = self.forward(self.data.x[i]);
+                let y = self.data.y[i] as f64;
+                let prob = out.mul(y).add(out.sub(1.0).mul(y - 1.0));
+                let prob = match self.config.loss {
+                    LossKind::Guarded => prob.add(LOG_GUARD as f64),
+                    LossKind::Exact => prob,
+                };
+                let loss = prob.log().neg();
+                total += loss.value();
+                objective = objective.add(loss.mul(scale));
+            }
+            objective.backward()?;
+            for layer in &mut self.layers {
+                for p in layer.params_mut() {
+                    let d = p.derivative().unwrap_or(0.0);
+                    *p = Scalar::new(p.value() - lr * d);
+                }
+            }
+        }
+        Ok(total as f32)
+    }
+
+    fn correct(&self) -> Result<usize> {
+        Ok(self
+            .data
+            .x
+            .iter()
+            .zip(&self.data.y)
+            .filter(|&(&p, &y)| (self.forward(p).value() > 0.5) == (y > 0.5))
+            .count())
+    }
+
+    fn points(&self) -> usize {
+        self.data.len()
+    }
+}
