@@ -106,7 +106,11 @@ fn run(args: Args) -> Result<()> {
         epochs: args.epochs,
         batch: args.batch,
         seed: args.seed,
-        loss: if args.exact_loss { LossKind::Exact } else { LossKind::Guarded },
+        loss: if args.exact_loss {
+            LossKind::Exact
+        } else {
+            LossKind::Guarded
+        },
         device,
     };
     config.validate()?;
@@ -167,7 +171,13 @@ fn run(args: Args) -> Result<()> {
             }
             if let Some(path) = &args.plot {
                 let title = format!("{dataset}, hidden {} ({device})", config.hidden);
-                plot_svg(path, &title, &trainer.data, |p| trainer.predict(p), &summary.losses)?;
+                plot_svg(
+                    path,
+                    &title,
+                    &trainer.data,
+                    |p| trainer.predict(p),
+                    &summary.losses,
+                )?;
                 println!("wrote {}", path.display());
             }
             summary
@@ -183,7 +193,13 @@ fn run(args: Args) -> Result<()> {
             let summary = train::run(&mut trainer, args.log_every, log)?;
             if let Some(path) = &args.plot {
                 let title = format!("{dataset}, hidden {} (scalar engine)", config.hidden);
-                plot_svg(path, &title, &trainer.data, |p| Ok(trainer.predict(p)), &summary.losses)?;
+                plot_svg(
+                    path,
+                    &title,
+                    &trainer.data,
+                    |p| Ok(trainer.predict(p)),
+                    &summary.losses,
+                )?;
                 println!("wrote {}", path.display());
             }
             summary

@@ -65,7 +65,7 @@ impl DatasetKind {
         let b = match self {
             DatasetKind::Simple => x1 < 0.5,
             DatasetKind::Diag => x1 + x2 < 0.5,
-            DatasetKind::Split => x1 < 0.2 || x1 > 0.8,
+            DatasetKind::Split => !(0.2..=0.8).contains(&x1),
             DatasetKind::Xor => (x1 < 0.5 && x2 > 0.5) || (x1 > 0.5 && x2 < 0.5),
             DatasetKind::Circle => (x1 - 0.5).powi(2) + (x2 - 0.5).powi(2) > 0.1,
             DatasetKind::Spiral => return None,
@@ -96,13 +96,18 @@ impl Graph {
     /// points on every machine. Spiral needs an even `n` of at least 2.
     pub fn new(kind: DatasetKind, n: usize, seed: u64) -> Result<Graph> {
         if n == 0 {
-            return Err(Error::invalid("dataset", "the number of points must be at least 1"));
+            return Err(Error::invalid(
+                "dataset",
+                "the number of points must be at least 1",
+            ));
         }
         if kind == DatasetKind::Spiral {
             return spiral(n);
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let x: Vec<[f64; 2]> = (0..n).map(|_| [rng.random::<f64>(), rng.random::<f64>()]).collect();
+        let x: Vec<[f64; 2]> = (0..n)
+            .map(|_| [rng.random::<f64>(), rng.random::<f64>()])
+            .collect();
         let y = x
             .iter()
             .map(|p| kind.label(p[0], p[1]).expect("rule-based dataset"))
@@ -122,7 +127,10 @@ impl Graph {
 
     /// The points as a flat row-major `(n, 2)` f32 buffer.
     pub fn x_flat(&self) -> Vec<f32> {
-        self.x.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect()
+        self.x
+            .iter()
+            .flat_map(|p| [p[0] as f32, p[1] as f32])
+            .collect()
     }
 }
 
@@ -130,7 +138,7 @@ impl Graph {
 /// 5 .. 5 + n/2, the first half at (x(10i/(n/2)) + 0.5, y(10i/(n/2)) + 0.5) labelled 0 and
 /// the second at (y(-10i/(n/2)) + 0.5, x(-10i/(n/2)) + 0.5) labelled 1. Deterministic.
 fn spiral(n: usize) -> Result<Graph> {
-    if n < 2 || n % 2 != 0 {
+    if n < 2 || !n.is_multiple_of(2) {
         return Err(Error::invalid(
             "dataset",
             format!("spiral needs an even number of points (at least 2), got {n}"),
@@ -139,7 +147,9 @@ fn spiral(n: usize) -> Result<Graph> {
     let half = n / 2;
     let fx = |t: f64| t * t.cos() / 20.0;
     let fy = |t: f64| t * t.sin() / 20.0;
-    let ts: Vec<f64> = (5..5 + half).map(|i| 10.0 * i as f64 / half as f64).collect();
+    let ts: Vec<f64> = (5..5 + half)
+        .map(|i| 10.0 * i as f64 / half as f64)
+        .collect();
     let mut x: Vec<[f64; 2]> = ts.iter().map(|&t| [fx(t) + 0.5, fy(t) + 0.5]).collect();
     x.extend(ts.iter().map(|&t| [fy(-t) + 0.5, fx(-t) + 0.5]));
     let mut y = vec![0.0; half];

@@ -48,7 +48,12 @@ pub fn to_index(mut ordinal: usize, shape: &[usize], out_index: &mut [usize]) {
 /// `shape` it was broadcast from: dimensions of size 1 read index 0, and missing leading
 /// dimensions are dropped.
 #[inline]
-pub fn broadcast_index(big_index: &[usize], big_shape: &[usize], shape: &[usize], out: &mut [usize]) {
+pub fn broadcast_index(
+    big_index: &[usize],
+    big_shape: &[usize],
+    shape: &[usize],
+    out: &mut [usize],
+) {
     let extra = big_shape.len() - shape.len();
     for (i, (o, &d)) in out.iter_mut().zip(shape).enumerate() {
         *o = if d == 1 { 0 } else { big_index[extra + i] };
@@ -61,8 +66,16 @@ pub fn shape_broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for (i, o) in out.iter_mut().enumerate() {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         *o = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -169,12 +182,20 @@ impl Layout {
             )));
         }
         let mut pos = self.offset;
-        for (k, (&i, (&d, &s))) in index.iter().zip(self.shape.iter().zip(&self.strides)).enumerate() {
+        for (k, (&i, (&d, &s))) in index
+            .iter()
+            .zip(self.shape.iter().zip(&self.strides))
+            .enumerate()
+        {
             if i < 0 {
-                return Err(err(format!("negative index {i} in dimension {k} is not supported")));
+                return Err(err(format!(
+                    "negative index {i} in dimension {k} is not supported"
+                )));
             }
             if i as usize >= d {
-                return Err(err(format!("index {i} out of range for dimension {k} of size {d}")));
+                return Err(err(format!(
+                    "index {i} out of range for dimension {k} of size {d}"
+                )));
             }
             pos += i as usize * s;
         }
@@ -187,7 +208,9 @@ impl Layout {
         let n = self.dims();
         let mut seen = vec![false; n];
         let valid = order.len() == n
-            && order.iter().all(|&o| o < n && !std::mem::replace(&mut seen[o], true));
+            && order
+                .iter()
+                .all(|&o| o < n && !std::mem::replace(&mut seen[o], true));
         if !valid {
             return Err(Error::shape(
                 "permute",
@@ -209,7 +232,11 @@ impl Layout {
             return Err(Error::shape(
                 "view",
                 &[&self.shape, shape],
-                format!("element counts differ ({} vs {})", self.size(), shape_size(shape)),
+                format!(
+                    "element counts differ ({} vs {})",
+                    self.size(),
+                    shape_size(shape)
+                ),
             ));
         }
         if !self.is_contiguous() {

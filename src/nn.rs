@@ -94,7 +94,10 @@ pub trait Module {
     }
     /// Every parameter of the tree.
     fn parameters(&self) -> Vec<Parameter> {
-        self.named_parameters().into_iter().map(|(_, p)| p).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
     }
     /// True in training mode.
     fn is_training(&self) -> bool {
@@ -124,8 +127,15 @@ pub struct Linear {
 
 impl Linear {
     /// A layer from `in_size` to `out_size` features, weights drawn from `rng`.
-    pub fn new(in_size: usize, out_size: usize, rng: &mut impl Rng, device: Device) -> Result<Linear> {
-        let w: Vec<f32> = (0..in_size * out_size).map(|_| rng.random::<f32>() - 0.5).collect();
+    pub fn new(
+        in_size: usize,
+        out_size: usize,
+        rng: &mut impl Rng,
+        device: Device,
+    ) -> Result<Linear> {
+        let w: Vec<f32> = (0..in_size * out_size)
+            .map(|_| rng.random::<f32>() - 0.5)
+            .collect();
         Ok(Linear {
             weights: Parameter::new(Tensor::from_vec(w, &[in_size, out_size], device)?),
             bias: Parameter::new(Tensor::full(&[out_size], 0.1, device)?),
@@ -238,7 +248,10 @@ pub fn load_safetensors(module: &dyn Module, path: impl AsRef<Path>) -> Result<(
     let mut found: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
-            return Err(io(format!("tensor {name} has dtype {:?}, expected F32", view.dtype())));
+            return Err(io(format!(
+                "tensor {name} has dtype {:?}, expected F32",
+                view.dtype()
+            )));
         }
         let data = view
             .data()

@@ -142,7 +142,9 @@ impl Trainer {
 
     /// The loss of one batch: `-log(prob)` per point (guarded or exact), shape `(n,)`.
     pub fn batch_loss(out: &Tensor, y: &Tensor, kind: LossKind) -> Result<Tensor> {
-        let prob = out.mul(y)?.add(&out.add_scalar(-1.0)?.mul(&y.add_scalar(-1.0)?)?)?;
+        let prob = out
+            .mul(y)?
+            .add(&out.add_scalar(-1.0)?.mul(&y.add_scalar(-1.0)?)?)?;
         let prob = match kind {
             LossKind::Guarded => prob.add_scalar(LOG_GUARD)?,
             LossKind::Exact => prob,
@@ -197,7 +199,10 @@ impl Trainer {
     /// Class-1 probabilities at `points`.
     pub fn predict(&self, points: &[[f64; 2]]) -> Result<Vec<f32>> {
         no_grad(|| {
-            let flat: Vec<f32> = points.iter().flat_map(|p| [p[0] as f32, p[1] as f32]).collect();
+            let flat: Vec<f32> = points
+                .iter()
+                .flat_map(|p| [p[0] as f32, p[1] as f32])
+                .collect();
             let x = Tensor::from_vec(flat, &[points.len(), 2], self.config.device)?;
             self.model.forward(&x)?.to_vec()
         })
@@ -280,7 +285,11 @@ impl Epochs for Trainer {
 
 /// Train for the configured epochs, calling `on_log` every `log_every` epochs (and after
 /// the last).
-pub fn run<T: Epochs>(trainer: &mut T, log_every: usize, mut on_log: impl FnMut(&EpochLog)) -> Result<TrainSummary> {
+pub fn run<T: Epochs>(
+    trainer: &mut T,
+    log_every: usize,
+    mut on_log: impl FnMut(&EpochLog),
+) -> Result<TrainSummary> {
     let epochs = trainer.config().epochs;
     let start = Instant::now();
     let mut losses = Vec::with_capacity(epochs);
@@ -337,9 +346,19 @@ impl ScalarLinear {
         let wv = w.to_vec()?;
         Ok(ScalarLinear {
             weights: (0..rows)
-                .map(|i| (0..cols).map(|j| Scalar::new(wv[i * cols + j] as f64)).collect())
+                .map(|i| {
+                    (0..cols)
+                        .map(|j| Scalar::new(wv[i * cols + j] as f64))
+                        .collect()
+                })
                 .collect(),
-            bias: l.bias.value().to_vec()?.into_iter().map(|b| Scalar::new(b as f64)).collect(),
+            bias: l
+                .bias
+                .value()
+                .to_vec()?
+                .into_iter()
+                .map(|b| Scalar::new(b as f64))
+                .collect(),
         })
     }
 
@@ -356,7 +375,10 @@ impl ScalarLinear {
     }
 
     fn params_mut(&mut self) -> impl Iterator<Item = &mut Scalar> {
-        self.weights.iter_mut().flatten().chain(self.bias.iter_mut())
+        self.weights
+            .iter_mut()
+            .flatten()
+            .chain(self.bias.iter_mut())
     }
 }
 
@@ -405,7 +427,10 @@ impl ScalarTrainer {
 
     /// Class-1 probabilities at `points`.
     pub fn predict(&self, points: &[[f64; 2]]) -> Vec<f32> {
-        points.iter().map(|&p| self.forward(p).value() as f32).collect()
+        points
+            .iter()
+            .map(|&p| self.forward(p).value() as f32)
+            .collect()
     }
 }
 

@@ -45,7 +45,10 @@ pub fn select_device(choice: BackendChoice) -> Result<(Device, Vec<String>)> {
                 }
             }
             if why.is_empty() {
-                why.push("no GPU backend compiled in (build with --features cuda or --features wgpu)".into());
+                why.push(
+                    "no GPU backend compiled in (build with --features cuda or --features wgpu)"
+                        .into(),
+                );
             }
             Ok((Device::Cpu, why))
         }
@@ -83,7 +86,10 @@ pub fn plot_svg(
     let cells: Vec<[f64; 2]> = (0..GRID * GRID)
         .map(|i| {
             let (r, c) = (i / GRID, i % GRID);
-            [(c as f64 + 0.5) / GRID as f64, (r as f64 + 0.5) / GRID as f64]
+            [
+                (c as f64 + 0.5) / GRID as f64,
+                (r as f64 + 0.5) / GRID as f64,
+            ]
         })
         .collect();
     let probs = predict(&cells)?;
@@ -103,7 +109,11 @@ pub fn plot_svg(
         .y_label_area_size(40)
         .build_cartesian_2d(0.0..1.0f64, 0.0..1.0f64)
         .map_err(|e| plot_err(path, e))?;
-    chart.configure_mesh().disable_mesh().draw().map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
     let step = 1.0 / GRID as f64;
     chart
         .draw_series(cells.iter().zip(&probs).map(|(c, &p)| {
@@ -115,7 +125,10 @@ pub fn plot_svg(
                 (255.0 * (1.0 - 0.45 * p)) as u8,
             );
             Rectangle::new(
-                [(c[0] - step / 2.0, c[1] - step / 2.0), (c[0] + step / 2.0, c[1] + step / 2.0)],
+                [
+                    (c[0] - step / 2.0, c[1] - step / 2.0),
+                    (c[0] + step / 2.0, c[1] + step / 2.0),
+                ],
                 color.filled(),
             )
         }))
@@ -127,7 +140,12 @@ pub fn plot_svg(
         }))
         .map_err(|e| plot_err(path, e))?;
     if let Some(right) = right {
-        let max = losses.iter().copied().filter(|l| l.is_finite()).fold(0.0f32, f32::max).max(1e-6);
+        let max = losses
+            .iter()
+            .copied()
+            .filter(|l| l.is_finite())
+            .fold(0.0f32, f32::max)
+            .max(1e-6);
         let mut lc = ChartBuilder::on(&right)
             .caption("loss per epoch", ("sans-serif", 18))
             .margin(10)
@@ -136,8 +154,11 @@ pub fn plot_svg(
             .build_cartesian_2d(0..losses.len(), 0.0..(max * 1.05))
             .map_err(|e| plot_err(path, e))?;
         lc.configure_mesh().draw().map_err(|e| plot_err(path, e))?;
-        lc.draw_series(LineSeries::new(losses.iter().enumerate().map(|(i, &l)| (i, l)), &BLACK))
-            .map_err(|e| plot_err(path, e))?;
+        lc.draw_series(LineSeries::new(
+            losses.iter().enumerate().map(|(i, &l)| (i, l)),
+            &BLACK,
+        ))
+        .map_err(|e| plot_err(path, e))?;
     }
     root.present().map_err(|e| plot_err(path, e))?;
     Ok(())

@@ -350,7 +350,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// `op` on every element of `x`: contiguous result of `layout.shape()`.
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage>;
     /// `op` on element pairs of `a` and `b`, whose layouts have the same shape.
-    fn zip(&self, op: BinaryOp, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage>;
+    fn zip(
+        &self,
+        op: BinaryOp,
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+    ) -> Result<Storage>;
     /// Reduce dimension `dim` of `x` with `op`; the result keeps `dim` with size 1.
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage>;
     /// Batched matrix product `[..batch, n, k] @ [..batch, k, m]` (same batch shapes).

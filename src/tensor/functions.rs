@@ -34,7 +34,10 @@ fn check_dim(op: &'static str, t: &Tensor, dim: usize) -> Result<()> {
         return Err(Error::shape(
             op,
             &[t.shape()],
-            format!("dimension {dim} out of range for a tensor of {} dimensions", t.dims()),
+            format!(
+                "dimension {dim} out of range for a tensor of {} dimensions",
+                t.dims()
+            ),
         ));
     }
     Ok(())
@@ -98,7 +101,10 @@ impl Function for Zip {
             BinaryOp::Mul => vec![Some(grad.mul(b)?), Some(grad.mul(a)?)],
             // Comparisons are flat almost everywhere: zero gradients, as in MiniTorch.
             BinaryOp::Lt | BinaryOp::Eq => {
-                vec![Some(a.full_like(a.shape(), 0.0)?), Some(b.full_like(b.shape(), 0.0)?)]
+                vec![
+                    Some(a.full_like(a.shape(), 0.0)?),
+                    Some(b.full_like(b.shape(), 0.0)?),
+                ]
             }
             _ => {
                 return Err(Error::Autodiff {
@@ -198,24 +204,46 @@ impl Function for MatMul {
 impl Tensor {
     fn map_op(&self, op: UnaryOp) -> Result<Tensor> {
         let s = self.backend().map(op, self.storage(), self.layout())?;
-        Ok(Tensor::from_op(s, Layout::contiguous(self.shape()), self.backend().clone(), Map(op), &[self]))
+        Ok(Tensor::from_op(
+            s,
+            Layout::contiguous(self.shape()),
+            self.backend().clone(),
+            Map(op),
+            &[self],
+        ))
     }
 
     /// Broadcast both operands to one shape and run `op` on the backend (no history).
-    fn zip_storage(&self, op: BinaryOp, other: &Tensor) -> Result<(crate::backend::Storage, Layout)> {
+    fn zip_storage(
+        &self,
+        op: BinaryOp,
+        other: &Tensor,
+    ) -> Result<(crate::backend::Storage, Layout)> {
         same_device(op.name(), self, other)?;
         let shape = shape_broadcast(self.shape(), other.shape()).map_err(|_| {
-            Error::shape(op.name(), &[self.shape(), other.shape()], "shapes do not broadcast")
+            Error::shape(
+                op.name(),
+                &[self.shape(), other.shape()],
+                "shapes do not broadcast",
+            )
         })?;
         let al = self.layout().broadcast_to(&shape)?;
         let bl = other.layout().broadcast_to(&shape)?;
-        let s = self.backend().zip(op, self.storage(), &al, other.storage(), &bl)?;
+        let s = self
+            .backend()
+            .zip(op, self.storage(), &al, other.storage(), &bl)?;
         Ok((s, Layout::contiguous(&shape)))
     }
 
     fn zip_op(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         let (s, l) = self.zip_storage(op, other)?;
-        Ok(Tensor::from_op(s, l, self.backend().clone(), Zip(op), &[self, other]))
+        Ok(Tensor::from_op(
+            s,
+            l,
+            self.backend().clone(),
+            Zip(op),
+            &[self, other],
+        ))
     }
 
     /// A zip with no history (for backward passes and non-differentiable ops).
@@ -227,8 +255,14 @@ impl Tensor {
     /// A reduction with no history.
     pub(crate) fn reduce_raw(&self, op: ReduceOp, dim: usize) -> Result<Tensor> {
         check_dim(op.name(), self, dim)?;
-        let s = self.backend().reduce(op, self.storage(), self.layout(), dim)?;
-        Ok(Tensor::from_storage(s, Layout::contiguous(&self.layout().reduced_shape(dim)), self.backend().clone()))
+        let s = self
+            .backend()
+            .reduce(op, self.storage(), self.layout(), dim)?;
+        Ok(Tensor::from_storage(
+            s,
+            Layout::contiguous(&self.layout().reduced_shape(dim)),
+            self.backend().clone(),
+        ))
     }
 
     /// -self
@@ -301,7 +335,13 @@ impl Tensor {
     /// Sum over dimension `dim`, kept with size 1 (as MiniTorch does).
     pub fn sum(&self, dim: usize) -> Result<Tensor> {
         let r = self.reduce_raw(ReduceOp::Sum, dim)?;
-        Ok(Tensor::from_op(r.storage().clone(), r.layout().clone(), self.backend().clone(), Sum, &[self]))
+        Ok(Tensor::from_op(
+            r.storage().clone(),
+            r.layout().clone(),
+            self.backend().clone(),
+            Sum,
+            &[self],
+        ))
     }
 
     /// Sum of all elements, shape `(1,)`.
@@ -325,7 +365,13 @@ impl Tensor {
     /// Maximum over dimension `dim`, kept with size 1; the gradient goes to the maxima.
     pub fn max(&self, dim: usize) -> Result<Tensor> {
         let r = self.reduce_raw(ReduceOp::Max, dim)?;
-        Ok(Tensor::from_op(r.storage().clone(), r.layout().clone(), self.backend().clone(), Max(dim), &[self]))
+        Ok(Tensor::from_op(
+            r.storage().clone(),
+            r.layout().clone(),
+            self.backend().clone(),
+            Max(dim),
+            &[self],
+        ))
     }
 
     /// Product over dimension `dim`, kept with size 1 (no gradient).
@@ -336,7 +382,9 @@ impl Tensor {
     /// 1 when every element along `dim` is non-zero, else 0 (no gradient).
     pub fn all_dim(&self, dim: usize) -> Result<Tensor> {
         let zero = self.full_like(&[1], 0.0)?;
-        let any_zero = self.zip_raw(BinaryOp::Eq, &zero)?.reduce_raw(ReduceOp::Max, dim)?;
+        let any_zero = self
+            .zip_raw(BinaryOp::Eq, &zero)?
+            .reduce_raw(ReduceOp::Max, dim)?;
         any_zero.zip_raw(BinaryOp::Eq, &zero)
     }
 
@@ -348,14 +396,24 @@ impl Tensor {
     /// Reorder dimensions: dimension `i` of the result is dimension `order[i]` of self.
     pub fn permute(&self, order: &[usize]) -> Result<Tensor> {
         let l = self.layout().permute(order)?;
-        Ok(Tensor::from_op(self.storage().clone(), l, self.backend().clone(), Permute(order.to_vec()), &[self]))
+        Ok(Tensor::from_op(
+            self.storage().clone(),
+            l,
+            self.backend().clone(),
+            Permute(order.to_vec()),
+            &[self],
+        ))
     }
 
     /// Swap the last two dimensions (a view).
     pub fn transpose(&self) -> Result<Tensor> {
         let n = self.dims();
         if n < 2 {
-            return Err(Error::shape("transpose", &[self.shape()], "needs at least 2 dimensions"));
+            return Err(Error::shape(
+                "transpose",
+                &[self.shape()],
+                "needs at least 2 dimensions",
+            ));
         }
         let mut order: Vec<usize> = (0..n).collect();
         order.swap(n - 2, n - 1);
@@ -365,7 +423,13 @@ impl Tensor {
     /// The same elements with another shape; the tensor must be contiguous.
     pub fn view(&self, shape: &[usize]) -> Result<Tensor> {
         let l = self.layout().view(shape)?;
-        Ok(Tensor::from_op(self.storage().clone(), l, self.backend().clone(), View, &[self]))
+        Ok(Tensor::from_op(
+            self.storage().clone(),
+            l,
+            self.backend().clone(),
+            View,
+            &[self],
+        ))
     }
 
     /// A contiguous tensor with the same elements (self when already contiguous).
@@ -374,13 +438,23 @@ impl Tensor {
             return Ok(self.clone());
         }
         let s = self.backend().copy(self.storage(), self.layout())?;
-        Ok(Tensor::from_op(s, Layout::contiguous(self.shape()), self.backend().clone(), Copy, &[self]))
+        Ok(Tensor::from_op(
+            s,
+            Layout::contiguous(self.shape()),
+            self.backend().clone(),
+            Copy,
+            &[self],
+        ))
     }
 
     /// Read self as `shape` (a broadcast view with stride 0, no copy, no history).
     pub(crate) fn expand(&self, shape: &[usize]) -> Result<Tensor> {
         let l = self.layout().broadcast_to(shape)?;
-        Ok(Tensor::from_storage(self.storage().clone(), l, self.backend().clone()))
+        Ok(Tensor::from_storage(
+            self.storage().clone(),
+            l,
+            self.backend().clone(),
+        ))
     }
 
     /// Sum a broadcast gradient back to `shape` (MiniTorch's `expand` in backward).
@@ -389,7 +463,11 @@ impl Tensor {
             return Ok(self.clone());
         }
         let extra = self.dims().checked_sub(shape.len()).ok_or_else(|| {
-            Error::shape("sum_to_shape", &[self.shape(), shape], "gradient has fewer dimensions than its input")
+            Error::shape(
+                "sum_to_shape",
+                &[self.shape(), shape],
+                "gradient has fewer dimensions than its input",
+            )
         })?;
         let mut g = self.clone();
         for d in 0..self.dims() {
@@ -407,7 +485,11 @@ impl Tensor {
         same_device("matmul", self, other)?;
         let (sa, sb) = (self.shape(), other.shape());
         if sa.len() < 2 || sb.len() < 2 {
-            return Err(Error::shape("matmul", &[sa, sb], "both operands need at least 2 dimensions"));
+            return Err(Error::shape(
+                "matmul",
+                &[sa, sb],
+                "both operands need at least 2 dimensions",
+            ));
         }
         let (n, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
         let (k2, m) = (sb[sb.len() - 2], sb[sb.len() - 1]);
@@ -428,7 +510,15 @@ impl Tensor {
         shape_out.extend([n, m]);
         let al = self.layout().broadcast_to(&shape_a)?;
         let bl = other.layout().broadcast_to(&shape_b)?;
-        let s = self.backend().matmul(self.storage(), &al, other.storage(), &bl)?;
-        Ok(Tensor::from_op(s, Layout::contiguous(&shape_out), self.backend().clone(), MatMul, &[self, other]))
+        let s = self
+            .backend()
+            .matmul(self.storage(), &al, other.storage(), &bl)?;
+        Ok(Tensor::from_op(
+            s,
+            Layout::contiguous(&shape_out),
+            self.backend().clone(),
+            MatMul,
+            &[self, other],
+        ))
     }
 }

@@ -115,12 +115,20 @@ impl Tensor {
             return Err(Error::shape(
                 "from_vec",
                 &[shape],
-                format!("{} values given for {} elements", data.len(), shape_size(shape)),
+                format!(
+                    "{} values given for {} elements",
+                    data.len(),
+                    shape_size(shape)
+                ),
             ));
         }
         let backend = device.backend()?;
         let storage = backend.upload(&data)?;
-        Ok(Tensor::from_storage(storage, Layout::contiguous(shape), backend))
+        Ok(Tensor::from_storage(
+            storage,
+            Layout::contiguous(shape),
+            backend,
+        ))
     }
 
     /// A tensor of `shape` filled with `value`.
@@ -129,9 +137,17 @@ impl Tensor {
         Self::full_on(shape, value, backend)
     }
 
-    pub(crate) fn full_on(shape: &[usize], value: f32, backend: Arc<dyn Backend>) -> Result<Tensor> {
+    pub(crate) fn full_on(
+        shape: &[usize],
+        value: f32,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Tensor> {
         let storage = backend.full(shape_size(shape), value)?;
-        Ok(Tensor::from_storage(storage, Layout::contiguous(shape), backend))
+        Ok(Tensor::from_storage(
+            storage,
+            Layout::contiguous(shape),
+            backend,
+        ))
     }
 
     /// A tensor of zeros.
@@ -153,7 +169,9 @@ impl Tensor {
     /// the same values on every machine and backend.
     pub fn rand(shape: &[usize], seed: u64, device: Device) -> Result<Tensor> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let data = (0..shape_size(shape)).map(|_| rng.random::<f32>()).collect();
+        let data = (0..shape_size(shape))
+            .map(|_| rng.random::<f32>())
+            .collect();
         Self::from_vec(data, shape, device)
     }
 
@@ -280,7 +298,11 @@ impl Tensor {
 
     /// The same data with no history: gradients stop here.
     pub fn detach(&self) -> Tensor {
-        Tensor::from_storage(self.0.storage.clone(), self.0.layout.clone(), self.0.backend.clone())
+        Tensor::from_storage(
+            self.0.storage.clone(),
+            self.0.layout.clone(),
+            self.0.backend.clone(),
+        )
     }
 
     /// Backpropagate from this one-element tensor (d self = 1).
@@ -310,8 +332,7 @@ impl Tensor {
         if !self.needs_grad() {
             return Err(Error::Autodiff {
                 op: "backward",
-                msg: "this tensor does not depend on any tensor that requires a gradient"
-                    .into(),
+                msg: "this tensor does not depend on any tensor that requires a gradient".into(),
             });
         }
         no_grad(|| autodiff::backpropagate(self, grad.detach()))
@@ -374,7 +395,12 @@ impl Variable for Tensor {
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor(shape={:?}, device={}", self.shape(), self.device())?;
+        write!(
+            f,
+            "Tensor(shape={:?}, device={}",
+            self.shape(),
+            self.device()
+        )?;
         if self.size() <= 16 {
             if let Ok(v) = self.to_vec() {
                 write!(f, ", data={v:?}")?;

@@ -21,7 +21,7 @@ pub const KC: usize = 256;
 /// Rows of A per parallel task (a `MC x KC` block of A stays in L2).
 pub const MC: usize = 96;
 /// Below this many multiply-adds a product runs on the calling thread.
-pub const PARALLEL_MIN_FLOPS: usize = 1 << 18;
+pub const PARALLEL_MIN_FLOPS: usize = 1 << 22;
 
 /// One matrix operand: base position and row / column strides.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +49,32 @@ fn batch_base(l: &Layout, z: usize, index: &mut [usize]) -> usize {
             .zip(l.strides())
             .map(|(i, s)| i * s)
             .sum::<usize>()
+}
+
+/// How [`batched`] divides a product among threads, for diagnostics (`parallel_check`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Whether the tasks run on rayon's threads (else all on the calling thread).
+    pub parallel: bool,
+    /// Independent tasks: `batch` times the row blocks of one output matrix.
+    pub tasks: usize,
+    /// Output rows per task ([`MC`]; the last block of a batch may be shorter).
+    pub rows_per_task: usize,
+    /// Blocks of depth [`KC`] each task walks through.
+    pub k_blocks: usize,
+    /// The micro-kernel ([`kernel_name`]).
+    pub kernel: &'static str,
+}
+
+/// The split [`batched`] uses for `[batch, n, k] @ [batch, k, m]` in the current rayon pool.
+pub fn split(batch: usize, n: usize, k: usize, m: usize) -> Split {
+    Split {
+        parallel: batch * n * m * k >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1,
+        tasks: batch * n.div_ceil(MC),
+        rows_per_task: MC.min(n),
+        k_blocks: k.div_ceil(KC),
+        kernel: kernel_name(),
+    }
 }
 
 /// `[..batch, n, k] @ [..batch, k, m]` into a fresh contiguous `[..batch, n, m]`.
@@ -82,7 +108,7 @@ pub fn batched(
             (ma, mb)
         })
         .collect();
-    let parallel = batch * n * m * k >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1;
+    let parallel = split(batch, n, k, m).parallel;
 
     // Pack every batch's B once; tasks share the packed panels read-only.
     let packed_b: Vec<Vec<f32>> = if parallel {
@@ -187,7 +213,8 @@ type Kernel = fn(usize, &[f32], &[f32], &mut [[f32; NR]; MR]);
 fn select_kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             return kernel_avx2_entry;
         }
     }
@@ -198,7 +225,8 @@ fn select_kernel() -> Kernel {
 pub fn kernel_name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             return "avx2+fma 6x16";
         }
     }

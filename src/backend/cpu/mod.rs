@@ -102,7 +102,8 @@ impl CpuBackend {
     /// The plan `reduce` uses: parallel over output positions, serial inner loop.
     pub fn reduce_plan(layout: &Layout, dim: usize) -> Plan {
         let len = layout.shape().get(dim).copied().unwrap_or(1);
-        let n = if len == 0 { layout.shape().iter().enumerate().filter(|&(i, _)| i != dim).map(|(_, d)| d).product() } else { layout.size() / len };
+        // Output positions: the product of the other dimensions (also when len is 0).
+        let n = layout.reduced_shape(dim).iter().product();
         Plan::new(n, len, layout.strides().get(dim) == Some(&1) || len <= 1)
     }
 }
@@ -116,13 +117,34 @@ fn contiguous_slice<'a>(x: &'a [f32], l: &Layout) -> &'a [f32] {
 macro_rules! with_unary {
     ($op:expr, $f:ident => $body:expr) => {
         match $op {
-            UnaryOp::Neg => { let $f = ops::neg::<f32>; $body }
-            UnaryOp::Id => { let $f = ops::id::<f32>; $body }
-            UnaryOp::Inv => { let $f = ops::inv::<f32>; $body }
-            UnaryOp::Relu => { let $f = ops::relu::<f32>; $body }
-            UnaryOp::Sigmoid => { let $f = ops::sigmoid::<f32>; $body }
-            UnaryOp::Log => { let $f = ops::log::<f32>; $body }
-            UnaryOp::Exp => { let $f = ops::exp::<f32>; $body }
+            UnaryOp::Neg => {
+                let $f = ops::neg::<f32>;
+                $body
+            }
+            UnaryOp::Id => {
+                let $f = ops::id::<f32>;
+                $body
+            }
+            UnaryOp::Inv => {
+                let $f = ops::inv::<f32>;
+                $body
+            }
+            UnaryOp::Relu => {
+                let $f = ops::relu::<f32>;
+                $body
+            }
+            UnaryOp::Sigmoid => {
+                let $f = ops::sigmoid::<f32>;
+                $body
+            }
+            UnaryOp::Log => {
+                let $f = ops::log::<f32>;
+                $body
+            }
+            UnaryOp::Exp => {
+                let $f = ops::exp::<f32>;
+                $body
+            }
         }
     };
 }
@@ -130,15 +152,42 @@ macro_rules! with_unary {
 macro_rules! with_binary {
     ($op:expr, $f:ident => $body:expr) => {
         match $op {
-            BinaryOp::Add => { let $f = ops::add::<f32>; $body }
-            BinaryOp::Mul => { let $f = ops::mul::<f32>; $body }
-            BinaryOp::Lt => { let $f = ops::lt::<f32>; $body }
-            BinaryOp::Eq => { let $f = ops::eq::<f32>; $body }
-            BinaryOp::IsClose => { let $f = ops::is_close::<f32>; $body }
-            BinaryOp::ReluBack => { let $f = ops::relu_back::<f32>; $body }
-            BinaryOp::LogBack => { let $f = ops::log_back::<f32>; $body }
-            BinaryOp::InvBack => { let $f = ops::inv_back::<f32>; $body }
-            BinaryOp::SigmoidBack => { let $f = ops::sigmoid_back::<f32>; $body }
+            BinaryOp::Add => {
+                let $f = ops::add::<f32>;
+                $body
+            }
+            BinaryOp::Mul => {
+                let $f = ops::mul::<f32>;
+                $body
+            }
+            BinaryOp::Lt => {
+                let $f = ops::lt::<f32>;
+                $body
+            }
+            BinaryOp::Eq => {
+                let $f = ops::eq::<f32>;
+                $body
+            }
+            BinaryOp::IsClose => {
+                let $f = ops::is_close::<f32>;
+                $body
+            }
+            BinaryOp::ReluBack => {
+                let $f = ops::relu_back::<f32>;
+                $body
+            }
+            BinaryOp::LogBack => {
+                let $f = ops::log_back::<f32>;
+                $body
+            }
+            BinaryOp::InvBack => {
+                let $f = ops::inv_back::<f32>;
+                $body
+            }
+            BinaryOp::SigmoidBack => {
+                let $f = ops::sigmoid_back::<f32>;
+                $body
+            }
         }
     };
 }
@@ -166,7 +215,13 @@ fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> Vec<f32> {
     out
 }
 
-fn zip_impl(f: impl Fn(f32, f32) -> f32 + Sync, a: &[f32], al: &Layout, b: &[f32], bl: &Layout) -> Vec<f32> {
+fn zip_impl(
+    f: impl Fn(f32, f32) -> f32 + Sync,
+    a: &[f32],
+    al: &Layout,
+    b: &[f32],
+    bl: &Layout,
+) -> Vec<f32> {
     let plan = CpuBackend::zip_plan(al, bl);
     let mut out = vec![0.0; al.size()];
     if plan.aligned {
@@ -195,8 +250,8 @@ fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> Vec<f32> {
     let len = l.shape()[dim];
     let stride = l.strides()[dim];
     // Walk the output positions through the input's strides with `dim` pinned to 0.
-    let outer = Layout::new(l.reduced_shape(dim), l.strides().to_vec(), l.offset())
-        .expect("same rank");
+    let outer =
+        Layout::new(l.reduced_shape(dim), l.strides().to_vec(), l.offset()).expect("same rank");
     let plan = CpuBackend::reduce_plan(l, dim);
     let mut out = vec![0.0; outer.size()];
     macro_rules! body {
@@ -256,10 +311,19 @@ impl Backend for CpuBackend {
         Ok(Self::wrap(with_unary!(op, f => map_impl(f, src, layout))))
     }
 
-    fn zip(&self, op: BinaryOp, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
+    fn zip(
+        &self,
+        op: BinaryOp,
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+    ) -> Result<Storage> {
         check::zip(a, al, b, bl)?;
         let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
-        Ok(Self::wrap(with_binary!(op, f => zip_impl(f, sa, al, sb, bl))))
+        Ok(Self::wrap(
+            with_binary!(op, f => zip_impl(f, sa, al, sb, bl)),
+        ))
     }
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
