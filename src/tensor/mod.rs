@@ -64,6 +64,24 @@ struct Inner {
     grad: Mutex<Option<Tensor>>,
 }
 
+impl Drop for Inner {
+    // Dropping a long chain of recorded functions would recurse once per node and
+    // overflow the stack; unlink the histories iteratively instead.
+    fn drop(&mut self) {
+        let Some(h) = self.history.take() else {
+            return;
+        };
+        let mut stack = h.inputs;
+        while let Some(t) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
+                if let Some(h) = inner.history.take() {
+                    stack.extend(h.inputs);
+                }
+            }
+        }
+    }
+}
+
 /// An n-dimensional array of f32 on one device, with autodiff.
 #[derive(Clone)]
 pub struct Tensor(Arc<Inner>);
