@@ -1,0 +1,206 @@
+//! Reuse of device memory: a cache of freed buffers by size class, so a training step
+//! allocates nothing from the driver after the first.
+//!
+//! Reuse is safe without synchronisation because every launch and copy goes to one stream:
+//! a buffer dropped on the host while kernels that read it are still queued is handed to a
+//! later kernel, which the stream runs after them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{sys as dsys, CudaSlice, CudaStream, DevicePtr};
+
+use crate::error::{Error, Result};
+
+/// Buffers smaller than this many f32 share one class.
+const MIN_CLASS: usize = 64;
+
+/// The size class (in f32 elements) a request of `len` elements is served from: powers of
+/// two split into four steps, so at most a quarter of a buffer is wasted.
+pub fn size_class(len: usize) -> usize {
+    if len <= MIN_CLASS {
+        return MIN_CLASS;
+    }
+    let p = len.next_power_of_two();
+    let step = p / 8;
+    len.div_ceil(step) * step
+}
+
+/// The cache of free device buffers.
+#[derive(Debug)]
+pub struct Pool {
+    stream: Arc<CudaStream>,
+    free: Mutex<Free>,
+    /// Most bytes kept in the cache; buffers beyond it go back to the driver.
+    limit_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Free {
+    by_class: HashMap<usize, Vec<CudaSlice<f32>>>,
+    bytes: usize,
+}
+
+impl Pool {
+    /// A pool allocating on `stream`, caching at most `limit_bytes`.
+    pub fn new(stream: Arc<CudaStream>, limit_bytes: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            stream,
+            free: Mutex::new(Free::default()),
+            limit_bytes,
+        })
+    }
+
+    /// A buffer of at least `len` elements (contents undefined). `len` 0 allocates nothing.
+    pub fn alloc(self: &Arc<Self>, len: usize) -> Result<CudaBuffer> {
+        if len == 0 {
+            return Ok(CudaBuffer {
+                slice: None,
+                ptr: 0,
+                len: 0,
+                pool: self.clone(),
+            });
+        }
+        let class = size_class(len);
+        let cached = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            let s = free.by_class.get_mut(&class).and_then(|v| v.pop());
+            if s.is_some() {
+                free.bytes -= class * 4;
+            }
+            s
+        };
+        let slice = match cached {
+            Some(s) => s,
+            None => self.alloc_new(class)?,
+        };
+        let (ptr, _) = slice.device_ptr(&self.stream);
+        Ok(CudaBuffer {
+            ptr,
+            slice: Some(slice),
+            len,
+            pool: self.clone(),
+        })
+    }
+
+    fn alloc_new(&self, class: usize) -> Result<CudaSlice<f32>> {
+        // SAFETY: the contents are undefined until a kernel or copy writes them; every
+        // caller writes the buffer before reading it.
+        match unsafe { self.stream.alloc::<f32>(class) } {
+            Ok(s) => Ok(s),
+            Err(e) if e.0 == dsys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                // Give the cache back to the driver and try once more.
+                self.trim();
+                unsafe { self.stream.alloc::<f32>(class) }.map_err(|e| oom(class, e))
+            }
+            Err(e) => Err(oom(class, e)),
+        }
+    }
+
+    fn give_back(&self, slice: CudaSlice<f32>) {
+        let class = slice.len();
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.bytes + class * 4 <= self.limit_bytes {
+            free.bytes += class * 4;
+            free.by_class.entry(class).or_default().push(slice);
+        }
+        // Otherwise `slice` drops here: freed in stream order.
+    }
+
+    /// Free every cached buffer.
+    pub fn trim(&self) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        free.by_class.clear();
+        free.bytes = 0;
+    }
+
+    /// Bytes currently cached.
+    pub fn cached_bytes(&self) -> usize {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+}
+
+fn oom(class: usize, e: cudarc::driver::DriverError) -> Error {
+    Error::backend(
+        "cuda",
+        "alloc",
+        format!(
+            "allocating {} bytes of device memory failed: {e}",
+            class * 4
+        ),
+    )
+}
+
+/// A device buffer of `len` f32 values (the cuda backend's [`crate::backend::Storage`]
+/// payload). Dropping it returns the memory to the pool.
+#[derive(Debug)]
+pub struct CudaBuffer {
+    slice: Option<CudaSlice<f32>>,
+    ptr: u64,
+    len: usize,
+    pool: Arc<Pool>,
+}
+
+impl CudaBuffer {
+    /// Elements in use (the allocation may be larger: see [`size_class`]).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the buffer holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The device address (0 for an empty buffer), passed to kernels.
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// The underlying allocation (`None` when empty), for copies and for other CUDA
+    /// libraries (cuBLAS in the benchmark). It may be longer than [`CudaBuffer::len`].
+    pub fn slice(&self) -> Option<&CudaSlice<f32>> {
+        self.slice.as_ref()
+    }
+
+    /// Mutable access to the allocation, for copies into it.
+    pub fn slice_mut(&mut self) -> Option<&mut CudaSlice<f32>> {
+        self.slice.as_mut()
+    }
+}
+
+impl Drop for CudaBuffer {
+    fn drop(&mut self) {
+        if let Some(s) = self.slice.take() {
+            self.pool.give_back(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_bound_the_waste() {
+        assert_eq!(size_class(1), 64);
+        assert_eq!(size_class(64), 64);
+        assert_eq!(size_class(65), 80);
+        assert_eq!(size_class(128), 128);
+        assert_eq!(size_class(129), 160);
+        assert_eq!(size_class(1000), 1024);
+        for len in [
+            65usize,
+            100,
+            1000,
+            4097,
+            1 << 20,
+            (1 << 20) + 1,
+            123_456_789,
+        ] {
+            let c = size_class(len);
+            assert!(c >= len && c * 4 <= len * 5 + 4 * MIN_CLASS, "{len} -> {c}");
+            assert_eq!(size_class(c), c, "classes are fixed points");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The WebGPU backend (feature `wgpu`): WGSL compute shaders through wgpu, on any GPU wgpu
+//! supports (Vulkan, Metal, DX12, GL), including software Vulkan (lavapipe) on machines
+//! without a GPU.
+//!
+//! - [`runtime`]: adapter choice, device, pipeline cache, the batch of recorded dispatches;
+//! - [`pool`]: device buffers reused by size class;
+//! - [`map`], [`zip`], [`reduce`], [`matmul`]: metadata and launch of each kernel family
+//!   (the shaders are `shaders/*.wgsl`, specialised per op by text at pipeline build).
+//!
+//! Kernel metadata follows the layout shared with the CUDA backend (notes/common.md):
+//! all `u32`, sizes and positions beyond `u32` are rejected with an error.
+
+use std::sync::{Arc, OnceLock};
+
+use super::{Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+
+pub mod map;
+pub mod matmul;
+pub mod pool;
+pub mod reduce;
+pub mod runtime;
+pub mod zip;
+
+use pool::PooledBuffer;
+use runtime::{Runtime, NAME};
+
+/// The WebGPU backend: a [`Storage`] holds a [`PooledBuffer`] that returns to the pool on
+/// drop.
+#[derive(Debug)]
+pub struct WgpuBackend {
+    rt: Runtime,
+}
+
+impl WgpuBackend {
+    /// The process-wide backend, created on first use. Fails with
+    /// [`Error::DeviceUnavailable`] (saying how to get an adapter) when wgpu finds none.
+    pub fn global() -> Result<Arc<WgpuBackend>> {
+        static B: OnceLock<Result<Arc<WgpuBackend>>> = OnceLock::new();
+        B.get_or_init(|| Runtime::new().map(|rt| Arc::new(WgpuBackend { rt })))
+            .clone()
+    }
+
+    /// The runtime (device, queue, pool, counters).
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    fn wrap(buf: PooledBuffer, len: usize) -> Storage {
+        Storage::new(buf, len, Device::Wgpu)
+    }
+}
+
+/// The wgpu buffer of a storage, or an error when it belongs to another backend.
+fn buffer(x: &Storage) -> Result<&wgpu::Buffer> {
+    Ok(x.downcast::<PooledBuffer>(NAME)?.raw())
+}
+
+/// `v` as a kernel `u32`, or an error naming what overflowed.
+fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        Error::backend(
+            NAME,
+            op,
+            format!("{what} {v} does not fit the kernels' 32-bit indexing"),
+        )
+    })
+}
+
+/// Append the shape of `l` to `meta`.
+fn push_shape(op: &'static str, meta: &mut Vec<u32>, shape: &[usize]) -> Result<()> {
+    for &d in shape {
+        meta.push(to_u32(op, "dimension", d)?);
+    }
+    Ok(())
+}
+
+/// Append the strides of `l` to `meta`. A dimension of size 1 is only ever indexed at 0,
+/// so its stride (which may be anything) is written as 0.
+fn push_strides(op: &'static str, meta: &mut Vec<u32>, l: &Layout) -> Result<()> {
+    for (&d, &s) in l.shape().iter().zip(l.strides()) {
+        meta.push(if d == 1 { 0 } else { to_u32(op, "stride", s)? });
+    }
+    Ok(())
+}
+
+impl Backend for WgpuBackend {
+    fn device(&self) -> Device {
+        Device::Wgpu
+    }
+
+    fn describe(&self) -> String {
+        let i = &self.rt.info;
+        let driver = format!("{} {}", i.driver, i.driver_info);
+        format!(
+            "{} ({:?}, {:?}, driver {})",
+            i.name,
+            i.device_type,
+            i.backend,
+            driver.trim()
+        )
+    }
+
+    fn is_emulated(&self) -> bool {
+        // lavapipe / llvmpipe / WARP report themselves as CPU adapters.
+        self.rt.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    fn full(&self, len: usize, value: f32) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        let buf = self.rt.upload("full", &vec![value; len])?;
+        Ok(Self::wrap(buf, len))
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        let buf = self.rt.upload("upload", data)?;
+        Ok(Self::wrap(buf, data.len()))
+    }
+
+    fn download(&self, x: &Storage) -> Result<Vec<f32>> {
+        let _serial = self.rt.serial();
+        self.rt.download(buffer(x)?, x.len())
+    }
+
+    fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        map::map(&self.rt, op, x, layout)
+    }
+
+    fn zip(
+        &self,
+        op: BinaryOp,
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+    ) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        zip::zip(&self.rt, op, a, al, b, bl)
+    }
+
+    fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        reduce::reduce(&self.rt, op, x, layout, dim)
+    }
+
+    fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        matmul::matmul(&self.rt, a, al, b, bl)
+    }
+
+    fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        map::map_named(&self.rt, "copy", UnaryOp::Id, x, layout)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        let _serial = self.rt.serial();
+        self.rt.synchronize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The backend, or None (printed as skipped) on a machine without an adapter.
+    fn backend() -> Option<Arc<WgpuBackend>> {
+        match WgpuBackend::global() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "SKIPPED: backend wgpu not present ({e})");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn training_like_loop_reuses_pooled_buffers() {
+        let Some(b) = backend() else { return };
+        let l = Layout::contiguous(&[257, 33]);
+        let x = b.upload(&vec![0.5; 257 * 33]).unwrap();
+        let step = || {
+            let y = b.map(UnaryOp::Exp, &x, &l).unwrap();
+            let z = b.zip(BinaryOp::Mul, &y, &l, &x, &l).unwrap();
+            let s = b.reduce(ReduceOp::Sum, &z, &l, 1).unwrap();
+            b.download(&s).unwrap()
+        };
+        for _ in 0..3 {
+            step();
+        }
+        let before = b.runtime().pool.stats().created;
+        for _ in 0..20 {
+            step();
+        }
+        // Other tests share the pool, so allow a little; a leak would create 80+.
+        let created = b.runtime().pool.stats().created - before;
+        assert!(created < 10, "20 steps created {created} buffers");
+    }
+
+    #[test]
+    fn ops_are_batched_until_a_download() {
+        let Some(b) = backend() else { return };
+        let l = Layout::contiguous(&[64]);
+        let mut x = b.upload(&[1.0; 64]).unwrap();
+        let first = b.runtime().stats();
+        for _ in 0..10 {
+            x = b.map(UnaryOp::Neg, &x, &l).unwrap();
+        }
+        let recorded = b.runtime().stats();
+        assert_eq!(b.download(&x).unwrap(), vec![1.0; 64]);
+        let after = b.runtime().stats();
+        // Other tests may submit meanwhile; this thread's 10 ops need at most one submit
+        // of their own (the download), not ten.
+        assert!(recorded.dispatches - first.dispatches >= 10);
+        assert!(after.submits > first.submits);
+    }
+
+    #[test]
+    fn oversized_tensors_name_the_limit() {
+        let Some(b) = backend() else { return };
+        let max = b.runtime().max_binding_bytes() as usize / 4;
+        let err = b.runtime().alloc("map", max + 1).unwrap_err().to_string();
+        assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
+    }
+
+    #[test]
+    fn launches_past_65535_workgroups_fold_into_two_dimensions() {
+        let Some(b) = backend() else { return };
+        let n: usize = 65_535 * 256 + 1000;
+        if (n * 4) as u64 > b.runtime().max_binding_bytes() {
+            return;
+        }
+        assert_eq!(b.runtime().groups_1d("map", n.div_ceil(256)).unwrap().1, 2);
+        let data: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+        let x = b.upload(&data).unwrap();
+        let y = b.map(UnaryOp::Neg, &x, &Layout::contiguous(&[n])).unwrap();
+        let got = b.download(&y).unwrap();
+        assert!(got.iter().zip(&data).all(|(g, d)| *g == -*d));
+    }
+}

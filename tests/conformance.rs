@@ -1,0 +1,737 @@
+//! Cross-backend conformance matrix: one table of cases, run on every backend present
+//! (the columns: `Device::ALL` that are compiled in and have hardware), each result
+//! compared element by element with the CPU backend. Adding a backend adds a column, not
+//! a copy of these tests. Absent backends print `SKIPPED: backend X not present (reason)`;
+//! `MINITORCH_REQUIRE_BACKENDS=cpu,wgpu` turns an absent listed backend into a failure.
+//!
+//! Run with `cargo test --features wgpu --test conformance` (lavapipe, the software Vulkan
+//! driver of mesa-vulkan-drivers, makes wgpu present on machines without a GPU).
+//!
+//! # Tolerances, per op (vs the CPU value; NaN must match NaN)
+//!
+//! | op | allowed difference |
+//! |----|--------------------|
+//! | neg, id, relu, add, mul, lt, eq, is_close, relu_back, copy, view, permute+contiguous | bit-identical |
+//! | max (reduce) | bit-identical, except that +0 and -0 are equal (the order picks either) |
+//! | exp(x) | 4 + 2\|x\| ULP (WGSL's 3 + 2\|x\|, plus 1 for the CPU's own rounding) |
+//! | sigmoid(x) | 6 + 2\|x\| ULP (exp's bound plus one add and one division) |
+//! | log(x) | 4 ULP; inside [0.5, 2] also 2^-21 absolute (WGSL's bound there, where ln x ~ 0) |
+//! | inv, log_back, inv_back | 4 ULP (WGSL division: 2.5 ULP, plus the CPU's rounding) |
+//! | sigmoid_back(x, d) | 8 + 2\|x\| ULP, or \|d\| (8 + 2\|x\|) 2^-24 absolute (1 - s cancels near s = 1) |
+//! | sum, prod over n terms | n eps (the op on \|terms\|): the worst-case rounding of n terms in any order |
+//! | matmul with inner size k | k eps sum_j \|a_ij b_jk\| |
+//! | chains through Tensor ops, gradients | 1e-4 max(1, \|cpu value\|) |
+//! | training losses | 1e-3 max(1, \|cpu loss\|) per step |
+//!
+//! Beyond the table, property tests generate random shapes, permutations and broadcast
+//! pairs for every op (256 cases per family by default, `PROPTEST_CASES` to change).
+
+mod common;
+
+use common::*;
+use minitorch::{no_grad, BinaryOp, Device, Layout, ReduceOp, Tensor, UnaryOp};
+use proptest::prelude::*;
+
+// ----- the table ---------------------------------------------------------------------
+
+/// The layouts every map (and copy) runs on: (description, layout).
+fn unary_layouts() -> Vec<(&'static str, Layout)> {
+    vec![
+        ("contiguous", Layout::contiguous(&[3, 4, 5])),
+        ("contiguous at an offset", at_offset(&[3, 4, 5], 7)),
+        ("permuted", permuted(&[4, 5, 3], &[1, 2, 0])),
+        ("transposed at an offset", {
+            let l = at_offset(&[6, 7], 5);
+            l.permute(&[1, 0]).unwrap()
+        }),
+        ("broadcast (stride 0)", broadcast(&[4, 1], &[3, 4, 5])),
+        ("size 1", Layout::contiguous(&[1])),
+        (
+            "size-1 dims with odd strides",
+            Layout::new(vec![1, 3, 1], vec![100, 1, 7], 2).unwrap(),
+        ),
+        ("0-d", Layout::contiguous(&[])),
+        ("zero-size", Layout::contiguous(&[3, 0, 2])),
+        ("zero-size 1-d", Layout::contiguous(&[0])),
+        ("large contiguous (1M)", Layout::contiguous(&[1024, 1025])),
+        ("large transposed (1M)", permuted(&[1024, 1025], &[1, 0])),
+    ]
+}
+
+/// The layout pairs every zip runs on.
+fn binary_layouts() -> Vec<(&'static str, Layout, Layout)> {
+    let s = [3, 4, 5];
+    vec![
+        ("contiguous", Layout::contiguous(&s), Layout::contiguous(&s)),
+        ("offsets", at_offset(&s, 3), at_offset(&s, 11)),
+        (
+            "permuted x contiguous",
+            permuted(&s, &[2, 0, 1]),
+            Layout::contiguous(&s),
+        ),
+        (
+            "contiguous x broadcast row",
+            Layout::contiguous(&s),
+            broadcast(&[5], &s),
+        ),
+        (
+            "broadcast x broadcast",
+            broadcast(&[3, 1, 5], &s),
+            broadcast(&[4, 1], &s),
+        ),
+        (
+            "permuted x broadcast column",
+            permuted(&s, &[1, 2, 0]),
+            broadcast(&[3, 1, 1], &s),
+        ),
+        ("size 1", Layout::contiguous(&[1]), Layout::contiguous(&[1])),
+        ("0-d", Layout::contiguous(&[]), Layout::contiguous(&[])),
+        (
+            "zero-size",
+            Layout::contiguous(&[3, 0, 2]),
+            broadcast(&[1, 2], &[3, 0, 2]),
+        ),
+        (
+            "large contiguous (1M)",
+            Layout::contiguous(&[1024, 1025]),
+            Layout::contiguous(&[1024, 1025]),
+        ),
+        (
+            "large transposed x broadcast (1M)",
+            permuted(&[1024, 1025], &[1, 0]),
+            broadcast(&[1025], &[1024, 1025]),
+        ),
+    ]
+}
+
+fn unary_cases(ops: &[UnaryOp], layouts: &[(&'static str, Layout)], seed: u64) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &op in ops {
+        for (k, (desc, l)) in layouts.iter().enumerate() {
+            let mut input = Input::new(l.clone(), unary_domain(op), seed + k as u64);
+            if unary_exact(op) {
+                input = input.specials();
+            }
+            cases.push(Case::new(Op::Map(op), *desc, vec![input]));
+        }
+    }
+    cases
+}
+
+#[test]
+fn table_map() {
+    check_all(&unary_cases(&UnaryOp::ALL, &unary_layouts(), 100));
+}
+
+#[test]
+fn table_zip() {
+    let mut cases = Vec::new();
+    for op in BinaryOp::ALL {
+        let (da, db) = binary_domains(op);
+        for (k, (desc, la, lb)) in binary_layouts().into_iter().enumerate() {
+            let mut a = Input::new(la, da, 200 + k as u64);
+            let mut b = Input::new(lb, db, 300 + k as u64);
+            if binary_exact(op) {
+                a = a.specials();
+                b.data = with_specials(b.data.into_iter().rev().collect());
+            }
+            cases.push(Case::new(Op::Zip(op), desc, vec![a, b]));
+        }
+        // One buffer bound as both (read-only) inputs: x op x.
+        let a = Input::new(permuted(&[4, 6], &[1, 0]), da, 400);
+        let b = Input {
+            same_as: Some(0),
+            layout: Layout::new(vec![4, 6], vec![1, 4], 0).unwrap(),
+            ..a.clone()
+        };
+        cases.push(Case::new(
+            Op::Zip(op),
+            "one storage as both inputs",
+            vec![a, b],
+        ));
+    }
+    check_all(&cases);
+}
+
+/// The domain of a reduction's input over `len` terms.
+fn reduce_domain(op: ReduceOp, len: usize) -> Domain {
+    match op {
+        ReduceOp::Sum => Domain::General,
+        ReduceOp::Prod if len > 64 => Domain::Tight,
+        ReduceOp::Prod => Domain::NearOne,
+        ReduceOp::Max if len > 1000 => Domain::General,
+        ReduceOp::Max => Domain::Ties,
+    }
+}
+
+#[test]
+fn table_reduce() {
+    let s = [3, 4, 5];
+    let mut layouts: Vec<(&str, Layout, Vec<usize>)> = vec![
+        ("contiguous", Layout::contiguous(&s), vec![0, 1, 2]),
+        ("offset", at_offset(&s, 9), vec![0, 2]),
+        ("permuted", permuted(&[4, 5, 3], &[1, 2, 0]), vec![0, 1, 2]),
+        (
+            "broadcast (stride-0 reduced dim)",
+            broadcast(&[4, 1], &s),
+            vec![0, 1, 2],
+        ),
+        (
+            "size-1 reduced dim",
+            Layout::contiguous(&[3, 1, 5]),
+            vec![1],
+        ),
+        ("size 1", Layout::contiguous(&[1]), vec![0]),
+        (
+            "empty reduced dim (identity)",
+            Layout::contiguous(&[3, 0, 2]),
+            vec![1],
+        ),
+        ("zero-size output", Layout::contiguous(&[0, 5]), vec![1, 0]),
+        (
+            "longer than a workgroup",
+            Layout::contiguous(&[3, 300]),
+            vec![0, 1],
+        ),
+        (
+            "odd length, strided",
+            Layout::contiguous(&[2, 257, 3]),
+            vec![1],
+        ),
+        ("large 1-d (1M)", Layout::contiguous(&[1 << 20]), vec![0]),
+        (
+            "large 2-d (1M)",
+            Layout::contiguous(&[1024, 1025]),
+            vec![0, 1],
+        ),
+        (
+            "large transposed (1M)",
+            permuted(&[1024, 1025], &[1, 0]),
+            vec![1],
+        ),
+    ];
+    // Many outputs of one element each: more workgroups than one dimension of the grid
+    // holds (65,535), so the launch is folded into two dimensions.
+    layouts.push((
+        "70k outputs (2-D grid)",
+        Layout::contiguous(&[70_000, 2]),
+        vec![1],
+    ));
+    let mut cases = Vec::new();
+    for op in ReduceOp::ALL {
+        for (k, (desc, l, dims)) in layouts.iter().enumerate() {
+            for &d in dims {
+                let input = Input::new(l.clone(), reduce_domain(op, l.shape()[d]), 500 + k as u64);
+                cases.push(Case::new(Op::Reduce(op, d), *desc, vec![input]));
+            }
+        }
+    }
+    check_all(&cases);
+}
+
+/// `[..batch, n, k] @ [..batch, k, m]` with optional transposed storage.
+fn mm_case(
+    desc: &str,
+    batch: &[usize],
+    (n, k, m): (usize, usize, usize),
+    ta: bool,
+    tb: bool,
+    seed: u64,
+) -> Case {
+    let r = batch.len() + 2;
+    let mut sa = batch.to_vec();
+    sa.extend([n, k]);
+    let mut sb = batch.to_vec();
+    sb.extend([k, m]);
+    let mut order: Vec<usize> = (0..r).collect();
+    order.swap(r - 2, r - 1);
+    let la = if ta {
+        permuted(&sa, &order)
+    } else {
+        Layout::contiguous(&sa)
+    };
+    let lb = if tb {
+        permuted(&sb, &order)
+    } else {
+        Layout::contiguous(&sb)
+    };
+    Case::new(
+        Op::Matmul,
+        desc,
+        vec![
+            Input::new(la, Domain::General, seed),
+            Input::new(lb, Domain::General, seed + 1),
+        ],
+    )
+}
+
+#[test]
+fn table_matmul() {
+    let mut cases = vec![
+        mm_case("1x1x1", &[], (1, 1, 1), false, false, 1),
+        mm_case("small", &[], (2, 3, 4), false, false, 2),
+        mm_case("one tile", &[], (64, 64, 64), false, false, 3),
+        mm_case("tile edges", &[], (65, 17, 63), false, false, 4),
+        mm_case("long k", &[], (1, 300, 1), false, false, 5),
+        mm_case("k = 0 (zeros)", &[], (3, 0, 4), false, false, 6),
+        mm_case("n = 0", &[], (0, 5, 3), false, false, 7),
+        mm_case(
+            "large 513x257 @ 257x129",
+            &[],
+            (513, 257, 129),
+            false,
+            false,
+            8,
+        ),
+        mm_case(
+            "large, both transposed",
+            &[],
+            (513, 257, 129),
+            true,
+            true,
+            9,
+        ),
+        mm_case("transposed a", &[], (33, 70, 20), true, false, 10),
+        mm_case("transposed b", &[], (33, 70, 20), false, true, 11),
+        mm_case("batched", &[2, 3], (5, 7, 9), false, false, 12),
+        mm_case("batched, transposed", &[4], (70, 9, 66), true, true, 13),
+    ];
+    // Batch broadcasting: a has batch (1, 3) read as (2, 3); b is one matrix for all.
+    let (n, k, m) = (6, 5, 7);
+    let la = broadcast(&[1, 3, n, k], &[2, 3, n, k]);
+    let lb = broadcast(&[k, m], &[2, 3, k, m]);
+    cases.push(Case::new(
+        Op::Matmul,
+        "broadcast batch (stride 0)",
+        vec![
+            Input::new(la, Domain::General, 20),
+            Input::new(lb, Domain::General, 21),
+        ],
+    ));
+    // Operands at offsets inside larger storages.
+    let la = at_offset(&[2, 10, 12], 13);
+    let lb = Layout::new(vec![2, 12, 3], vec![50, 1, 12], 4).unwrap();
+    cases.push(Case::new(
+        Op::Matmul,
+        "offsets and column-major b",
+        vec![
+            Input::new(la, Domain::General, 22),
+            Input::new(lb, Domain::General, 23),
+        ],
+    ));
+    check_all(&cases);
+}
+
+#[test]
+fn table_copy_and_view() {
+    let mut layouts = unary_layouts();
+    layouts.push(("4-d permuted", permuted(&[2, 3, 4, 5], &[3, 1, 0, 2])));
+    layouts.push((
+        "view of an offset contiguous",
+        at_offset(&[4, 6], 3).view(&[2, 12]).unwrap(),
+    ));
+    layouts.push((
+        "view to 0-d",
+        Layout::contiguous(&[1, 1]).view(&[]).unwrap(),
+    ));
+    let mut cases = Vec::new();
+    for (k, (desc, l)) in layouts.into_iter().enumerate() {
+        let input = Input::new(l, Domain::General, 600 + k as u64).specials();
+        cases.push(Case::new(Op::Copy, desc, vec![input]));
+    }
+    check_all(&cases);
+}
+
+// ----- through Tensor ops: forward and backward -----------------------------------------
+
+type TensorFn = fn(&[Tensor]) -> minitorch::Result<Tensor>;
+
+/// A differentiable computation: inputs of these shapes and domains, and the function.
+struct GradCase {
+    name: &'static str,
+    inputs: Vec<(Vec<usize>, Domain)>,
+    f: TensorFn,
+    /// False for results with no gradient (is_close, prod).
+    backward: bool,
+}
+
+fn grad_case(name: &'static str, inputs: &[(&[usize], Domain)], f: TensorFn) -> GradCase {
+    GradCase {
+        name,
+        inputs: inputs.iter().map(|(s, d)| (s.to_vec(), *d)).collect(),
+        f,
+        backward: true,
+    }
+}
+
+/// Forward value and input gradients on `device` (the weights `w` make every output
+/// element's gradient different).
+fn eval_grad(case: &GradCase, device: Device) -> minitorch::Result<(Vec<f32>, Vec<Vec<f32>>)> {
+    let xs: Vec<Tensor> = case
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (s, d))| {
+            let n = s.iter().product();
+            Tensor::from_vec(data(n, *d, 700 + i as u64), s, device).map(|t| t.requires_grad_(true))
+        })
+        .collect::<minitorch::Result<_>>()?;
+    let y = (case.f)(&xs)?;
+    let forward = y.to_vec()?;
+    if !case.backward {
+        return Ok((forward, Vec::new()));
+    }
+    let w = Tensor::from_vec(data(y.size(), Domain::General, 799), y.shape(), device)?;
+    y.mul(&w)?.sum_all()?.backward()?;
+    let grads = xs
+        .iter()
+        .map(|x| match x.grad() {
+            Some(g) => g.to_vec(),
+            None => Ok(vec![0.0; x.size()]),
+        })
+        .collect::<minitorch::Result<_>>()?;
+    Ok((forward, grads))
+}
+
+#[test]
+fn table_forward_backward() {
+    use Domain::*;
+    let mut cases = vec![
+        grad_case("neg", &[(&[3, 4], General)], |x| x[0].neg()),
+        grad_case("inv", &[(&[3, 4], NonZero)], |x| x[0].inv()),
+        grad_case("relu", &[(&[3, 4], Ties)], |x| x[0].relu()),
+        grad_case("sigmoid", &[(&[3, 4], Wide)], |x| x[0].sigmoid()),
+        grad_case("log", &[(&[3, 4], Positive)], |x| x[0].log()),
+        grad_case("exp", &[(&[3, 4], General)], |x| x[0].exp()),
+        grad_case(
+            "add (broadcast)",
+            &[(&[3, 1, 5], General), (&[4, 1], General)],
+            |x| x[0].add(&x[1]),
+        ),
+        grad_case(
+            "sub (broadcast)",
+            &[(&[3, 4, 5], General), (&[5], General)],
+            |x| x[0].sub(&x[1]),
+        ),
+        grad_case(
+            "mul (broadcast)",
+            &[(&[2, 1, 5], General), (&[3, 5], General)],
+            |x| x[0].mul(&x[1]),
+        ),
+        grad_case(
+            "div (broadcast)",
+            &[(&[4, 5], General), (&[4, 1], NonZero)],
+            |x| x[0].div(&x[1]),
+        ),
+        grad_case("lt", &[(&[3, 4], Ties), (&[4], Ties)], |x| x[0].lt(&x[1])),
+        grad_case("gt", &[(&[3, 4], Ties), (&[3, 1], Ties)], |x| {
+            x[0].gt(&x[1])
+        }),
+        grad_case("eq", &[(&[3, 4], Ties), (&[3, 4], Ties)], |x| {
+            x[0].eq(&x[1])
+        }),
+        grad_case("sum dim 1", &[(&[3, 4, 5], General)], |x| x[0].sum(1)),
+        grad_case("sum_all", &[(&[3, 4, 5], General)], |x| x[0].sum_all()),
+        grad_case("mean dim 0", &[(&[3, 4], General)], |x| x[0].mean(0)),
+        grad_case("mean_all", &[(&[7, 3], General)], |x| x[0].mean_all()),
+        grad_case("max dim 1", &[(&[4, 6], General)], |x| x[0].max(1)),
+        grad_case("matmul", &[(&[5, 7], General), (&[7, 3], General)], |x| {
+            x[0].matmul(&x[1])
+        }),
+        grad_case(
+            "matmul batch broadcast",
+            &[(&[2, 1, 4, 5], General), (&[3, 5, 6], General)],
+            |x| x[0].matmul(&x[1]),
+        ),
+        grad_case(
+            "transpose matmul",
+            &[(&[7, 5], General), (&[7, 3], General)],
+            |x| x[0].transpose()?.matmul(&x[1]),
+        ),
+        grad_case("permute contiguous view", &[(&[2, 3, 4], General)], |x| {
+            x[0].permute(&[2, 0, 1])?.contiguous()?.view(&[4, 6])
+        }),
+        grad_case("view then permute", &[(&[6, 4], General)], |x| {
+            x[0].view(&[2, 3, 4])?.permute(&[1, 2, 0])
+        }),
+        grad_case(
+            "mlp layer",
+            &[(&[8, 5], General), (&[5, 4], General), (&[4], General)],
+            |x| x[0].matmul(&x[1])?.add(&x[2])?.sigmoid()?.log(),
+        ),
+        grad_case(
+            "large (1M) chain",
+            &[(&[1024, 1024], General), (&[1024], General)],
+            |x| x[0].mul(&x[1])?.relu()?.sum(0),
+        ),
+    ];
+    let mut no_grad_cases = vec![
+        grad_case("is_close", &[(&[3, 4], Ties), (&[4], Ties)], |x| {
+            x[0].is_close(&x[1])
+        }),
+        grad_case("prod dim 0", &[(&[5, 3], NearOne)], |x| x[0].prod(0)),
+    ];
+    for c in &mut no_grad_cases {
+        c.backward = false;
+    }
+    cases.extend(no_grad_cases);
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        let shapes = format!(
+            "{:?}",
+            case.inputs
+                .iter()
+                .map(|(s, _)| s.clone())
+                .collect::<Vec<_>>()
+        );
+        let (want_y, want_g) = eval_grad(case, Device::Cpu).expect("cpu");
+        for col in columns() {
+            let res = eval_grad(case, col.device)
+                .map_err(|e| format!("{} on {}: error: {e}", case.name, col.device));
+            let res = res.and_then(|(got_y, got_g)| {
+                let what = format!("{} forward", case.name);
+                compare(
+                    &what,
+                    &shapes,
+                    "Tensor ops",
+                    col.device,
+                    &got_y,
+                    &want_y,
+                    |i| Bound::composite(1e-4, want_y[i]),
+                )?;
+                for (k, (g, w)) in got_g.iter().zip(&want_g).enumerate() {
+                    let what = format!("{} gradient of input {k}", case.name);
+                    compare(&what, &shapes, "Tensor backward", col.device, g, w, |i| {
+                        Bound::composite(1e-4, w[i])
+                    })?;
+                }
+                Ok(())
+            });
+            if let Err(e) = res {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// A two-layer MLP trained with plain SGD, all in Tensor ops; returns the loss per step.
+fn train_mlp(device: Device, steps: usize) -> minitorch::Result<Vec<f32>> {
+    let (n, d, h) = (64, 2, 16);
+    let xs = data(n * d, Domain::General, 900);
+    // A circle: label 1 inside radius 1.5.
+    let ys: Vec<f32> = xs
+        .chunks(2)
+        .map(|p| f32::from(p[0] * p[0] + p[1] * p[1] < 2.25))
+        .collect();
+    let x = Tensor::from_vec(xs, &[n, d], device)?;
+    let y = Tensor::from_vec(ys, &[n, 1], device)?;
+    let scaled = |v: Vec<f32>, s: f32| v.into_iter().map(|e| e * s).collect::<Vec<_>>();
+    let mut params = vec![
+        Tensor::from_vec(
+            scaled(data(d * h, Domain::General, 901), 0.5),
+            &[d, h],
+            device,
+        )?,
+        Tensor::from_vec(scaled(data(h, Domain::General, 902), 0.1), &[h], device)?,
+        Tensor::from_vec(scaled(data(h, Domain::General, 903), 0.5), &[h, 1], device)?,
+        Tensor::from_vec(vec![0.0], &[1], device)?,
+    ];
+    let lr = 0.5;
+    let mut losses = Vec::new();
+    for _ in 0..steps {
+        for p in &params {
+            p.set_requires_grad(true);
+        }
+        let hidden = x.matmul(&params[0])?.add(&params[1])?.relu()?;
+        let out = hidden.matmul(&params[2])?.add(&params[3])?.sigmoid()?;
+        // Binary cross-entropy: -(y log p + (1 - y) log(1 - p)).
+        let one_minus = |t: &Tensor| t.neg()?.add_scalar(1.0);
+        let ll = y
+            .mul(&out.log()?)?
+            .add(&one_minus(&y)?.mul(&one_minus(&out)?.log()?)?)?;
+        let loss = ll.mean_all()?.neg()?;
+        loss.backward()?;
+        losses.push(loss.item()?);
+        params = no_grad(|| {
+            params
+                .iter()
+                .map(|p| {
+                    let g = p.grad().expect("every parameter gets a gradient");
+                    Ok(p.sub(&g.mul_scalar(lr)?)?.detach())
+                })
+                .collect::<minitorch::Result<Vec<_>>>()
+        })?;
+    }
+    Ok(losses)
+}
+
+#[test]
+fn training_losses_track_cpu() {
+    let steps = 25;
+    let want = train_mlp(Device::Cpu, steps).expect("cpu training");
+    assert!(
+        want[steps - 1] < want[0],
+        "the cpu run does not learn: {want:?}"
+    );
+    for col in columns() {
+        let got = train_mlp(col.device, steps)
+            .unwrap_or_else(|e| panic!("training on {}: {e}", col.device));
+        compare(
+            "training loss",
+            "MLP 2-16-1, 64 points",
+            "per step",
+            col.device,
+            &got,
+            &want,
+            |i| Bound::abs(1e-3 * (want[i].abs() as f64).max(1.0)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn required_backends_are_present() {
+    // Fails (through `columns`) when MINITORCH_REQUIRE_BACKENDS names an absent backend.
+    let present: Vec<Device> = columns().iter().map(|c| c.device).collect();
+    assert!(present.contains(&Device::Cpu));
+}
+
+// ----- property tests ------------------------------------------------------------------
+
+/// Dimensions: mostly 1 to 5, sometimes 0.
+fn dim() -> impl Strategy<Value = usize> {
+    prop_oneof![1 => Just(0usize), 4 => Just(1usize), 15 => 2usize..6]
+}
+
+fn shape(ranks: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(dim(), ranks)
+}
+
+/// A shape with a storage dimension order (a permutation) and an offset.
+fn permuted_layout(ranks: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Layout> {
+    shape(ranks)
+        .prop_flat_map(|s| {
+            let order: Vec<usize> = (0..s.len()).collect();
+            (Just(s), Just(order).prop_shuffle(), 0usize..4)
+        })
+        .prop_map(|(s, order, off)| {
+            let l = permuted(&s, &order);
+            Layout::new(l.shape().to_vec(), l.strides().to_vec(), off).unwrap()
+        })
+}
+
+/// A layout of `out` that is broadcast from a smaller permuted shape: some dimensions set
+/// to 1 and some leading ones dropped (`mask` and `drop` choose which).
+fn broadcast_from(out: &[usize], mask: u32, drop: usize, order_seed: u64) -> Layout {
+    let drop = drop.min(out.len());
+    let small: Vec<usize> = out[drop..]
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if mask >> i & 1 == 1 { 1 } else { d })
+        .collect();
+    let mut order: Vec<usize> = (0..small.len()).collect();
+    // A deterministic shuffle from the seed.
+    let mut s = order_seed;
+    for i in (1..order.len()).rev() {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        order.swap(i, (s >> 33) as usize % (i + 1));
+    }
+    permuted(&small, &order).broadcast_to(out).unwrap()
+}
+
+fn prop_check(case: Case) -> Result<(), TestCaseError> {
+    check_case(&case).map_err(TestCaseError::fail)
+}
+
+proptest! {
+    #[test]
+    fn prop_map_every_op(l in permuted_layout(0..=4), seed in any::<u64>()) {
+        for op in UnaryOp::ALL {
+            let input = Input::new(l.clone(), unary_domain(op), seed);
+            prop_check(Case::new(Op::Map(op), "random permuted", vec![input]))?;
+        }
+    }
+
+    #[test]
+    fn prop_zip_every_op_broadcast(
+        out in shape(0..=4),
+        (ma, mb) in (any::<u32>(), any::<u32>()),
+        (da, db) in (0usize..3, 0usize..3),
+        (oa, ob) in (any::<u64>(), any::<u64>()),
+        seed in any::<u64>(),
+    ) {
+        let la = broadcast_from(&out, ma, da, oa);
+        let lb = broadcast_from(&out, mb, db, ob);
+        for op in BinaryOp::ALL {
+            let (xa, xb) = binary_domains(op);
+            let inputs = vec![Input::new(la.clone(), xa, seed), Input::new(lb.clone(), xb, seed ^ 1)];
+            prop_check(Case::new(Op::Zip(op), "random broadcast pair", inputs))?;
+        }
+    }
+
+    #[test]
+    fn prop_reduce_every_op(
+        out in shape(1..=4),
+        mask in any::<u32>(),
+        order in any::<u64>(),
+        dim in 0usize..4,
+        seed in any::<u64>(),
+    ) {
+        // Some dimensions broadcast (stride 0), storage permuted.
+        let l = broadcast_from(&out, mask & 0b0101, 0, order);
+        let dim = dim % l.dims();
+        for op in ReduceOp::ALL {
+            let input = Input::new(l.clone(), reduce_domain(op, l.shape()[dim]), seed);
+            prop_check(Case::new(Op::Reduce(op, dim), "random permuted/broadcast", vec![input]))?;
+        }
+    }
+
+    #[test]
+    fn prop_matmul(
+        batch in prop::collection::vec(1usize..4, 0..=2),
+        (n, k, m) in (0usize..70, 0usize..70, 0usize..70),
+        (ta, tb) in (any::<bool>(), any::<bool>()),
+        (ma, mb) in (any::<u32>(), any::<u32>()),
+        seed in any::<u64>(),
+    ) {
+        let mut case = mm_case("random", &batch, (n, k, m), ta, tb, seed);
+        // Broadcast some batch dimensions of each operand (stride 0).
+        let nb = batch.len();
+        for (input, mask) in case.inputs.iter_mut().zip([ma, mb]) {
+            let full = input.layout.shape().to_vec();
+            let mut small = full.clone();
+            for (i, d) in small.iter_mut().take(nb).enumerate() {
+                if mask >> i & 1 == 1 {
+                    *d = 1;
+                }
+            }
+            let order: Vec<usize> = (0..full.len()).collect();
+            let base = if input.layout.is_contiguous() { Layout::contiguous(&small) } else {
+                let mut o = order.clone();
+                o.swap(nb, nb + 1);
+                permuted(&small, &o)
+            };
+            *input = Input::new(base.broadcast_to(&full).unwrap(), Domain::General, seed ^ mask as u64);
+        }
+        case.desc = format!("random batch {batch:?}, transposed {ta}/{tb}, broadcast masks {ma:#x}/{mb:#x}");
+        prop_check(case)?;
+    }
+
+    #[test]
+    fn prop_copy_and_view(l in permuted_layout(0..=4), seed in any::<u64>()) {
+        let input = Input::new(l.clone(), Domain::General, seed).specials();
+        prop_check(Case::new(Op::Copy, "random permuted (permute + contiguous)", vec![input]))?;
+        // A view of the contiguous copy, flattened: copy through the viewed layout.
+        let flat = at_offset(l.shape(), l.offset()).view(&[l.size()]).unwrap();
+        prop_check(Case::new(Op::Copy, "view", vec![Input::new(flat, Domain::General, seed)]))?;
+    }
+}

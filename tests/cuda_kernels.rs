@@ -1,0 +1,444 @@
+//! Every kernel file in `cuda/` compiles on its own with NVRTC to PTX for sm_90
+//! (`compute_90`, and to an sm_90 CUBIN, which the runtime loads first), with `cuda/` as
+//! its include path, and defines every entry point the backend loads. Needs no GPU and no driver, only libnvrtc (see `scripts/install-nvrtc.sh`).
+//! Without libnvrtc the test prints SKIPPED and passes, unless MINITORCH_REQUIRE_NVRTC=1.
+
+fn nvrtc_required() -> bool {
+    std::env::var("MINITORCH_REQUIRE_NVRTC").is_ok_and(|v| v == "1")
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_kernels_compile_with_nvrtc() {
+    assert!(
+        !nvrtc_required(),
+        "MINITORCH_REQUIRE_NVRTC=1 but this test was built without the `cuda` feature; run it with `--features cuda`"
+    );
+    println!("SKIPPED: cuda kernel compile test: built without the `cuda` feature (run `cargo test --features cuda --test cuda_kernels`)");
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_kernels_compile_with_nvrtc() {
+    use std::path::{Path, PathBuf};
+
+    use minitorch::backend::cuda::kernels::Family;
+    use minitorch::backend::cuda::runtime::{self, Output, Program};
+
+    let version = match runtime::nvrtc_version() {
+        Ok(v) => v,
+        Err(e) => {
+            assert!(
+                !nvrtc_required(),
+                "MINITORCH_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}"
+            );
+            println!(
+                "SKIPPED: cuda kernel compile test: {e}\n(how to install: `export LD_LIBRARY_PATH=$(scripts/install-nvrtc.sh):$LD_LIBRARY_PATH`)"
+            );
+            return;
+        }
+    };
+
+    // MINITORCH_CUDA_DIR: where a GPU bundle (scripts/gpu-bundle.sh) keeps the sources.
+    let dir = std::env::var_os("MINITORCH_CUDA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("cuda/ directory")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .cu files in {}", dir.display());
+
+    let mut failures = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let source = std::fs::read_to_string(path).expect("read kernel source");
+        let program = Program {
+            name,
+            source: &source,
+            headers: &[],
+            include_dirs: &[dir.as_path()],
+        };
+        let started = std::time::Instant::now();
+        match program.compile(90, Output::Ptx) {
+            Ok(image) => {
+                let ptx = String::from_utf8_lossy(&image);
+                assert!(
+                    ptx.contains(".target sm_90"),
+                    "{name}: PTX is not for sm_90"
+                );
+                // Every entry point the backend loads from this file must be defined.
+                if let Some(family) = Family::ALL.iter().find(|f| f.file_name() == name) {
+                    for entry in family.entry_points() {
+                        if !ptx.contains(&format!(".entry {entry}(")) {
+                            failures
+                                .push(format!("{name}: entry point {entry} missing from the PTX"));
+                        }
+                    }
+                    assert_eq!(source, family.source(), "{name}: embedded source is stale");
+                }
+                println!(
+                    "{name}: {} bytes of PTX in {:.0} ms (NVRTC {}.{})",
+                    image.len(),
+                    started.elapsed().as_secs_f64() * 1e3,
+                    version.0,
+                    version.1
+                );
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+        // The runtime loads machine code first on a GPU NVRTC knows: check that path too.
+        match program.compile(90, Output::Cubin) {
+            Ok(image) if image.starts_with(b"\x7fELF") => {}
+            Ok(_) => failures.push(format!("{name}: the sm_90 CUBIN is not an ELF image")),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    // Every kernel file the backend embeds exists in cuda/ (and so was compiled above).
+    for f in Family::ALL {
+        assert!(
+            files
+                .iter()
+                .any(|p| p.file_name().unwrap() == f.file_name()),
+            "{} missing from cuda/",
+            f.file_name()
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "kernel compile failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The compile error names the file, the line and quotes the source line.
+#[cfg(feature = "cuda")]
+#[test]
+fn nvrtc_errors_quote_the_source_line() {
+    use minitorch::backend::cuda::runtime::{self, Output, Program};
+
+    if let Err(e) = runtime::nvrtc_version() {
+        assert!(
+            !nvrtc_required(),
+            "MINITORCH_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}"
+        );
+        println!("SKIPPED: NVRTC error test: {e}");
+        return;
+    }
+    let program = Program {
+        name: "broken.cu",
+        source: "#include \"indexing.cuh\"\nextern \"C\" __global__ void k(float* out) {\n    out[0] = undefined_name;\n}\n",
+        headers: &minitorch::backend::cuda::kernels::HEADERS,
+        include_dirs: &[],
+    };
+    let err = program.compile(90, Output::Ptx).unwrap_err().to_string();
+    assert!(err.contains("broken.cu(3)"), "{err}");
+    assert!(err.contains("out[0] = undefined_name;"), "{err}");
+}
+
+/// With no GPU the backend is a quick `DeviceUnavailable` error; with one, a few ops
+/// (strided, broadcast, every kernel family, sizes off the tile edges) agree with the CPU.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_backend_is_unavailable_or_agrees_with_cpu() {
+    use minitorch::{BinaryOp, Device, Error, Layout, ReduceOp, UnaryOp};
+
+    let started = std::time::Instant::now();
+    let gpu = match Device::Cuda.backend() {
+        Ok(b) => b,
+        Err(e) => {
+            assert!(matches!(e, Error::DeviceUnavailable { .. }), "{e}");
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "giving up took {:?}",
+                started.elapsed()
+            );
+            println!("SKIPPED: cuda backend checks: {e}");
+            return;
+        }
+    };
+    println!("cuda backend: {}", gpu.describe());
+    let cpu = Device::Cpu.backend().unwrap();
+    let data = |n: usize| {
+        (0..n)
+            .map(|i| ((i * 7919) % 113) as f32 / 29.0 - 1.7)
+            .collect::<Vec<f32>>()
+    };
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let ok =
+                (x - y).abs() <= 1e-3 * (1.0 + y.abs()) || (x.is_nan() && y.is_nan()) || x == y;
+            assert!(ok, "{what}: element {i}: cuda {x} vs cpu {y}");
+        }
+    };
+    let (xa, xb) = (data(5 * 7 * 9), data(9 * 70));
+    let (ga, gb) = (gpu.upload(&xa).unwrap(), gpu.upload(&xb).unwrap());
+    let (ca, cb) = (cpu.upload(&xa).unwrap(), cpu.upload(&xb).unwrap());
+    // A permuted view: [9, 7, 5] of the [5, 7, 9] storage, offset 0.
+    let perm = Layout::new(vec![9, 7, 5], vec![1, 9, 63], 0).unwrap();
+    for op in UnaryOp::ALL {
+        let g = gpu.download(&gpu.map(op, &ga, &perm).unwrap()).unwrap();
+        let c = cpu.download(&cpu.map(op, &ca, &perm).unwrap()).unwrap();
+        close(&g, &c, op.name());
+    }
+    // zip of [5, 7, 9] with a broadcast row of b: [5, 7, 9] strides [0, 0, 1].
+    let al = Layout::contiguous(&[5, 7, 9]);
+    let bl = Layout::new(vec![5, 7, 9], vec![0, 0, 1], 3).unwrap();
+    for op in BinaryOp::ALL {
+        let g = gpu
+            .download(&gpu.zip(op, &ga, &al, &gb, &bl).unwrap())
+            .unwrap();
+        let c = cpu
+            .download(&cpu.zip(op, &ca, &al, &cb, &bl).unwrap())
+            .unwrap();
+        close(&g, &c, op.name());
+    }
+    for op in ReduceOp::ALL {
+        for dim in 0..3 {
+            for l in [&al, &perm] {
+                let g = gpu.download(&gpu.reduce(op, &ga, l, dim).unwrap()).unwrap();
+                let c = cpu.download(&cpu.reduce(op, &ca, l, dim).unwrap()).unwrap();
+                close(&g, &c, op.name());
+            }
+        }
+    }
+    // Batched matmul [5, 7, 9] @ [5, 9, 70] with b broadcast over the batch.
+    let bm = Layout::new(vec![5, 9, 70], vec![0, 70, 1], 0).unwrap();
+    let g = gpu
+        .download(&gpu.matmul(&ga, &al, &gb, &bm).unwrap())
+        .unwrap();
+    let c = cpu
+        .download(&cpu.matmul(&ca, &al, &cb, &bm).unwrap())
+        .unwrap();
+    close(&g, &c, "matmul");
+    let full = gpu.download(&gpu.full(1000, 2.5).unwrap()).unwrap();
+    assert!(full.iter().all(|&v| v == 2.5));
+}
+
+/// The kernels run on the CPU under a small emulation of CUDA (one OS thread per CUDA
+/// thread, `__syncthreads` as a barrier, `__shared__` as static storage), compiled with the
+/// host C++ compiler, and agree with naive loops: strided and contiguous map and zip,
+/// reduce over lengths 0 to 1000 (more than one pass of 256 threads), matmul at sizes off
+/// the tile edges, transposed inputs, broadcast batches, k = 0, and grids smaller than the
+/// work (the grid-stride loops). This checks the kernels' logic where no GPU is available.
+/// Skipped (with a message) when no C++20 compiler is found.
+#[test]
+fn cuda_kernels_run_in_cpu_emulation() {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    let dir = std::env::var_os("MINITORCH_CUDA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda"));
+    let compiler = ["c++", "g++", "clang++"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(compiler) = compiler else {
+        println!("SKIPPED: cuda kernel CPU emulation: no C++ compiler (c++, g++ or clang++) found");
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("minitorch-cuda-emu-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let src = work.join("emu.cpp");
+    let exe = work.join("emu");
+    std::fs::write(&src, EMULATION_CPP).unwrap();
+    let built = Command::new(compiler)
+        .args(["-std=c++20", "-O1", "-pthread", "-x", "c++"])
+        .arg("-I")
+        .arg(&dir)
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        let err = String::from_utf8_lossy(&built.stderr);
+        // An old compiler without C++20 <barrier> is not a kernel bug.
+        if err.contains("barrier") && err.contains("No such file")
+            || err.contains("unrecognized command-line option '-std=c++20'")
+        {
+            println!("SKIPPED: cuda kernel CPU emulation: {compiler} lacks C++20 <barrier>");
+            let _ = std::fs::remove_dir_all(&work);
+            return;
+        }
+        panic!("compiling the CPU emulation of the kernels failed:\n{err}");
+    }
+    let run = Command::new(&exe).output().unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    println!("{out}");
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(
+        run.status.success() && out.contains("\n0 failures"),
+        "kernel emulation failed:\n{out}"
+    );
+}
+
+/// Host C++ that emulates the CUDA features the kernels use and checks every kernel family
+/// against naive loops (see `cuda_kernels_run_in_cpu_emulation`).
+const EMULATION_CPP: &str = r##"// Host emulation of the CUDA features the kernels use: one OS thread per CUDA thread,
+// one block at a time, __syncthreads as a barrier, __shared__ as static storage.
+#include <barrier>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+inline std::barrier<>* g_barrier = nullptr;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+#define __restrict__ __restrict
+#define __grid_constant__
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+inline void __syncthreads() { g_barrier->arrive_and_wait(); }
+struct float4 { float x, y, z, w; };
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body) {
+    gridDim = grid; blockDim = block;
+    unsigned nt = block.x * block.y * block.z;
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+    for (unsigned bx = 0; bx < grid.x; ++bx) {
+        std::barrier<> bar(nt);
+        g_barrier = &bar;
+        std::vector<std::thread> ts;
+        for (unsigned t = 0; t < nt; ++t) {
+            ts.emplace_back([&, t] {
+                blockIdx = {bx, by, bz};
+                threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                body();
+            });
+        }
+        for (auto& th : ts) th.join();
+    }
+}
+#include <cstdio>
+#include <random>
+#include <cassert>
+#include "map.cu"
+#include "zip.cu"
+#include "reduce.cu"
+#include "matmul.cu"
+static int failures = 0;
+static std::mt19937 rng(42);
+std::vector<float> rnd(size_t n) { std::uniform_real_distribution<float> d(-2, 2); std::vector<float> v(n); for (auto& x : v) x = d(rng); return v; }
+void check(const char* what, const std::vector<float>& got, const std::vector<float>& want, float tol = 1e-4f) {
+    if (got.size() != want.size()) { printf("FAIL %s size\n", what); failures++; return; }
+    for (size_t i = 0; i < got.size(); ++i) {
+        float g = got[i], w = want[i];
+        bool ok = (std::isnan(g) && std::isnan(w)) || g == w || std::fabs(g - w) <= tol * (1 + std::fabs(w));
+        if (!ok) { printf("FAIL %s at %zu: %g vs %g\n", what, i, g, w); failures++; return; }
+    }
+    printf("ok   %s (%zu)\n", what, got.size());
+}
+struct L { std::vector<u32> shape, strides; u32 offset; };
+u32 pos_of(const L& l, u32 ord) { u32 p = l.offset; for (int d = (int)l.shape.size() - 1; d >= 0; --d) { p += (ord % l.shape[d]) * l.strides[d]; ord /= l.shape[d]; } return p; }
+u32 size_of(const std::vector<u32>& s) { u32 n = 1; for (auto d : s) n *= d; return n; }
+
+void test_map() {
+    auto x = rnd(400);
+    L l{{9, 7, 5}, {1, 9, 63}, 3};
+    Meta m{}; u32 r = 3, n = size_of(l.shape);
+    m.w[0] = n; m.w[1] = r; m.w[2] = l.offset;
+    for (u32 d = 0; d < r; ++d) { m.w[3 + d] = l.shape[d]; m.w[3 + r + d] = l.strides[d]; }
+    std::vector<float> out(n), want(n);
+    emu_launch({2}, {256}, [&] { map_sigmoid(out.data(), x.data(), m); });
+    for (u32 i = 0; i < n; ++i) { float v = x[pos_of(l, i)]; want[i] = v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)); }
+    check("map_sigmoid strided", out, want);
+    emu_launch({1}, {256}, [&] { map_neg_contiguous(out.data(), x.data(), m); });
+    for (u32 i = 0; i < n; ++i) want[i] = -x[l.offset + i];
+    check("map_neg_contig offset", out, want);
+}
+void test_zip() {
+    auto a = rnd(400), b = rnd(50);
+    L la{{5, 7, 9}, {63, 9, 1}, 2}, lb{{5, 7, 9}, {0, 0, 1}, 3};
+    u32 r = 3, n = 315; Meta m{};
+    m.w[0] = n; m.w[1] = r; m.w[2] = la.offset; m.w[3] = lb.offset;
+    for (u32 d = 0; d < r; ++d) { m.w[4 + d] = la.shape[d]; m.w[4 + r + d] = la.strides[d]; m.w[4 + 2 * r + d] = lb.strides[d]; }
+    std::vector<float> out(n), want(n);
+    emu_launch({1}, {256}, [&] { zip_sigmoid_back(out.data(), a.data(), b.data(), m); });
+    for (u32 i = 0; i < n; ++i) { float x = a[pos_of(la, i)], d = b[pos_of(lb, i)]; float s = x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x)); want[i] = d * s * (1 - s); }
+    check("zip_sigmoid_back broadcast", out, want);
+    emu_launch({1}, {256}, [&] { zip_add_contiguous(out.data(), a.data(), a.data(), m); });
+    for (u32 i = 0; i < n; ++i) want[i] = a[2 + i] + a[3 + i];
+    check("zip_add_contig offsets", out, want);
+}
+void reduce_case(const char* name, std::vector<u32> shape, std::vector<u32> strides, u32 off, u32 dim, bool contig, int op) {
+    u32 r = shape.size(); u32 extent = off + 1; for (u32 d = 0; d < r; ++d) if (shape[d]) extent += (shape[d] - 1) * strides[d];
+    auto x = rnd(extent + 1);
+    for (auto& v : x) v = 0.5f + 0.5f * std::fabs(v) ; // positive, prod stays finite-ish
+    std::vector<u32> os = shape; os[dim] = 1; u32 out_n = size_of(os), len = shape[dim];
+    Meta m{}; m.w[0] = out_n; m.w[1] = r; m.w[2] = off; m.w[3] = dim; m.w[4] = len;
+    u32 inner = 1; for (u32 d = dim + 1; d < r; ++d) inner *= shape[d];
+    m.w[5] = contig ? inner : strides[dim];
+    for (u32 d = 0; d < r; ++d) { m.w[6 + d] = os[d]; m.w[6 + r + d] = strides[d]; }
+    std::vector<float> out(out_n), want(out_n);
+    L lo{os, strides, off};
+    for (u32 o = 0; o < out_n; ++o) {
+        u32 base = pos_of(lo, o);
+        float acc = op == 0 ? 0.f : op == 1 ? 1.f : -INFINITY;
+        for (u32 j = 0; j < len; ++j) { float v = x[base + j * strides[dim]]; acc = op == 0 ? acc + v : op == 1 ? acc * v : (acc > v ? acc : v); }
+        want[o] = acc;
+    }
+    auto fn = [&] {
+        if (op == 0) { if (contig) reduce_sum_contiguous(out.data(), x.data(), m); else reduce_sum(out.data(), x.data(), m); }
+        if (op == 1) { if (contig) reduce_prod_contiguous(out.data(), x.data(), m); else reduce_prod(out.data(), x.data(), m); }
+        if (op == 2) { if (contig) reduce_max_contiguous(out.data(), x.data(), m); else reduce_max(out.data(), x.data(), m); }
+    };
+    emu_launch({std::min(out_n, 3u) ? std::min(out_n, 3u) : 1}, {256}, fn);
+    check(name, out, want, op == 1 ? 1e-3f : 1e-4f);
+}
+void test_reduce() {
+    reduce_case("reduce_sum contig dim1 len 300", {3, 300, 4}, {1200, 4, 1}, 0, 1, true, 0);
+    reduce_case("reduce_sum contig dim2 len 1000", {2, 1000}, {1000, 1}, 5, 1, true, 0);
+    reduce_case("reduce_max contig dim0", {7, 5}, {5, 1}, 0, 0, true, 2);
+    reduce_case("reduce_prod contig dim0 len1", {1, 5}, {5, 1}, 1, 0, true, 1);
+    reduce_case("reduce_sum strided permuted", {300, 3, 4}, {1, 1200, 300}, 2, 0, false, 0);
+    reduce_case("reduce_max strided", {4, 513}, {1, 4}, 0, 1, false, 2);
+    reduce_case("reduce_prod strided len 20", {20, 3}, {3, 1}, 0, 0, false, 1);
+    reduce_case("reduce_sum empty dim", {4, 0}, {0, 1}, 0, 1, true, 0);
+    reduce_case("reduce_max empty dim strided", {4, 0, 2}, {2, 1, 1}, 0, 1, false, 2);
+}
+void matmul_case(const char* name, u32 batch, u32 n, u32 k, u32 mm, bool at, bool bt, bool bcast, dim3 grid_cap) {
+    // a: [batch, n, k] (transposed storage if at), b: [batch, k, m] (transposed if bt); b batch-broadcast if bcast.
+    u32 aoff = 3, boff = 5;
+    u32 ars = at ? 1 : k, acs = at ? n : 1, abs_ = n * k;
+    u32 brs = bt ? 1 : mm, bcs = bt ? k : 1, bbs = bcast ? 0 : k * mm;
+    auto a = rnd(aoff + batch * n * k + 1), b = rnd(boff + (bcast ? 1 : batch) * k * mm + 1);
+    Meta m{}; u32* w = m.w;
+    w[0] = batch; w[1] = n; w[2] = k; w[3] = mm; w[4] = 1; w[5] = aoff; w[6] = boff; w[7] = ars; w[8] = acs; w[9] = brs; w[10] = bcs;
+    w[11] = batch; w[12] = abs_; w[13] = bbs;
+    std::vector<float> out((size_t)batch * n * mm, NAN), want(out.size());
+    for (u32 z = 0; z < batch; ++z) for (u32 i = 0; i < n; ++i) for (u32 j = 0; j < mm; ++j) {
+        double acc = 0; for (u32 q = 0; q < k; ++q) acc += (double)a[aoff + z * abs_ + i * ars + q * acs] * b[boff + z * bbs + q * brs + j * bcs];
+        want[(size_t)z * n * mm + i * mm + j] = (float)acc;
+    }
+    dim3 grid{(mm + 63) / 64, std::min((n + 63) / 64, grid_cap.y), std::min(batch, grid_cap.z)};
+    if (grid.x == 0) grid.x = 1; if (grid.y == 0) grid.y = 1; if (grid.z == 0) grid.z = 1;
+    emu_launch(grid, {256}, [&] { matmul(out.data(), a.data(), b.data(), m); });
+    check(name, out, want, 1e-4f);
+}
+void test_matmul() {
+    matmul_case("matmul 1x1x1", 1, 1, 1, 1, false, false, false, {1, 65535, 65535});
+    matmul_case("matmul 65x17x130", 1, 65, 17, 130, false, false, false, {1, 65535, 65535});
+    matmul_case("matmul 64x64x64", 1, 64, 64, 64, false, false, false, {1, 65535, 65535});
+    matmul_case("matmul 70x33x67 A^T", 1, 70, 33, 67, true, false, false, {1, 65535, 65535});
+    matmul_case("matmul 70x33x67 B^T", 1, 70, 33, 67, false, true, false, {1, 65535, 65535});
+    matmul_case("matmul batch 3 both T, B broadcast", 3, 20, 40, 12, true, true, true, {1, 65535, 65535});
+    matmul_case("matmul k=0", 2, 5, 0, 6, false, false, false, {1, 65535, 65535});
+    matmul_case("matmul y/z grid loops", 3, 150, 20, 8, false, false, true, {1, 1, 2});
+}
+int main() { test_map(); test_zip(); test_reduce(); test_matmul(); printf("%d failures\n", failures); return failures != 0; }
+"##;
