@@ -7,7 +7,7 @@
 //! - [`map`], [`zip`], [`reduce`], [`matmul`]: metadata and launch of each kernel family
 //!   (the shaders are `shaders/*.wgsl`, specialised per op by text at pipeline build).
 //!
-//! Kernel metadata follows the layout shared with the CUDA backend (notes/common.md):
+//! Kernel metadata follows the layout shared with the CUDA backend (docs/ARCHITECTURE.md, "GPU kernels"):
 //! all `u32`, sizes and positions beyond `u32` are rejected with an error.
 
 use std::sync::{Arc, OnceLock};
