@@ -36,10 +36,8 @@ pub fn select_device(choice: BackendChoice) -> Result<(Device, Vec<String>)> {
                     continue;
                 }
                 match d.backend() {
-                    Ok(b) if b.is_emulated() => why.push(format!(
-                        "{d}: only a software adapter ({}); the CPU backend is faster (use --backend {d} to force it)",
-                        b.describe()
-                    )),
+                    // A software adapter (lavapipe) still counts: the user built with the
+                    // feature to run it. describe_choice says the CPU backend is faster.
                     Ok(_) => return Ok((d, why)),
                     Err(e) => why.push(format!("{d}: {e}")),
                 }
@@ -59,8 +57,16 @@ pub fn select_device(choice: BackendChoice) -> Result<(Device, Vec<String>)> {
 pub fn describe_choice(device: Device, why: &[String]) -> Result<String> {
     let b = device.backend()?;
     let mut s = format!("backend {device} on {}", b.describe());
-    if device == Device::Cpu && !why.is_empty() {
-        s.push_str(&format!(" (fell back to the CPU: {})", why.join("; ")));
+    if !why.is_empty() {
+        let what = if device == Device::Cpu {
+            "fell back to the CPU"
+        } else {
+            "passed over"
+        };
+        s.push_str(&format!(" ({what}: {})", why.join("; ")));
+    }
+    if b.is_emulated() {
+        s.push_str(" (a software adapter, no GPU: expect it to be slower than --backend cpu)");
     }
     Ok(s)
 }
