@@ -1,0 +1,331 @@
+//! The examples run end to end on tiny settings, so the report commands cannot rot:
+//! `parallel_check`, `matmul_speedup`, `report`, and `train` (bad flags fail with a clear
+//! message; save, plot and load work).
+//!
+//! The examples are built once by a nested `cargo build --examples` with this test's
+//! profile, features and target directory (so nothing is rebuilt), then run directly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use minitorch::Device;
+
+/// The features this test was built with, as cargo arguments.
+fn feature_args() -> Vec<String> {
+    let mut f = Vec::new();
+    if cfg!(feature = "wgpu") {
+        f.push("wgpu");
+    }
+    if cfg!(feature = "cuda") {
+        f.push("cuda");
+    }
+    if f.is_empty() {
+        Vec::new()
+    } else {
+        vec!["--features".into(), f.join(",")]
+    }
+}
+
+/// Build the examples once; the directory holding them.
+fn examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // This test runs from <target>/<profile>/deps/; the examples land in <target>/<profile>/examples/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("<target>/<profile>")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("<target>").to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .expect("profile dir name")
+            .to_string_lossy()
+            .to_string();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--examples", "--target-dir"])
+            .arg(&target_dir)
+            .args(feature_args());
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let out = cmd.output().expect("run cargo");
+        assert!(
+            out.status.success(),
+            "cargo build --examples failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        profile_dir.join("examples")
+    })
+}
+
+/// Run an example with `args`; (success, stdout, stderr).
+fn run_example(name: &str, args: &[&str]) -> (bool, String, String) {
+    let exe = examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(&exe)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    (
+        status.success(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("minitorch-examples-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// GPU devices compiled in and present in this process.
+fn present_gpus() -> Vec<Device> {
+    Device::ALL
+        .into_iter()
+        .filter(|&d| d != Device::Cpu && d.is_compiled() && d.backend().is_ok())
+        .collect()
+}
+
+#[test]
+fn parallel_check_reports_paths_splits_and_speedups() {
+    let (ok, out, err) = run_example("parallel_check", &["--runs", "1"]);
+    assert!(ok, "parallel_check failed:\n{out}\n{err}");
+    for needle in [
+        "map relu (10)",
+        "zip add (10) + (10)",
+        "reduce sum (10) over dim 0",
+        "matmul (1,10,20) @ (1,20,10)",
+        "map relu (1048576)",
+        "matmul (2,512,512) @ (2,512,512)",
+        "aligned fast path",
+        "strided walk",
+        "1 thread    :",
+        "micro-kernel",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    // One speed-up line per case: 5 tiny, 8 large.
+    assert_eq!(out.matches("speed-up    :").count(), 13, "{out}");
+    if std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        > 1
+    {
+        assert!(
+            out.contains("parallel:"),
+            "no parallel plan with several threads:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn matmul_speedup_writes_csv_and_svg() {
+    let dir = scratch("matmul");
+    let d = dir.to_str().unwrap();
+    let (ok, out, err) = run_example(
+        "matmul_speedup",
+        &[
+            "--sizes",
+            "8,33",
+            "--runs",
+            "2",
+            "--naive-max",
+            "8",
+            "--out-dir",
+            d,
+        ],
+    );
+    assert!(ok, "matmul_speedup failed:\n{out}\n{err}");
+    assert!(
+        out.contains("skipped"),
+        "naive at 33 should be skipped:\n{out}"
+    );
+    let csv = std::fs::read_to_string(dir.join("matmul_speedup.csv")).expect("csv written");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "backend,device,batch,n,median_ms,gflops,runs,note"
+    );
+    let backends = 2 + present_gpus().len();
+    assert_eq!(lines.len(), 1 + 2 * backends, "{csv}");
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("naive,") && l.contains(",8,") && !l.contains("skipped")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("naive,") && l.contains("skipped")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("cpu,") && l.contains(",33,")));
+    for g in present_gpus() {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!("{g},"))),
+            "no {g} rows:\n{csv}"
+        );
+    }
+    let svg = std::fs::read_to_string(dir.join("matmul_speedup.svg")).expect("svg written");
+    assert!(svg.starts_with("<svg") && svg.contains("naive") && svg.contains("cpu"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_writes_table_and_pictures() {
+    let dir = scratch("report");
+    let md = dir.join("docs/results.md");
+    let img = dir.join("docs/img");
+    let (ok, out, err) = run_example(
+        "report",
+        &[
+            "--epochs",
+            "3",
+            "--datasets",
+            "simple,xor",
+            "--hidden",
+            "4",
+            "--big-hidden",
+            "6",
+            "--large",
+            "--large-hidden",
+            "8",
+            "--large-points",
+            "60",
+            "--large-batch",
+            "30",
+            "--large-epochs",
+            "2",
+            "--out",
+            md.to_str().unwrap(),
+            "--img-dir",
+            img.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "report failed:\n{out}\n{err}");
+    let text = std::fs::read_to_string(&md).expect("results.md written");
+    for needle in [
+        "## Hidden 4 (50 points, batch 10, 3 epochs)",
+        "## Bigger model: hidden 6",
+        "## Large run: hidden 8 (60 points, batch 30, 2 epochs)",
+        "| simple |",
+        "| xor |",
+        "| split |",
+        "img/simple-cpu-h4.svg",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    // A GPU backend absent here must say so, never show numbers.
+    for d in [Device::Wgpu, Device::Cuda] {
+        if !present_gpus().contains(&d) {
+            assert!(text.contains("not yet measured on a GPU"), "{text}");
+        }
+    }
+    for f in ["simple-cpu-h4.svg", "xor-cpu-h6.svg", "split-cpu-h8.svg"] {
+        let svg = std::fs::read_to_string(img.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(svg.starts_with("<svg"), "{f}");
+    }
+    for g in present_gpus() {
+        assert!(
+            img.join(format!("simple-{g}-h4.svg")).exists(),
+            "no picture for {g}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_rejects_bad_flags() {
+    let (ok, _, err) = run_example(
+        "report",
+        &["--datasets", "nope", "--out", "/nonexistent/r.md"],
+    );
+    assert!(!ok);
+    assert!(err.contains("unknown dataset \"nope\""), "{err}");
+    let (ok, _, err) = run_example(
+        "report",
+        &["--big-hidden", "0", "--out", "/nonexistent/r.md"],
+    );
+    assert!(!ok);
+    assert!(err.contains("hidden must be at least 1"), "{err}");
+}
+
+#[test]
+fn train_rejects_bad_flags_with_clear_messages() {
+    let (ok, _, err) = run_example("train", &["--backend", "cpu", "--dataset", "moons"]);
+    assert!(!ok, "unknown dataset accepted");
+    assert!(err.contains("unknown dataset \"moons\""), "{err}");
+
+    let (ok, _, err) = run_example("train", &["--backend", "cpu", "--points", "0"]);
+    assert!(!ok, "--points 0 accepted");
+    assert!(err.contains("points must be at least 1"), "{err}");
+
+    let missing = scratch("missing").join("absent.safetensors");
+    let (ok, _, err) = run_example(
+        "train",
+        &["--backend", "cpu", "--load", missing.to_str().unwrap()],
+    );
+    assert!(!ok, "missing --load file accepted");
+    assert!(
+        err.contains("absent.safetensors"),
+        "error does not name the file: {err}"
+    );
+    let _ = std::fs::remove_dir_all(missing.parent().unwrap());
+}
+
+#[test]
+fn train_saves_plots_and_loads() {
+    let dir = scratch("train");
+    let (svg, model) = (dir.join("x.svg"), dir.join("m.safetensors"));
+    let (ok, out, err) = run_example(
+        "train",
+        &[
+            "--backend",
+            "cpu",
+            "--epochs",
+            "3",
+            "--plot",
+            svg.to_str().unwrap(),
+            "--save",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "train failed:\n{out}\n{err}");
+    assert!(out.contains("Epoch 3 |"), "{out}");
+    assert!(std::fs::read_to_string(&svg)
+        .expect("plot written")
+        .starts_with("<svg"));
+    assert!(std::fs::metadata(&model).expect("model saved").len() > 0);
+
+    let (ok, out, err) = run_example(
+        "train",
+        &[
+            "--backend",
+            "cpu",
+            "--load",
+            model.to_str().unwrap(),
+            "--epochs",
+            "0",
+        ],
+    );
+    assert!(ok, "train --load failed:\n{out}\n{err}");
+    assert!(out.contains("loaded parameters"), "{out}");
+    // The loaded model is the trained one, so it is evaluated without training (0 epochs).
+    assert!(out.contains("Done:"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
