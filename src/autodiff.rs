@@ -81,6 +81,19 @@ pub fn backpropagate<V: Variable>(root: &V, d_output: V::Grad) -> Result<()> {
     Ok(())
 }
 
+/// Drop a graph without recursion: `take_inputs` gets a node that is about to be freed
+/// and returns its inputs when it was the last handle to it. Dropping a long chain
+/// (a sum of many terms, a 100k-op tape) recursively would overflow the stack; scalars
+/// and tensors both call this from their `Drop`.
+pub(crate) fn unlink_iteratively<T>(inputs: Vec<T>, take_inputs: impl Fn(T) -> Option<Vec<T>>) {
+    let mut stack = inputs;
+    while let Some(node) = stack.pop() {
+        if let Some(more) = take_inputs(node) {
+            stack.extend(more);
+        }
+    }
+}
+
 /// Central difference `(f(x + eps) - f(x - eps)) / (2 eps)` of argument `arg` of `f`.
 pub fn central_difference(f: impl Fn(&[f64]) -> f64, vals: &[f64], arg: usize, eps: f64) -> f64 {
     let mut up = vals.to_vec();

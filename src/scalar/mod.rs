@@ -50,19 +50,11 @@ struct Inner {
 }
 
 impl Drop for Inner {
-    // Dropping a long chain (a sum of many terms) would otherwise recurse once per node
-    // and can overflow the stack; unlink the history iteratively instead.
     fn drop(&mut self) {
-        let Some(h) = self.history.take() else {
-            return;
-        };
-        let mut stack = h.inputs;
-        while let Some(s) = stack.pop() {
-            if let Ok(mut inner) = Arc::try_unwrap(s.0) {
-                if let Some(h) = inner.history.take() {
-                    stack.extend(h.inputs);
-                }
-            }
+        if let Some(h) = self.history.take() {
+            crate::autodiff::unlink_iteratively(h.inputs, |s: Scalar| {
+                Arc::try_unwrap(s.0).ok()?.history.take().map(|h| h.inputs)
+            });
         }
     }
 }

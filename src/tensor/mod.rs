@@ -65,19 +65,11 @@ struct Inner {
 }
 
 impl Drop for Inner {
-    // Dropping a long chain of recorded functions would recurse once per node and
-    // overflow the stack; unlink the histories iteratively instead.
     fn drop(&mut self) {
-        let Some(h) = self.history.take() else {
-            return;
-        };
-        let mut stack = h.inputs;
-        while let Some(t) = stack.pop() {
-            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
-                if let Some(h) = inner.history.take() {
-                    stack.extend(h.inputs);
-                }
-            }
+        if let Some(h) = self.history.take() {
+            autodiff::unlink_iteratively(h.inputs, |t: Tensor| {
+                Arc::try_unwrap(t.0).ok()?.history.take().map(|h| h.inputs)
+            });
         }
     }
 }
