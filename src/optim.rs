@@ -68,7 +68,8 @@ impl Sgd {
                     };
                     *v = Some(g.clone());
                 }
-                p.update(value.sub(&g.mul_scalar(self.lr)?)?);
+                // p + (-lr) g: two kernels (scale, add) rather than sub's three.
+                p.update(value.add(&g.mul_scalar(-self.lr)?)?);
             }
             Ok(())
         })

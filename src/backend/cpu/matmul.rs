@@ -209,28 +209,29 @@ fn block(ma: &Mat, bpack: &[f32], out: &mut [f32], i0: usize, rows: usize, k: us
 
 type Kernel = fn(usize, &[f32], &[f32], &mut [[f32; NR]; MR]);
 
-/// The fastest micro-kernel this CPU supports.
-fn select_kernel() -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+/// The fastest micro-kernel this CPU supports and its name, detected once per process.
+fn detected_kernel() -> (Kernel, &'static str) {
+    static K: std::sync::OnceLock<(Kernel, &'static str)> = std::sync::OnceLock::new();
+    *K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
         {
-            return kernel_avx2_entry;
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return (kernel_avx2_entry as Kernel, "avx2+fma 6x16");
+            }
         }
-    }
-    kernel_generic
+        (kernel_generic as Kernel, "portable 6x16")
+    })
+}
+
+fn select_kernel() -> Kernel {
+    detected_kernel().0
 }
 
 /// Name of the micro-kernel in use (for diagnostics).
 pub fn kernel_name() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return "avx2+fma 6x16";
-        }
-    }
-    "portable 6x16"
+    detected_kernel().1
 }
 
 /// Portable micro-kernel: one rank-1 update of the MR x NR tile per step of k.
