@@ -276,6 +276,18 @@ impl fmt::Display for Device {
     }
 }
 
+/// The size class a device buffer pool serves a request of `n` units (elements or bytes)
+/// from: at least `min`, then steps of an eighth of the enclosing power of two (no
+/// smaller than `min_step`), so a class wastes under a quarter of its size. Shared by the
+/// wgpu and CUDA pools.
+pub fn pool_size_class(n: usize, min: usize, min_step: usize) -> usize {
+    if n <= min {
+        return min;
+    }
+    let step = (n.next_power_of_two() / 8).max(min_step).max(1);
+    n.div_ceil(step) * step
+}
+
 /// Device-resident memory of `len` f32 values, owned by one backend. The buffer type is
 /// the backend's own (a `Vec<f32>`, a wgpu buffer, a CUDA slice); a backend gets it back
 /// with [`Storage::downcast`]. Cloning shares the buffer.

@@ -15,15 +15,10 @@ use crate::error::{Error, Result};
 /// Buffers smaller than this many f32 share one class.
 const MIN_CLASS: usize = 64;
 
-/// The size class (in f32 elements) a request of `len` elements is served from: powers of
-/// two split into four steps, so at most a quarter of a buffer is wasted.
+/// The size class (in f32 elements) a request of `len` elements is served from (see
+/// [`crate::backend::pool_size_class`]).
 pub fn size_class(len: usize) -> usize {
-    if len <= MIN_CLASS {
-        return MIN_CLASS;
-    }
-    let p = len.next_power_of_two();
-    let step = p / 8;
-    len.div_ceil(step) * step
+    crate::backend::pool_size_class(len, MIN_CLASS, 1)
 }
 
 /// The cache of free device buffers.

@@ -38,14 +38,11 @@ pub const MIN_CLASS: u64 = 256;
 /// Free buffers kept beyond this many bytes are destroyed instead of cached.
 pub const MAX_CACHED_BYTES: u64 = 1 << 30;
 
-/// The size class of a request of `bytes`: at least [`MIN_CLASS`], then steps of an eighth
-/// of the enclosing power of two, so a class wastes under a quarter of its size.
+/// The size class of a request of `bytes`: at least [`MIN_CLASS`], steps no smaller than
+/// it (see [`crate::backend::pool_size_class`]).
 pub fn size_class(bytes: u64) -> u64 {
-    if bytes <= MIN_CLASS {
-        return MIN_CLASS;
-    }
-    let step = (bytes.next_power_of_two() / 8).max(MIN_CLASS);
-    bytes.div_ceil(step) * step
+    let min = MIN_CLASS as usize;
+    crate::backend::pool_size_class(bytes as usize, min, min) as u64
 }
 
 /// Counters, for tests and benchmarks.
