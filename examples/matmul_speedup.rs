@@ -10,6 +10,8 @@
 //! cargo run --release --example matmul_speedup -- --sizes 64,128 --runs 3 --out-dir /tmp/x
 //! ```
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -98,33 +100,8 @@ fn measure(
     Ok((times[times.len() / 2], runs, out))
 }
 
-fn fmt_ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1e3;
-    if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 1.0 {
-        format!("{ms:.2} ms")
-    } else {
-        format!("{ms:.3} ms")
-    }
-}
-
-fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        op: "matmul_speedup",
-        path: path.display().to_string(),
-        msg: e.to_string(),
-    }
-}
-
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<()> {
@@ -248,7 +225,9 @@ fn run(args: Args) -> Result<()> {
                 format!(
                     "{} {}",
                     c.name,
-                    cell.median.map(fmt_ms).unwrap_or_else(|| "skipped".into())
+                    cell.median
+                        .map(common::fmt_ms)
+                        .unwrap_or_else(|| "skipped".into())
                 )
             })
             .collect();
@@ -271,7 +250,7 @@ fn run(args: Args) -> Result<()> {
         for cs in &cells {
             let c = &cs[si];
             let text = match c.median {
-                Some(t) => fmt_ms(t),
+                Some(t) => common::fmt_ms(t),
                 None => "skipped".into(),
             };
             let _ = write!(table, " {text:>18} |");
@@ -294,7 +273,8 @@ fn run(args: Args) -> Result<()> {
         }
     }
 
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| io_err(&args.out_dir, e))?;
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(|e| common::io_err("matmul_speedup", &args.out_dir, e))?;
     let csv_path = args.out_dir.join("matmul_speedup.csv");
     let mut csv = String::from("backend,device,batch,n,median_ms,gflops,runs,note\n");
     for (c, cs) in cols.iter().zip(&cells) {
@@ -319,7 +299,7 @@ fn run(args: Args) -> Result<()> {
             );
         }
     }
-    std::fs::write(&csv_path, csv).map_err(|e| io_err(&csv_path, e))?;
+    std::fs::write(&csv_path, csv).map_err(|e| common::io_err("matmul_speedup", &csv_path, e))?;
     println!("wrote {}", csv_path.display());
 
     let svg_path = args.out_dir.join("matmul_speedup.svg");
@@ -330,7 +310,7 @@ fn run(args: Args) -> Result<()> {
 
 /// Log-log chart: time against N, one line per contender.
 fn plot(path: &Path, sizes: &[usize], cols: &[Column], cells: &[Vec<Cell>]) -> Result<()> {
-    let e = |err: &dyn std::fmt::Display| io_err(path, err);
+    let e = |err: &dyn std::fmt::Display| common::io_err("matmul_speedup", path, err);
     let times: Vec<f64> = cells
         .iter()
         .flatten()

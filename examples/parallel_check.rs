@@ -12,6 +12,8 @@
 //! cargo run --release --example parallel_check -- --runs 3 --small-only
 //! ```
 
+mod common;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -268,13 +270,7 @@ fn permuted(shape: &[usize], order: &[usize]) -> Result<Layout> {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<()> {

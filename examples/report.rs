@@ -229,7 +229,8 @@ fn run(args: Args) -> Result<bool> {
     for s in &sizes {
         config(&args, s, s.datasets[0], Device::Cpu).validate()?;
     }
-    std::fs::create_dir_all(&args.img_dir).map_err(|e| io_err(&args.img_dir, e))?;
+    std::fs::create_dir_all(&args.img_dir)
+        .map_err(|e| common::io_err("report", &args.img_dir, e))?;
 
     println!(
         "minitorch report: training {} dataset(s) on:",
@@ -301,7 +302,7 @@ fn run(args: Args) -> Result<bool> {
                 "[{}/{}] {name}: {} per epoch | loss {loss:.4} | correct {correct}/{total}",
                 ji + 1,
                 jobs.len(),
-                fmt_ms(*median)
+                common::fmt_ms(*median)
             ),
             Outcome::Failed(e) => format!("[{}/{}] {name}: FAILED: {e}", ji + 1, jobs.len()),
         };
@@ -314,9 +315,9 @@ fn run(args: Args) -> Result<bool> {
 
     let md = render(&args, &sizes, &infos, &results)?;
     if let Some(dir) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| common::io_err("report", dir, e))?;
     }
-    std::fs::write(&args.out, md).map_err(|e| io_err(&args.out, e))?;
+    std::fs::write(&args.out, md).map_err(|e| common::io_err("report", &args.out, e))?;
     println!(
         "wrote {} and {} picture(s) in {}",
         args.out.display(),
@@ -377,25 +378,6 @@ fn train_one(
         total: summary.total,
         image: image.map(Path::to_path_buf),
     })
-}
-
-fn fmt_ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1e3;
-    if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 10.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.2} ms")
-    }
-}
-
-fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        op: "report",
-        path: path.display().to_string(),
-        msg: e.to_string(),
-    }
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, from the days since 1970-01-01.
@@ -465,7 +447,10 @@ fn cell(outcome: Option<&Outcome>, info: &BackendInfo, large: bool) -> String {
             total,
             ..
         }) => {
-            let numbers = format!("{} · loss {loss:.3} · {correct}/{total}", fmt_ms(*median));
+            let numbers = format!(
+                "{} · loss {loss:.3} · {correct}/{total}",
+                common::fmt_ms(*median)
+            );
             if gpu && info.emulated {
                 format!("{NOT_ON_GPU} (software adapter: {numbers})")
             } else {

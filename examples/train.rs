@@ -12,7 +12,6 @@ mod common;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use common::{describe_choice, plot_svg, select_device, BackendChoice};
@@ -78,18 +77,8 @@ struct Args {
     load: Option<PathBuf>,
 }
 
-fn fmt_ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<()> {
@@ -146,7 +135,7 @@ fn run(args: Args) -> Result<()> {
             l.loss,
             l.correct,
             l.total,
-            fmt_ms(l.mean_epoch)
+            common::fmt_ms(l.mean_epoch)
         );
         match &bar {
             Some(b) => {
@@ -214,7 +203,7 @@ fn run(args: Args) -> Result<()> {
         summary.correct,
         summary.total,
         100.0 * summary.correct as f64 / summary.total as f64,
-        fmt_ms(summary.median_epoch()),
+        common::fmt_ms(summary.median_epoch()),
         summary.total_time.as_secs_f64()
     );
     Ok(())

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use minitorch::backend::Device;
 use minitorch::datasets::Graph;
@@ -71,11 +73,39 @@ pub fn describe_choice(device: Device, why: &[String]) -> Result<String> {
     Ok(s)
 }
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+/// An I/O error of example `op` on `path`.
+pub fn io_err(op: &'static str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Io {
-        op: "plot",
+        op,
         path: path.display().to_string(),
         msg: e.to_string(),
+    }
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    io_err("plot", path, e)
+}
+
+/// A duration in milliseconds with three significant digits or so.
+pub fn fmt_ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 1.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.3} ms")
+    }
+}
+
+/// The exit status of an example: errors are printed as `error: ...` and fail the process.
+pub fn exit_code(r: Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
