@@ -349,7 +349,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// A one-line description of the hardware (CPU model and threads, GPU adapter).
     fn describe(&self) -> String;
     /// True when the device is a software emulation of a GPU (lavapipe, llvmpipe): it
-    /// works, but the CPU backend is faster, so automatic selection passes it over.
+    /// works, but its timings are not GPU timings: `train` says so on its first line and
+    /// the reports list it apart from GPU results.
     fn is_emulated(&self) -> bool {
         false
     }
