@@ -150,5 +150,75 @@ fn matmul(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ops_1m, dispatch_overhead, matmul);
+/// Reduce by shape against a map over the same 2M-element input: the reduce kernel is
+/// chosen by shape (one thread per output, or a workgroup tree), and every reduce should
+/// take at most 3x the map. `-- reduce_vs_map`.
+fn reduce_vs_map(c: &mut Criterion) {
+    let b = backend();
+    let n = 1 << 21;
+    let x = rand(&b, n, 6);
+    let mut g = c.benchmark_group("wgpu_reduce_vs_map_2M");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(n as u64));
+    let flat = Layout::contiguous(&[n]);
+    g.bench_function("map_neg", |bn| {
+        bn.iter(|| {
+            let r = b.map(UnaryOp::Neg, &x, &flat).unwrap();
+            b.synchronize().unwrap();
+            black_box(r)
+        })
+    });
+    for shape in [[2, 1 << 20], [1 << 20, 2], [1024, 2048], [64, 32768]] {
+        let l = Layout::contiguous(&shape);
+        for dim in [0, 1] {
+            g.bench_function(format!("sum_{}x{}_dim{dim}", shape[0], shape[1]), |bn| {
+                bn.iter(|| {
+                    let r = b.reduce(ReduceOp::Sum, &x, &l, dim).unwrap();
+                    b.synchronize().unwrap();
+                    black_box(r)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// The whole-tile vec4 matmul against the general kernel in the same run: the same
+/// product with B at an aligned offset (4: matmul_fast) and a misaligned one (1: matmul).
+/// `-- matmul_fast_vs_general`.
+fn matmul_fast_vs_general(c: &mut Criterion) {
+    let b = backend();
+    let mut g = c.benchmark_group("wgpu_matmul_fast_vs_general");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for n in [256usize, 512] {
+        let al = Layout::contiguous(&[n, n]);
+        let a = rand(&b, n * n, 7);
+        let bb = rand(&b, n * n + 4, 8);
+        g.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+        for (name, offset) in [("fast", 4), ("general", 1)] {
+            let bl = Layout::new(vec![n, n], vec![n, 1], offset).unwrap();
+            g.bench_with_input(BenchmarkId::new(name, n), &n, |bn, _| {
+                bn.iter(|| {
+                    let r = b.matmul(&a, &al, &bb, &bl).unwrap();
+                    b.synchronize().unwrap();
+                    black_box(r)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    ops_1m,
+    dispatch_overhead,
+    matmul,
+    reduce_vs_map,
+    matmul_fast_vs_general
+);
 criterion_main!(benches);

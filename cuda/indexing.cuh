@@ -14,6 +14,14 @@
 // the constant bank: no upload and no copy per launch).
 #pragma once
 
+// `__grid_constant__` exists from compute capability 7.0 on; below it (Pascal: P100,
+// GTX 10xx) the parameter is an ordinary by-value one (NVRTC rejects the annotation there).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
+#define GRID_CONSTANT
+#else
+#define GRID_CONSTANT __grid_constant__
+#endif
+
 typedef unsigned int u32;
 typedef unsigned long long u64;
 

@@ -40,12 +40,12 @@ __device__ __forceinline__ void map_contiguous(float* __restrict__ out, const fl
 #define MAP_ENTRY(name, Op)                                                                        \
     extern "C" __global__ void __launch_bounds__(BLOCK)                                            \
         map_##name(float* __restrict__ out, const float* __restrict__ x,                           \
-                   const __grid_constant__ Meta meta) {                                            \
+                   const GRID_CONSTANT Meta meta) {                                            \
         map_strided<Op>(out, x, meta);                                                             \
     }                                                                                              \
     extern "C" __global__ void __launch_bounds__(BLOCK)                                            \
         map_##name##_contiguous(float* __restrict__ out, const float* __restrict__ x,              \
-                            const __grid_constant__ Meta meta) {                                   \
+                            const GRID_CONSTANT Meta meta) {                                   \
         map_contiguous<Op>(out, x, meta);                                                          \
     }
 

@@ -53,12 +53,12 @@ __device__ __forceinline__ void zip_contiguous(float* __restrict__ out, const fl
 #define ZIP_ENTRY(name, Op)                                                                        \
     extern "C" __global__ void __launch_bounds__(BLOCK)                                            \
         zip_##name(float* __restrict__ out, const float* __restrict__ a,                           \
-                   const float* __restrict__ b, const __grid_constant__ Meta meta) {               \
+                   const float* __restrict__ b, const GRID_CONSTANT Meta meta) {               \
         zip_strided<Op>(out, a, b, meta);                                                          \
     }                                                                                              \
     extern "C" __global__ void __launch_bounds__(BLOCK)                                            \
         zip_##name##_contiguous(float* __restrict__ out, const float* __restrict__ a,              \
-                            const float* __restrict__ b, const __grid_constant__ Meta meta) {      \
+                            const float* __restrict__ b, const GRID_CONSTANT Meta meta) {      \
         zip_contiguous<Op>(out, a, b, meta);                                                       \
     }
 

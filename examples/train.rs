@@ -107,9 +107,20 @@ fn run(args: Args) -> Result<()> {
         Engine::Tensor => "tensor",
         Engine::Scalar => "scalar",
     };
+    // The first line says which backend runs and, in short, why (at most 300 characters);
+    // the full reasons a backend was passed over follow, then the run's settings.
     println!(
-        "minitorch train: {} | engine {engine} | dataset {dataset}, {} points, hidden {}, lr {}, batch {}, {} epochs, seed {}",
-        describe_choice(device, &why)?,
+        "{}",
+        common::truncate(
+            &format!("minitorch train: {}", describe_choice(device, &why)?),
+            common::MAX_FIRST_LINE
+        )
+    );
+    if let Some(details) = common::fallback_details(&why) {
+        println!("why:\n{details}");
+    }
+    println!(
+        "engine {engine} | dataset {dataset}, {} points, hidden {}, lr {}, batch {}, {} epochs, seed {}",
         config.points,
         config.hidden,
         config.lr,

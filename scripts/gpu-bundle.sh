@@ -57,9 +57,17 @@ else
     log "no examples/ yet: none bundled"
 fi
 
+# The newest glibc symbol version any bundled binary needs (run.sh checks the host's).
+glibc_need="2.17"
+note_glibc() { # path
+    local v
+    v="$( (objdump -T "$1" 2>/dev/null || strings "$1") | grep -oE 'GLIBC_[0-9]+\.[0-9]+' | sed 's/GLIBC_//' | sort -V | tail -n 1)"
+    if [[ -n "$v" ]]; then glibc_need="$(printf '%s\n%s\n' "$glibc_need" "$v" | sort -V | tail -n 1)"; fi
+}
 copy() { # dir name path
     local dest="$OUT/$1/$2"
     cp "$3" "$dest"
+    note_glibc "$dest"
     if command -v strip >/dev/null; then strip --strip-all "$dest" 2>/dev/null || log "could not strip $dest"; fi
     # Compressed (about 3x) so that everything fits in 64 MiB; run.sh unpacks them.
     gzip -9 -n "$dest"
@@ -79,6 +87,8 @@ while read -r kind name path; do
     copy examples "$name" "$path"
 done <<<"$examples"
 cp -r cuda "$OUT/cuda"
+echo "$glibc_need" >"$OUT/GLIBC_REQUIRED"
+log "the binaries need glibc >= $glibc_need"
 git -C "$ROOT" rev-parse HEAD >"$OUT/COMMIT" 2>/dev/null || echo unknown >"$OUT/COMMIT"
 git -C "$ROOT" status --short >>"$OUT/COMMIT" 2>/dev/null || true
 
@@ -88,6 +98,10 @@ cat >"$OUT/run.sh" <<'RUN'
 #   1. the conformance matrix with cpu and cuda required (and wgpu when a Vulkan driver is
 #      present), and every other test binary;
 #   2. the train example on cuda for the six datasets (if bundled);
+# It finds libcuda on LD_LIBRARY_PATH and the usual places (Colab: /usr/lib64-nvidia), picks
+# the NVRTC of the driver's CUDA major version, checks the glibc the binaries need, unpacks
+# them next to itself (not in a /tmp that may be noexec) and requires wgpu only when Vulkan
+# lists a device.
 #   3. the cuda_matmul benchmark (ours vs cuBLAS).
 # All output goes to one results folder: ./run.sh [RESULTS_DIR] (default ./results).
 # Exit status: the number of failed steps (0 = all passed).
@@ -103,8 +117,23 @@ failed=0
 
 say() { echo "$*" | tee -a "$SUMMARY"; }
 
-# Unpack the gzipped binaries into a scratch directory.
-BIN="$(mktemp -d "${TMPDIR:-/tmp}/minitorch-bundle-XXXXXX")"
+# The binaries need this glibc or newer (recorded when the bundle was built).
+need="$(cat "$HERE/GLIBC_REQUIRED" 2>/dev/null || echo 2.17)"
+have="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $2 }')"
+[[ -z "$have" ]] && have="$(ldd --version 2>/dev/null | head -n 1 | grep -oE '[0-9]+\.[0-9]+$')"
+if [[ -n "$have" && "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" != "$need" ]]; then
+    say "FAIL glibc: the binaries need glibc >= $need but this machine has $have; build the bundle on an older distribution (or in a container of this one)"
+    exit 1
+fi
+say "glibc: need >= $need, have ${have:-unknown}"
+
+# Unpack the gzipped binaries next to this script (a /tmp mounted noexec, as on hardened
+# hosts, could not run them), or into the results folder if this one is read-only.
+BIN="$HERE/.bin"
+if ! mkdir -p "$BIN" 2>/dev/null || ! [[ -w "$BIN" ]]; then
+    BIN="$RESULTS/.bin"
+    mkdir -p "$BIN"
+fi
 trap 'rm -rf "$BIN"' EXIT
 for f in "$HERE"/tests/*.gz "$HERE"/examples/*.gz "$HERE"/benches/*.gz; do
     [[ -e "$f" ]] || continue
@@ -118,6 +147,12 @@ mkdir -p "$BIN/tests" "$BIN/examples" "$BIN/benches"
 # Directories that may hold them: the dynamic loader's own, CUDA toolkits (newest first),
 # the NVIDIA container runtime's, WSL's, and pip's nvidia-* packages.
 candidate_dirs() {
+    # The loader's own path first (Colab keeps its driver in /usr/lib64-nvidia there).
+    local d
+    local -a ld_dirs=()
+    IFS=: read -r -a ld_dirs <<<"${LD_LIBRARY_PATH:-}"
+    for d in "${ld_dirs[@]}"; do [[ -n "$d" ]] && echo "$d"; done
+    ls -d /usr/lib64-nvidia 2>/dev/null
     [[ -n "${CUDA_HOME:-}" ]] && echo "$CUDA_HOME/lib64" && echo "$CUDA_HOME/lib"
     [[ -n "${CUDA_PATH:-}" ]] && echo "$CUDA_PATH/lib64"
     ls -d /usr/local/cuda/lib64 /usr/local/cuda/targets/*/lib 2>/dev/null
@@ -161,17 +196,36 @@ find_lib() {
 
 libdirs=()
 cuda_dir="$(find_lib libcuda.so.1 libcuda.so)" && libdirs+=("$cuda_dir")
-nvrtc_dir="$(find_lib libnvrtc.so.13 libnvrtc.so libnvrtc.so.12)" && libdirs+=("$nvrtc_dir")
-cublas_dir="$(find_lib libcublas.so.13 libcublas.so libcublas.so.12)" && libdirs+=("$cublas_dir")
+# NVRTC and cuBLAS of the driver's CUDA major version: code from a newer NVRTC does not
+# load (see scripts/install-nvrtc.sh), so the library is picked by the driver.
+driver_major="$(nvidia-smi 2>/dev/null | grep -oE 'CUDA Version: *[0-9]+' | grep -oE '[0-9]+$' | head -n 1)"
+driver_major="${driver_major:-13}"
+nvrtc_dir="$(find_lib "libnvrtc.so.$driver_major")" && libdirs+=("$nvrtc_dir")
+if [[ -n "${nvrtc_dir:-}" ]]; then
+    export MINITORCH_NVRTC="$nvrtc_dir/libnvrtc.so.$driver_major"
+    export "MINITORCH_NVRTC$driver_major=$MINITORCH_NVRTC"
+fi
+cublas_dir="$(find_lib "libcublas.so.$driver_major" libcublas.so)" && libdirs+=("$cublas_dir")
+if ((driver_major <= 12)); then nvrtc_pkg="nvidia-cuda-nvrtc-cu$driver_major"; else nvrtc_pkg="nvidia-cuda-nvrtc>=$driver_major,<$((driver_major + 1))"; fi
 extra="$(printf '%s:' "${libdirs[@]}" | awk -v RS=: '!seen[$0]++ && length($0)' | paste -sd: -)"
 export LD_LIBRARY_PATH="${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
+# wgpu is required only when Vulkan answers: the loader, a driver manifest, and (where
+# vulkaninfo is installed) a device it can list.
 required="cpu,cuda"
 vulkan=""
 if compgen -G "/usr/share/vulkan/icd.d/*.json" >/dev/null || compgen -G "/etc/vulkan/icd.d/*.json" >/dev/null; then
     if ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1'; then
-        required="cpu,cuda,wgpu"
-        vulkan="yes ($(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | tr '\n' ' '))"
+        icds="$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | tr '\n' ' ')"
+        if ! command -v vulkaninfo >/dev/null; then
+            required="cpu,cuda,wgpu"
+            vulkan="yes, not probed: no vulkaninfo ($icds)"
+        elif timeout 60 vulkaninfo --summary 2>/dev/null | grep -q 'deviceName'; then
+            required="cpu,cuda,wgpu"
+            vulkan="yes: $(timeout 60 vulkaninfo --summary 2>/dev/null | grep 'deviceName' | sed 's/.*= *//' | paste -sd, -)"
+        else
+            vulkan="manifests present but vulkaninfo lists no device ($icds): wgpu not required"
+        fi
     fi
 fi
 
@@ -180,7 +234,8 @@ fi
     echo "host: $(uname -a)"
     echo "bundle: $(head -n 1 "$HERE/COMMIT" 2>/dev/null)"
     echo "libcuda: ${cuda_dir:-NOT FOUND}"
-    echo "libnvrtc: ${nvrtc_dir:-NOT FOUND}"
+    echo "driver CUDA major: $driver_major"
+    echo "libnvrtc: ${MINITORCH_NVRTC:-NOT FOUND (libnvrtc.so.$driver_major)}"
     echo "libcublas: ${cublas_dir:-NOT FOUND (the benchmark times our kernel only)}"
     echo "vulkan driver: ${vulkan:-none (wgpu not required)}"
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
@@ -190,7 +245,7 @@ fi
 } >"$RESULTS/environment.txt"
 say "environment: $(grep -E '^(libcuda|libnvrtc|libcublas|vulkan driver)' "$RESULTS/environment.txt" | tr '\n' ';')"
 [[ -z "${cuda_dir:-}" ]] && say "cuda: MISSING: no libcuda (NVIDIA driver) found; the cuda steps will fail"
-[[ -z "${nvrtc_dir:-}" ]] && say "cuda: MISSING: no libnvrtc found (install one: pip install 'nvidia-cuda-nvrtc>=13,<14', or a CUDA toolkit)"
+[[ -z "${nvrtc_dir:-}" ]] && say "cuda: MISSING: no libnvrtc.so.$driver_major for this CUDA $driver_major driver (install it: python3 -m pip install '$nvrtc_pkg', then rerun; or a CUDA $driver_major toolkit)"
 
 # step NAME LOGFILE TIMEOUT_S COMMAND...: run, log, record pass/fail.
 step() {
@@ -217,7 +272,8 @@ step() {
 # --- 1. Tests -------------------------------------------------------------------------
 mkdir -p "$RESULTS/tests"
 export MINITORCH_REQUIRE_BACKENDS="$required"
-export MINITORCH_REQUIRE_NVRTC=1
+# The compile test needs the NVRTC of this driver; the other major version is optional.
+export MINITORCH_REQUIRE_NVRTC="$driver_major"
 export MINITORCH_CUDA_DIR="$HERE/cuda"
 if [[ -x "$BIN/tests/conformance" ]]; then
     step "conformance (required: $required)" "$RESULTS/tests/conformance.log" 900 "$BIN/tests/conformance" --nocapture
@@ -226,6 +282,7 @@ else
     failed=$((failed + 1))
 fi
 for t in "$BIN"/tests/*; do
+    [[ -x "$t" ]] || continue
     name="$(basename "$t")"
     [[ "$name" == "conformance" ]] && continue
     # tests/examples.rs builds the examples with cargo in the source tree, which a bundle

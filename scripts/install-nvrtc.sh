@@ -1,29 +1,60 @@
 #!/usr/bin/env bash
-# Install NVRTC (the CUDA runtime compiler, CUDA 13) from PyPI, with no GPU, driver or CUDA
-# toolkit needed, and print the directory holding libnvrtc.so* on stdout (progress goes to
-# stderr), so CI can run:
+# Install NVRTC (the CUDA runtime compiler) of one CUDA major version from PyPI, with no
+# GPU, driver or CUDA toolkit needed, and print the directory holding libnvrtc.so.<major>
+# on stdout (progress goes to stderr):
 #
-#   export LD_LIBRARY_PATH="$(scripts/install-nvrtc.sh):${LD_LIBRARY_PATH:-}"
-#   MINITORCH_REQUIRE_NVRTC=1 cargo test --features cuda --test cuda_kernels
+#   scripts/install-nvrtc.sh [MAJOR]
 #
-# cudarc (feature cuda-13000) loads "libnvrtc.so", "libnvrtc.so.13", ... by name; the wheel
-# ships nvidia/cu13/lib/libnvrtc.so.13. If a wheel ships only other names, links with the
-# expected names are made in target/nvrtc-lib and that directory is printed instead.
-# Environment: PYTHON (default python3), NVRTC_SPEC (default "nvidia-cuda-nvrtc>=13,<14"),
+# MAJOR defaults to the driver's CUDA major version when nvidia-smi is there, else 13.
+# The NVRTC must not be newer than the driver: code from NVRTC 13 does not load on a CUDA
+# 12 driver (Colab's T4 runtime, most clusters), so a CUDA 12 driver needs NVRTC 12.
+#   12 -> nvidia-cuda-nvrtc-cu12   (nvidia/cuda_nvrtc/lib/libnvrtc.so.12; sm_50 .. sm_90)
+#   13 -> nvidia-cuda-nvrtc>=13,<14 (nvidia/cu13/lib/libnvrtc.so.13; sm_75 .. sm_120)
+# Both can be installed side by side. Use it with
+#
+#   export LD_LIBRARY_PATH="$(scripts/install-nvrtc.sh 12):${LD_LIBRARY_PATH:-}"
+#   # or name the library itself:
+#   export MINITORCH_NVRTC="$(scripts/install-nvrtc.sh 12)/libnvrtc.so.12"
+#
+# Environment: PYTHON (default python3), NVRTC_SPEC (overrides the pip requirement),
 # NVRTC_PIP_ARGS (extra pip arguments, e.g. --user or --target DIR).
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
-SPEC="${NVRTC_SPEC:-nvidia-cuda-nvrtc>=13,<14}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { echo "install-nvrtc: $*" >&2; }
 
+driver_major() {
+    command -v nvidia-smi >/dev/null 2>&1 || return 1
+    nvidia-smi 2>/dev/null | grep -oE 'CUDA Version: *[0-9]+' | grep -oE '[0-9]+$' | head -n 1
+}
+
+MAJOR="${1:-}"
+if [[ -z "$MAJOR" ]]; then
+    if MAJOR="$(driver_major)" && [[ -n "$MAJOR" ]]; then
+        log "the NVIDIA driver supports CUDA $MAJOR: installing NVRTC $MAJOR"
+    else
+        MAJOR=13
+        log "no nvidia-smi: installing NVRTC $MAJOR (pass 12 for a CUDA 12 driver)"
+    fi
+fi
+if ! [[ "$MAJOR" =~ ^[0-9]+$ ]]; then
+    log "error: the argument is a CUDA major version such as 12 or 13, not '$MAJOR'"
+    exit 2
+fi
+if ((MAJOR <= 12)); then
+    SPEC="${NVRTC_SPEC:-nvidia-cuda-nvrtc-cu${MAJOR}}"
+else
+    SPEC="${NVRTC_SPEC:-nvidia-cuda-nvrtc>=${MAJOR},<$((MAJOR + 1))}"
+fi
+
 find_lib_dir() {
-    # Site-packages of this Python (plus any --target dir) searched for nvidia/*/lib.
-    "$PYTHON" - "$@" <<'PY'
+    # Site-packages of this Python (plus any --target dir) searched for
+    # nvidia/*/lib/libnvrtc.so.<major>.
+    "$PYTHON" - "$MAJOR" "$@" <<'PY'
 import glob, os, site, sys, sysconfig
-roots = list(sys.argv[1:])
+major = sys.argv[1]
+roots = list(sys.argv[2:])
 for getter in (lambda: site.getsitepackages(), lambda: [site.getusersitepackages()]):
     try:
         roots += getter()
@@ -35,11 +66,8 @@ for root in roots:
     if not root or root in seen:
         continue
     seen.add(root)
-    hits = sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib", "libnvrtc.so*")))
-    hits = [h for h in hits if "builtins" not in os.path.basename(h)]
+    hits = sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib", "libnvrtc.so." + major)))
     if hits:
-        # Prefer the newest CUDA major (cu13 over cu12).
-        hits.sort(key=lambda p: p.split(os.sep)[-3], reverse=True)
         print(os.path.dirname(hits[0]))
         break
 PY
@@ -61,29 +89,11 @@ if [[ -z "$dir" ]]; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check "${target_args[@]}" "$SPEC" >&2
     dir="$(find_lib_dir ${target_dir:+"$target_dir"} || true)"
 else
-    log "already installed in $dir"
+    log "NVRTC $MAJOR already installed in $dir"
 fi
 if [[ -z "$dir" ]]; then
-    log "error: pip finished but no nvidia/*/lib/libnvrtc.so* was found in $PYTHON's site-packages"
+    log "error: pip finished but no nvidia/*/lib/libnvrtc.so.$MAJOR was found in $PYTHON's site-packages"
     exit 1
 fi
-
-# The names cudarc tries (cuda-13000): libnvrtc.so, libnvrtc.so.13, .so.12, ... .so.1.
-has_name=""
-for n in libnvrtc.so libnvrtc.so.13 libnvrtc.so.12 libnvrtc.so.11 libnvrtc.so.10 libnvrtc.so.9 libnvrtc.so.1; do
-    [[ -e "$dir/$n" ]] && has_name="$n"
-done
-if [[ -z "$has_name" ]]; then
-    real="$(ls "$dir"/libnvrtc.so.* | grep -v builtins | sort | tail -n 1)"
-    links="$ROOT/target/nvrtc-lib"
-    mkdir -p "$links"
-    ln -sf "$real" "$links/libnvrtc.so"
-    major="$(basename "$real" | sed -E 's/^libnvrtc\.so\.([0-9]+).*/\1/')"
-    [[ "$major" =~ ^[0-9]+$ ]] && ln -sf "$real" "$links/libnvrtc.so.$major"
-    # libnvrtc finds its builtins library next to itself ($ORIGIN): link those too.
-    for b in "$dir"/libnvrtc-builtins.so*; do [[ -e "$b" ]] && ln -sf "$b" "$links/"; done
-    log "linked $real into $links under the names cudarc loads"
-    dir="$links"
-fi
-log "libnvrtc: $(ls "$dir"/libnvrtc.so* | tr '\n' ' ')"
+log "libnvrtc: $dir/libnvrtc.so.$MAJOR"
 echo "$dir"

@@ -1,6 +1,14 @@
-// reduce: one workgroup of 256 threads per output position. Each thread folds a strided
-// share of the reduced dimension (j = lid, lid + 256, ...), then a shared-memory tree
-// combines the 256 partial results. Correct for any length; length 0 gives the identity.
+// reduce (twin of cuda/reduce.cu). Two shapes of kernel, chosen by the host from the shape
+// (src/backend/gpu_plan.rs):
+// - tree (reduce_OPNAME, reduce_OPNAME_contiguous): one workgroup of 256 threads per output
+//   position. Each thread folds a strided share of the reduced dimension (j = lid,
+//   lid + 256, ...), then a shared-memory tree combines the 256 partial results. For long
+//   reduced dimensions.
+// - serial (reduce_serial_OPNAME, reduce_serial_OPNAME_contiguous): one thread per output
+//   folds the whole reduced dimension in order. For short reduced dimensions, or many
+//   outputs whose reduced dimension is not the innermost one (coalesced reads).
+// Correct for any length; length 0 gives the identity. WGSL has no 64-bit integers: the
+// host rejects a reduced length within 256 of 2^32, so `j = j + WG` cannot wrap.
 // Template: OPNAME is replaced by a ReduceOp name (sum, prod, max).
 // Metadata: [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
 //            out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
@@ -67,4 +75,39 @@ fn reduce_OPNAME_contiguous(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
     let stride = max(md[5], 1u);
     let base = md[2] + (o / stride) * len * stride + (o % stride);
     reduce_body(o, base, lid);
+}
+
+// Fold the reduced run that starts at storage position `base`, in order.
+fn serial_fold(base: u32) -> f32 {
+    let len = md[4];
+    let stride = md[5];
+    var acc = identity_OPNAME();
+    for (var j = 0u; j < len; j = j + 1u) {
+        acc = combine_OPNAME(acc, x[base + j * stride]);
+    }
+    return acc;
+}
+
+// One thread per output, any strides and offset.
+@compute @workgroup_size(256)
+fn reduce_serial_OPNAME(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let o = global_linear(wg, nwg, lid);
+    if (o >= md[0]) {
+        return;
+    }
+    let rank = md[1];
+    out[o] = serial_fold(strided_position(o, rank, 6u, 6u + rank, md[2]));
+}
+
+// One thread per output, x contiguous (reduce_stride is the inner block size).
+@compute @workgroup_size(256)
+fn reduce_serial_OPNAME_contiguous(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                   @builtin(local_invocation_index) lid: u32) {
+    let o = global_linear(wg, nwg, lid);
+    if (o >= md[0]) {
+        return;
+    }
+    let stride = max(md[5], 1u);
+    out[o] = serial_fold(md[2] + (o / stride) * md[4] * stride + (o % stride));
 }

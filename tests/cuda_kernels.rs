@@ -1,10 +1,26 @@
-//! Every kernel file in `cuda/` compiles on its own with NVRTC to PTX for sm_90
-//! (`compute_90`, and to an sm_90 CUBIN, which the runtime loads first), with `cuda/` as
-//! its include path, and defines every entry point the backend loads. Needs no GPU and no driver, only libnvrtc (see `scripts/install-nvrtc.sh`).
-//! Without libnvrtc the test prints SKIPPED and passes, unless MINITORCH_REQUIRE_NVRTC=1.
+//! Every kernel file in `cuda/` compiles on its own with NVRTC, with `cuda/` as its include
+//! path, to PTX and to CUBIN, for every architecture the backend supports with each NVRTC
+//! major version, and defines every entry point the backend loads:
+//! - NVRTC 12 (PyPI `nvidia-cuda-nvrtc-cu12`): sm_60 (Pascal), sm_75, sm_80, sm_89, sm_90;
+//! - NVRTC 13 (PyPI `nvidia-cuda-nvrtc`): sm_75, sm_80, sm_86, sm_89, sm_90, sm_100, sm_120.
+//!
+//! Needs no GPU and no driver, only the libraries: `MINITORCH_NVRTC12` / `MINITORCH_NVRTC13`
+//! name them by path (`.ci/run` installs both with `scripts/install-nvrtc.sh 12` and `13`),
+//! else `libnvrtc.so.12` / `.13` are looked up on the loader path. A missing one prints
+//! SKIPPED, unless MINITORCH_REQUIRE_NVRTC=1 (every version) or a list such as `12,13`.
+
+/// Whether NVRTC `major` must be present (MINITORCH_REQUIRE_NVRTC=1 or a list of majors).
+fn nvrtc_required_for(major: i32) -> bool {
+    std::env::var("MINITORCH_REQUIRE_NVRTC").is_ok_and(|v| {
+        v.trim() == "1"
+            || v
+                .split(',')
+                .any(|m| m.trim().parse::<i32>().is_ok_and(|m| m == major))
+    })
+}
 
 fn nvrtc_required() -> bool {
-    std::env::var("MINITORCH_REQUIRE_NVRTC").is_ok_and(|v| v == "1")
+    nvrtc_required_for(12) || nvrtc_required_for(13)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -12,32 +28,48 @@ fn nvrtc_required() -> bool {
 fn cuda_kernels_compile_with_nvrtc() {
     assert!(
         !nvrtc_required(),
-        "MINITORCH_REQUIRE_NVRTC=1 but this test was built without the `cuda` feature; run it with `--features cuda`"
+        "MINITORCH_REQUIRE_NVRTC is set but this test was built without the `cuda` feature; run it with `--features cuda`"
     );
     println!("SKIPPED: cuda kernel compile test: built without the `cuda` feature (run `cargo test --features cuda --test cuda_kernels`)");
 }
 
+/// Open NVRTC `major` (from `MINITORCH_NVRTC<major>` or by its versioned name), or say
+/// SKIPPED and return None.
 #[cfg(feature = "cuda")]
-#[test]
-fn cuda_kernels_compile_with_nvrtc() {
+fn open_nvrtc(major: i32) -> Option<minitorch::backend::cuda::nvrtc::Nvrtc> {
+    use minitorch::backend::cuda::nvrtc::Nvrtc;
+    let var = format!("MINITORCH_NVRTC{major}");
+    let name = std::env::var(&var).unwrap_or_else(|_| format!("libnvrtc.so.{major}"));
+    match Nvrtc::open(&name) {
+        Ok(n) if n.version().0 == major => Some(n),
+        Ok(n) => {
+            panic!(
+                "{var}/{name} is NVRTC {}.{}, not {major}.x",
+                n.version().0,
+                n.version().1
+            )
+        }
+        Err(e) => {
+            assert!(
+                !nvrtc_required_for(major),
+                "MINITORCH_REQUIRE_NVRTC asks for NVRTC {major} but it is unavailable: {e}"
+            );
+            println!(
+                "SKIPPED: NVRTC {major} compile test: {e}\n(install: `export {var}=$(bash scripts/install-nvrtc.sh {major})/libnvrtc.so.{major}`)"
+            );
+            None
+        }
+    }
+}
+
+/// Compile every `.cu` file with `nvrtc` for each of `archs`, to PTX and CUBIN, checking
+/// the entry points; returns the failures.
+#[cfg(feature = "cuda")]
+fn compile_all(nvrtc: &minitorch::backend::cuda::nvrtc::Nvrtc, archs: &[i32]) -> Vec<String> {
     use std::path::{Path, PathBuf};
 
     use minitorch::backend::cuda::kernels::Family;
-    use minitorch::backend::cuda::runtime::{self, Output, Program};
-
-    let version = match runtime::nvrtc_version() {
-        Ok(v) => v,
-        Err(e) => {
-            assert!(
-                !nvrtc_required(),
-                "MINITORCH_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}"
-            );
-            println!(
-                "SKIPPED: cuda kernel compile test: {e}\n(how to install: `export LD_LIBRARY_PATH=$(scripts/install-nvrtc.sh):$LD_LIBRARY_PATH`)"
-            );
-            return;
-        }
-    };
+    use minitorch::backend::cuda::runtime::{Output, Program};
 
     // MINITORCH_CUDA_DIR: where a GPU bundle (scripts/gpu-bundle.sh) keeps the sources.
     let dir = std::env::var_os("MINITORCH_CUDA_DIR")
@@ -50,53 +82,7 @@ fn cuda_kernels_compile_with_nvrtc() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .cu files in {}", dir.display());
-
-    let mut failures = Vec::new();
-    for path in &files {
-        let name = path.file_name().unwrap().to_str().unwrap();
-        let source = std::fs::read_to_string(path).expect("read kernel source");
-        let program = Program {
-            name,
-            source: &source,
-            headers: &[],
-            include_dirs: &[dir.as_path()],
-        };
-        let started = std::time::Instant::now();
-        match program.compile(90, Output::Ptx) {
-            Ok(image) => {
-                let ptx = String::from_utf8_lossy(&image);
-                assert!(
-                    ptx.contains(".target sm_90"),
-                    "{name}: PTX is not for sm_90"
-                );
-                // Every entry point the backend loads from this file must be defined.
-                if let Some(family) = Family::ALL.iter().find(|f| f.file_name() == name) {
-                    for entry in family.entry_points() {
-                        if !ptx.contains(&format!(".entry {entry}(")) {
-                            failures
-                                .push(format!("{name}: entry point {entry} missing from the PTX"));
-                        }
-                    }
-                    assert_eq!(source, family.source(), "{name}: embedded source is stale");
-                }
-                println!(
-                    "{name}: {} bytes of PTX in {:.0} ms (NVRTC {}.{})",
-                    image.len(),
-                    started.elapsed().as_secs_f64() * 1e3,
-                    version.0,
-                    version.1
-                );
-            }
-            Err(e) => failures.push(e.to_string()),
-        }
-        // The runtime loads machine code first on a GPU NVRTC knows: check that path too.
-        match program.compile(90, Output::Cubin) {
-            Ok(image) if image.starts_with(b"\x7fELF") => {}
-            Ok(_) => failures.push(format!("{name}: the sm_90 CUBIN is not an ELF image")),
-            Err(e) => failures.push(e.to_string()),
-        }
-    }
-    // Every kernel file the backend embeds exists in cuda/ (and so was compiled above).
+    // Every kernel file the backend embeds exists in cuda/ (and so is compiled below).
     for f in Family::ALL {
         assert!(
             files
@@ -106,9 +92,108 @@ fn cuda_kernels_compile_with_nvrtc() {
             f.file_name()
         );
     }
+    let (major, minor) = nvrtc.version();
+    let supported = nvrtc.supported_archs();
+    let check_one = |path: &PathBuf| -> Vec<String> {
+        let mut failures = Vec::new();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let source = std::fs::read_to_string(path).expect("read kernel source");
+        let family = Family::ALL.iter().find(|f| f.file_name() == name);
+        if let Some(f) = family {
+            assert_eq!(source, f.source(), "{name}: embedded source is stale");
+        }
+        let entries = family.map(|f| f.entry_points()).unwrap_or_default();
+        let program = Program {
+            name,
+            source: &source,
+            headers: &[],
+            include_dirs: &[dir.as_path()],
+        };
+        for &arch in archs {
+            if !supported.contains(&arch) {
+                failures.push(format!(
+                    "NVRTC {major}.{minor} does not support sm_{arch} ({supported:?})"
+                ));
+                continue;
+            }
+            let started = std::time::Instant::now();
+            for output in [Output::Ptx, Output::Cubin] {
+                let image = match program.compile(nvrtc, arch, output) {
+                    Ok(image) => image,
+                    Err(e) => {
+                        failures.push(e.to_string());
+                        continue;
+                    }
+                };
+                match output {
+                    Output::Ptx => {
+                        let ptx = String::from_utf8_lossy(&image);
+                        if !ptx.contains(&format!(".target sm_{arch}")) {
+                            failures.push(format!("{name}: PTX is not for sm_{arch}"));
+                        }
+                        for entry in &entries {
+                            if !ptx.contains(&format!(".entry {entry}(")) {
+                                failures.push(format!(
+                                    "{name}: entry point {entry} missing from the compute_{arch} PTX"
+                                ));
+                            }
+                        }
+                    }
+                    Output::Cubin => {
+                        if !image.starts_with(b"\x7fELF") {
+                            failures.push(format!("{name}: the sm_{arch} CUBIN is not ELF"));
+                        }
+                        for entry in &entries {
+                            let sym = format!("{entry}\0");
+                            if !image.windows(sym.len()).any(|w| w == sym.as_bytes()) {
+                                failures.push(format!(
+                                    "{name}: entry point {entry} missing from the sm_{arch} CUBIN"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            println!(
+                "{name}: NVRTC {major}.{minor} sm_{arch} PTX + CUBIN in {:.0} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        failures
+    };
+    // One thread per file: NVRTC compiles independent programs concurrently.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files.iter().map(|p| s.spawn(|| check_one(p))).collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("compile thread"))
+            .collect()
+    })
+}
+
+/// NVRTC 12 (the CUDA 12 drivers of Colab, Kaggle and most clusters): Pascal (sm_60, no
+/// `__grid_constant__`) through Hopper.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_kernels_compile_with_nvrtc_12() {
+    let Some(nvrtc) = open_nvrtc(12) else { return };
+    let failures = compile_all(&nvrtc, &[60, 75, 80, 89, 90]);
     assert!(
         failures.is_empty(),
-        "kernel compile failures:\n{}",
+        "NVRTC 12 compile failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// NVRTC 13 (starts at sm_75): Turing through Blackwell.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_kernels_compile_with_nvrtc_13() {
+    let Some(nvrtc) = open_nvrtc(13) else { return };
+    let failures = compile_all(&nvrtc, &[75, 80, 86, 89, 90, 100, 120]);
+    assert!(
+        failures.is_empty(),
+        "NVRTC 13 compile failures:\n{}",
         failures.join("\n")
     );
 }
@@ -119,21 +204,27 @@ fn cuda_kernels_compile_with_nvrtc() {
 fn nvrtc_errors_quote_the_source_line() {
     use minitorch::backend::cuda::runtime::{self, Output, Program};
 
-    if let Err(e) = runtime::nvrtc_version() {
-        assert!(
-            !nvrtc_required(),
-            "MINITORCH_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}"
-        );
-        println!("SKIPPED: NVRTC error test: {e}");
-        return;
-    }
+    let nvrtc = match runtime::load_nvrtc(None) {
+        Ok((n, _)) => n,
+        Err(e) => {
+            assert!(
+                !nvrtc_required(),
+                "MINITORCH_REQUIRE_NVRTC is set but NVRTC is unavailable: {e}"
+            );
+            println!("SKIPPED: NVRTC error test: {e}");
+            return;
+        }
+    };
     let program = Program {
         name: "broken.cu",
         source: "#include \"indexing.cuh\"\nextern \"C\" __global__ void k(float* out) {\n    out[0] = undefined_name;\n}\n",
         headers: &minitorch::backend::cuda::kernels::HEADERS,
         include_dirs: &[],
     };
-    let err = program.compile(90, Output::Ptx).unwrap_err().to_string();
+    let err = program
+        .compile(&nvrtc, 90, Output::Ptx)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("broken.cu(3)"), "{err}");
     assert!(err.contains("out[0] = undefined_name;"), "{err}");
 }
@@ -296,7 +387,7 @@ inline std::barrier<>* g_barrier = nullptr;
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(x)
+#define __launch_bounds__(...)
 #define __restrict__ __restrict
 #define __grid_constant__
 #define __shared__ static
@@ -325,6 +416,8 @@ inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body)
     }
 }
 #include <cstdio>
+#include <string>
+#include <algorithm>
 #include <random>
 #include <cassert>
 #include "map.cu"
@@ -399,6 +492,17 @@ void reduce_case(const char* name, std::vector<u32> shape, std::vector<u32> stri
     };
     emu_launch({std::min(out_n, 3u) ? std::min(out_n, 3u) : 1}, {256}, fn);
     check(name, out, want, op == 1 ? 1e-3f : 1e-4f);
+    // The same reduction with one thread per output (reduce_serial_*), on a grid smaller
+    // than the outputs when there are more than 256 (the grid-stride loop).
+    std::fill(out.begin(), out.end(), NAN);
+    auto serial = [&] {
+        if (op == 0) { if (contig) reduce_serial_sum_contiguous(out.data(), x.data(), m); else reduce_serial_sum(out.data(), x.data(), m); }
+        if (op == 1) { if (contig) reduce_serial_prod_contiguous(out.data(), x.data(), m); else reduce_serial_prod(out.data(), x.data(), m); }
+        if (op == 2) { if (contig) reduce_serial_max_contiguous(out.data(), x.data(), m); else reduce_serial_max(out.data(), x.data(), m); }
+    };
+    emu_launch({1}, {256}, serial);
+    std::string serial_name = std::string(name) + " (serial)";
+    check(serial_name.c_str(), out, want, op == 1 ? 1e-3f : 1e-4f);
 }
 void test_reduce() {
     reduce_case("reduce_sum contig dim1 len 300", {3, 300, 4}, {1200, 4, 1}, 0, 1, true, 0);
@@ -410,6 +514,10 @@ void test_reduce() {
     reduce_case("reduce_prod strided len 20", {20, 3}, {3, 1}, 0, 0, false, 1);
     reduce_case("reduce_sum empty dim", {4, 0}, {0, 1}, 0, 1, true, 0);
     reduce_case("reduce_max empty dim strided", {4, 0, 2}, {2, 1, 1}, 0, 1, false, 2);
+    // Many outputs of a short dimension (the shape the serial kernel is for), odd sizes.
+    reduce_case("reduce_sum contig dim0 [2, 1001]", {2, 1001}, {1001, 1}, 3, 0, true, 0);
+    reduce_case("reduce_max strided dim1 [777, 3] transposed", {777, 3}, {1, 777}, 1, 1, false, 2);
+    reduce_case("reduce_sum broadcast input [5, 300] stride 0", {5, 300}, {0, 1}, 0, 0, false, 0);
 }
 void matmul_case(const char* name, u32 batch, u32 n, u32 k, u32 mm, bool at, bool bt, bool bcast, dim3 grid_cap) {
     // a: [batch, n, k] (transposed storage if at), b: [batch, k, m] (transposed if bt); b batch-broadcast if bcast.
@@ -440,5 +548,27 @@ void test_matmul() {
     matmul_case("matmul k=0", 2, 5, 0, 6, false, false, false, {1, 65535, 65535});
     matmul_case("matmul y/z grid loops", 3, 150, 20, 8, false, false, true, {1, 1, 2});
 }
-int main() { test_map(); test_zip(); test_reduce(); test_matmul(); printf("%d failures\n", failures); return failures != 0; }
+// matmul_fast: row-major packed operands, whole 128 x 128 tiles, k a multiple of 8,
+// offsets and batch strides multiples of 4 (what matmul_fast_applies admits).
+void matmul_fast_case(const char* name, u32 batch, u32 n, u32 k, u32 mm, bool bcast, dim3 grid_cap) {
+    u32 aoff = 4, boff = 8, abs_ = n * k, bbs = bcast ? 0 : k * mm;
+    auto a = rnd(aoff + batch * n * k), b = rnd(boff + (bcast ? 1 : batch) * k * mm);
+    Meta m{}; u32* w = m.w;
+    w[0] = batch; w[1] = n; w[2] = k; w[3] = mm; w[4] = 1; w[5] = aoff; w[6] = boff; w[7] = k; w[8] = 1; w[9] = mm; w[10] = 1;
+    w[11] = batch; w[12] = abs_; w[13] = bbs;
+    std::vector<float> out((size_t)batch * n * mm, NAN), want(out.size());
+    for (u32 z = 0; z < batch; ++z) for (u32 i = 0; i < n; ++i) for (u32 j = 0; j < mm; ++j) {
+        double acc = 0; for (u32 q = 0; q < k; ++q) acc += (double)a[aoff + z * abs_ + i * k + q] * b[boff + z * bbs + q * mm + j];
+        want[(size_t)z * n * mm + i * mm + j] = (float)acc;
+    }
+    dim3 grid{mm / 128, std::min(n / 128, grid_cap.y), std::min(batch, grid_cap.z)};
+    emu_launch(grid, {256}, [&] { matmul_fast(out.data(), a.data(), b.data(), m); });
+    check(name, out, want, 1e-4f);
+}
+void test_matmul_fast() {
+    matmul_fast_case("matmul_fast 128x8x128", 1, 128, 8, 128, false, {1, 65535, 65535});
+    matmul_fast_case("matmul_fast 256x40x384", 1, 256, 40, 384, false, {1, 65535, 65535});
+    matmul_fast_case("matmul_fast batch 3, B broadcast, y/z grid loops", 3, 256, 16, 128, true, {1, 1, 2});
+}
+int main() { test_map(); test_zip(); test_reduce(); test_matmul(); test_matmul_fast(); printf("%d failures\n", failures); return failures != 0; }
 "##;

@@ -41,6 +41,9 @@ pub fn select_device(choice: BackendChoice) -> Result<(Device, Vec<String>)> {
                     // A software adapter (lavapipe) still counts: the user built with the
                     // feature to run it. describe_choice says the CPU backend is faster.
                     Ok(_) => return Ok((d, why)),
+                    // "cuda: no NVIDIA driver (...)": the message alone, its first line a
+                    // summary and later lines the details (fallback_details).
+                    Err(Error::DeviceUnavailable { msg, .. }) => why.push(format!("{d}: {msg}")),
                     Err(e) => why.push(format!("{d}: {e}")),
                 }
             }
@@ -65,12 +68,48 @@ pub fn describe_choice(device: Device, why: &[String]) -> Result<String> {
         } else {
             "passed over"
         };
-        s.push_str(&format!(" ({what}: {})", why.join("; ")));
+        // Only each reason's first line, so the line reads at a glance; the rest is in
+        // fallback_details.
+        let short: Vec<String> = why
+            .iter()
+            .map(|w| truncate(w.lines().next().unwrap_or_default(), 120))
+            .collect();
+        s.push_str(&format!(" ({what}: {})", short.join("; ")));
     }
     if b.is_emulated() {
         s.push_str(" (a software adapter, no GPU: expect it to be slower than --backend cpu)");
     }
-    Ok(s)
+    Ok(truncate(&s, MAX_FIRST_LINE))
+}
+
+/// Longest first line an example prints.
+pub const MAX_FIRST_LINE: usize = 300;
+
+/// `s` cut to at most `max` characters, ending in "..." when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(3)).collect();
+    t.push_str("...");
+    t
+}
+
+/// The full text of every reason a backend was passed over (names tried, loader path,
+/// how to fix it), one indented block per reason, or None when there is nothing more than
+/// the first line said.
+pub fn fallback_details(why: &[String]) -> Option<String> {
+    let blocks: Vec<String> = why
+        .iter()
+        .filter(|w| w.lines().nth(1).is_some() || w.chars().count() > 120)
+        .map(|w| {
+            w.lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    (!blocks.is_empty()).then(|| blocks.join("\n"))
 }
 
 /// An I/O error of example `op` on `path`.

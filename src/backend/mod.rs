@@ -23,6 +23,7 @@ use crate::operators as ops;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod gpu_plan;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 

@@ -15,6 +15,7 @@
 //! in the kernels), so a launch uploads nothing. The contiguous fast path is a separate
 //! entry point (`map_neg_contiguous`, ...) chosen once per launch.
 
+use crate::backend::gpu_plan::{matmul_fast_applies, reduce_plan, ReducePlan, MATMUL_FAST_TILE};
 use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -47,7 +48,7 @@ pub enum Family {
     Zip,
     /// `cuda/reduce.cu`: `reduce_<op>` and `reduce_<op>_contiguous`.
     Reduce,
-    /// `cuda/matmul.cu`: `matmul`.
+    /// `cuda/matmul.cu`: `matmul` (any layout) and `matmul_fast` (whole aligned tiles).
     Matmul,
 }
 
@@ -91,8 +92,19 @@ impl Family {
         match self {
             Family::Map => pairs("map", UnaryOp::ALL.iter().map(|o| o.name())),
             Family::Zip => pairs("zip", BinaryOp::ALL.iter().map(|o| o.name())),
-            Family::Reduce => pairs("reduce", ReduceOp::ALL.iter().map(|o| o.name())),
-            Family::Matmul => vec!["matmul".to_string()],
+            Family::Reduce => ReduceOp::ALL
+                .iter()
+                .flat_map(|o| {
+                    let n = o.name();
+                    [
+                        format!("reduce_{n}"),
+                        format!("reduce_{n}_contiguous"),
+                        format!("reduce_serial_{n}"),
+                        format!("reduce_serial_{n}_contiguous"),
+                    ]
+                })
+                .collect(),
+            Family::Matmul => vec!["matmul".to_string(), "matmul_fast".to_string()],
         }
     }
 }
@@ -111,9 +123,15 @@ pub fn zip_slot(op: BinaryOp, contig: bool) -> usize {
     2 * position(&BinaryOp::ALL, op) + contig as usize
 }
 
-/// Slot of `reduce_<op>[_contiguous]` in [`Family::entry_points`].
+/// Slot of `reduce_<op>[_contiguous]` (the block tree) in [`Family::entry_points`].
 pub fn reduce_slot(op: ReduceOp, contig: bool) -> usize {
-    2 * position(&ReduceOp::ALL, op) + contig as usize
+    4 * position(&ReduceOp::ALL, op) + contig as usize
+}
+
+/// Slot of the entry point of `op` for `plan` in [`Family::entry_points`]: the tree
+/// (`reduce_<op>[_contiguous]`) or one thread per output (`reduce_serial_<op>[_contiguous]`).
+pub fn reduce_plan_slot(op: ReduceOp, contig: bool, plan: ReducePlan) -> usize {
+    reduce_slot(op, contig) + if plan == ReducePlan::Serial { 2 } else { 0 }
 }
 
 /// Kernel metadata, passed by value as the last kernel parameter (`struct Meta` in
@@ -279,6 +297,18 @@ pub fn zip_meta(al: &Layout, bl: &Layout) -> Result<(Meta, bool)> {
     Ok((m.finish(), contig))
 }
 
+/// The kernel shape for reducing dimension `dim` of `layout` ([`reduce_plan`]).
+pub fn reduce_plan_for(layout: &Layout, dim: usize) -> ReducePlan {
+    let shape = layout.shape();
+    let out_size: usize = shape
+        .iter()
+        .enumerate()
+        .filter(|&(d, _)| d != dim)
+        .map(|(_, &n)| n)
+        .product();
+    reduce_plan(out_size, shape[dim], layout.strides()[dim] == 1)
+}
+
 /// Metadata of `reduce` of dimension `dim`, whether the contiguous entry point applies,
 /// and the number of outputs.
 pub fn reduce_meta(layout: &Layout, dim: usize) -> Result<(Meta, bool, usize)> {
@@ -396,6 +426,24 @@ pub fn reduce_grid(out_size: usize) -> u32 {
     out_size.clamp(1, REDUCE_GRID_MAX as usize) as u32
 }
 
+/// Slot of `matmul_fast` in [`Family::entry_points`].
+pub const MATMUL_FAST_SLOT: usize = 1;
+
+/// Whether `matmul_fast` applies to a launch with metadata `meta` ([`matmul_fast_applies`]).
+pub fn matmul_fast(meta: &Meta) -> bool {
+    matmul_fast_applies(&meta.0)
+}
+
+/// Grid `(x, y, z)` of a `matmul_fast` launch: 128-tiles, y and z capped as in
+/// [`matmul_grid`].
+pub fn matmul_fast_grid(d: &MatmulDims) -> (u32, u32, u32) {
+    let t = MATMUL_FAST_TILE as usize;
+    let x = (d.m / t).max(1);
+    let y = (d.n / t).clamp(1, GRID_YZ_MAX as usize);
+    let z = d.batch.clamp(1, GRID_YZ_MAX as usize);
+    (x as u32, y as u32, z as u32)
+}
+
 /// Grid `(x, y, z)` of a matmul launch: column tiles on x, row tiles on y and batches on
 /// z; y and z are capped at [`GRID_YZ_MAX`] and the kernel loops over the rest.
 pub fn matmul_grid(d: &MatmulDims) -> (u32, u32, u32) {
@@ -413,8 +461,10 @@ pub fn shared_bytes(f: Family) -> usize {
     match f {
         Family::Map | Family::Zip => 0,
         Family::Reduce => BLOCK as usize * 4,
-        // As and Bs: 2 buffers x BK (16) x (TILE + PAD (4)) floats each.
-        Family::Matmul => 2 * 2 * 16 * (MATMUL_TILE as usize + 4) * 4,
+        // matmul: As and Bs, 2 buffers x BK (16) x (TILE + PAD (4)) floats each;
+        // matmul_fast (less): 2 x 8 x (128 + 4) + 2 x 8 x 128 floats.
+        Family::Matmul => (2 * 2 * 16 * (MATMUL_TILE as usize + 4) * 4)
+            .max((2 * 8 * (128 + 4) + 2 * 8 * 128) * 4),
     }
 }
 
@@ -445,7 +495,22 @@ mod tests {
             red[reduce_slot(ReduceOp::Max, true)],
             "reduce_max_contiguous"
         );
-        assert_eq!(Family::Matmul.entry_points(), vec!["matmul".to_string()]);
+        assert_eq!(
+            red[reduce_plan_slot(ReduceOp::Prod, false, ReducePlan::Serial)],
+            "reduce_serial_prod"
+        );
+        assert_eq!(
+            red[reduce_plan_slot(ReduceOp::Sum, true, ReducePlan::Serial)],
+            "reduce_serial_sum_contiguous"
+        );
+        assert_eq!(
+            red[reduce_plan_slot(ReduceOp::Sum, true, ReducePlan::Tree)],
+            "reduce_sum_contiguous"
+        );
+        assert_eq!(
+            Family::Matmul.entry_points()[MATMUL_FAST_SLOT],
+            "matmul_fast"
+        );
     }
 
     #[test]
@@ -549,6 +614,42 @@ mod tests {
             vec![2, 3, 4, 5, 1, 0, 0, 4, 1, 5, 1, 2, 12, 0]
         );
         assert_eq!(matmul_grid(&d), (1, 1, 2));
+        assert!(!matmul_fast(&m));
+    }
+
+    #[test]
+    fn matmul_fast_only_for_whole_aligned_tiles() {
+        let fast = |a: &Layout, b: &Layout| {
+            let (m, _) = matmul_meta(a, b).unwrap();
+            matmul_fast(&m)
+        };
+        let a = Layout::contiguous(&[2, 256, 64]);
+        let b = Layout::contiguous(&[2, 64, 128]);
+        assert!(fast(&a, &b));
+        // Broadcast B over the batch (stride 0) is still aligned.
+        let bb = Layout::new(vec![2, 64, 128], vec![0, 128, 1], 4).unwrap();
+        assert!(fast(&a, &bb));
+        // An offset that breaks float4 alignment.
+        let bo = Layout::new(vec![2, 64, 128], vec![0, 128, 1], 2).unwrap();
+        assert!(!fast(&a, &bo));
+        // Transposed A, a ragged edge, a k off the step.
+        let at = Layout::new(vec![2, 256, 64], vec![256 * 64, 1, 256], 0).unwrap();
+        assert!(!fast(&at, &b));
+        assert!(!fast(
+            &Layout::contiguous(&[200, 64]),
+            &Layout::contiguous(&[64, 128])
+        ));
+        assert!(!fast(
+            &Layout::contiguous(&[128, 12]),
+            &Layout::contiguous(&[12, 128])
+        ));
+        let d = MatmulDims {
+            batch: 70_000,
+            n: 256,
+            k: 8,
+            m: 384,
+        };
+        assert_eq!(matmul_fast_grid(&d), (3, 2, GRID_YZ_MAX));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The CUDA backend (MiniTorch's `cuda_ops.py`, tasks 3.3 and 3.4) on NVIDIA GPUs through
-//! cudarc, with the kernels of `cuda/` compiled by NVRTC at first use.
+//! cudarc, with the kernels of `cuda/` compiled by NVRTC when the backend is created.
 //!
 //! - Nothing CUDA is needed to build: cudarc loads libcuda and libnvrtc at run time. Their
 //!   presence is checked before any call ([`runtime::driver_library_present`]), so a
 //!   machine without them gets [`Error::DeviceUnavailable`] saying what is missing and
-//!   where it was looked for, never a panic.
+//!   where it was looked for, never a panic. NVRTC is the one that matches the driver
+//!   ([`nvrtc`]), and every kernel is compiled, loaded and one run before the backend is
+//!   returned, so a broken driver/NVRTC pair is `DeviceUnavailable` at selection time.
 //! - Every transfer and launch goes to one stream, in order, and nothing waits for the GPU
 //!   until a download (or [`Backend::synchronize`]): a chain of ops costs launches, not
 //!   round trips. Kernel metadata is a by-value kernel parameter, so a launch uploads
@@ -18,11 +20,13 @@ use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{sys as dsys, LaunchConfig, PushKernelArg};
 
+use super::gpu_plan::ReducePlan;
 use super::{check, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
 pub mod kernels;
+pub mod nvrtc;
 pub mod pool;
 pub mod runtime;
 
@@ -70,12 +74,44 @@ impl CudaBackend {
         .clone()
     }
 
-    /// A backend on GPU `ordinal` (prefer [`CudaBackend::global`]: one per process).
+    /// A backend on GPU `ordinal` (prefer [`CudaBackend::global`]: one per process). It
+    /// compiles and loads every kernel file and runs one small kernel with a readback
+    /// before returning, so a driver, NVRTC or GPU that cannot run the kernels is an
+    /// [`Error::DeviceUnavailable`] here (and `auto` falls back), not at the first op.
     pub fn new(ordinal: usize) -> Result<CudaBackend> {
         let rt = Runtime::new(ordinal)?;
         // Cache up to half the device memory of freed buffers.
         let pool = Pool::new(rt.stream.clone(), (rt.total_mem / 2).max(1 << 28));
-        Ok(CudaBackend { rt, pool })
+        let backend = CudaBackend { rt, pool };
+        backend.self_test().map_err(|e| {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or_default();
+            Error::DeviceUnavailable {
+                device: NAME,
+                msg: format!(
+                    "the kernels do not run on {}: {}\n{msg}",
+                    backend.rt.device_name,
+                    first.chars().take(160).collect::<String>()
+                ),
+            }
+        })?;
+        Ok(backend)
+    }
+
+    /// Load every kernel file, then compute `-x` for x = [0, 1, 2] and read it back.
+    fn self_test(&self) -> Result<()> {
+        self.warm_up()?;
+        let x = self.upload(&[0.0, 1.0, 2.0])?;
+        let y = self.map(UnaryOp::Neg, &x, &Layout::contiguous(&[3]))?;
+        let got = self.download(&y)?;
+        if got != [-0.0, -1.0, -2.0] {
+            return Err(Error::backend(
+                NAME,
+                "self-test",
+                format!("neg([0, 1, 2]) gave {got:?}"),
+            ));
+        }
+        Ok(())
     }
 
     /// The runtime: context, stream, device facts and versions.
@@ -233,15 +269,19 @@ impl Backend for CudaBackend {
         if out_size > 0 {
             // An empty reduced dimension reads nothing: the kernel writes the identity.
             let xb = self.buffer(x)?;
-            let cfg = LaunchConfig {
-                grid_dim: (kernels::reduce_grid(out_size), 1, 1),
-                block_dim: (kernels::BLOCK, 1, 1),
-                shared_mem_bytes: 0,
+            let plan = kernels::reduce_plan_for(layout, dim);
+            let cfg = match plan {
+                ReducePlan::Serial => self.elementwise_cfg(out_size),
+                ReducePlan::Tree => LaunchConfig {
+                    grid_dim: (kernels::reduce_grid(out_size), 1, 1),
+                    block_dim: (kernels::BLOCK, 1, 1),
+                    shared_mem_bytes: 0,
+                },
             };
             self.launch(
                 "reduce",
                 Family::Reduce,
-                kernels::reduce_slot(op, contig),
+                kernels::reduce_plan_slot(op, contig, plan),
                 cfg,
                 &[out.ptr(), xb.ptr()],
                 &meta,
@@ -256,15 +296,21 @@ impl Backend for CudaBackend {
         let out = self.pool.alloc(dims.out_size())?;
         if dims.out_size() > 0 {
             let (ab, bb) = (self.buffer(a)?, self.buffer(b)?);
+            // Whole aligned tiles take the float4 kernel; edges and strides the general one.
+            let fast = kernels::matmul_fast(&meta);
             let cfg = LaunchConfig {
-                grid_dim: kernels::matmul_grid(&dims),
+                grid_dim: if fast {
+                    kernels::matmul_fast_grid(&dims)
+                } else {
+                    kernels::matmul_grid(&dims)
+                },
                 block_dim: (kernels::MATMUL_THREADS, 1, 1),
                 shared_mem_bytes: 0,
             };
             self.launch(
                 "matmul",
                 Family::Matmul,
-                0,
+                if fast { kernels::MATMUL_FAST_SLOT } else { 0 },
                 cfg,
                 &[out.ptr(), ab.ptr(), bb.ptr()],
                 &meta,

@@ -1,9 +1,9 @@
-//! The CUDA runtime of the backend: finding the driver and NVRTC libraries (cudarc loads
-//! them at run time and panics when they are missing, so their presence is checked first),
-//! the device context and its one stream, and compiling the kernel files with NVRTC and
-//! loading them, once per process and per file, at first use.
+//! The CUDA runtime of the backend: finding the driver library (cudarc loads it at run time
+//! and panics when it is missing, so its presence is checked first) and the NVRTC that
+//! matches the driver ([`super::nvrtc`]), the device context and its one stream, and
+//! compiling the kernel files with NVRTC and loading them, once per process and per file.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -11,16 +11,12 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{
     result as dres, sys as dsys, CudaContext, CudaFunction, CudaModule, CudaStream,
 };
-use cudarc::nvrtc::{sys as nsys, Ptx};
+use cudarc::nvrtc::Ptx;
 
 use super::kernels::{Family, HEADERS};
+pub use super::nvrtc::Output;
+use super::nvrtc::{self, Candidate, Nvrtc};
 use crate::error::{Error, Result};
-
-/// How to get NVRTC, for error messages.
-pub const NVRTC_HINT: &str = "install it with `scripts/install-nvrtc.sh` (which runs \
-`python3 -m pip install \"nvidia-cuda-nvrtc>=13,<14\"` and prints the library's directory) \
-and add that directory to LD_LIBRARY_PATH, or add the CUDA toolkit's lib64 directory \
-(for example /usr/local/cuda/lib64) to LD_LIBRARY_PATH";
 
 /// cudarc's candidate names for library `lib`, without repeats.
 fn candidates(lib: &str) -> Vec<String> {
@@ -74,66 +70,55 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
     })
 }
 
-/// Ok when the NVIDIA driver library (libcuda) can be loaded.
+/// Ok when the NVIDIA driver library (libcuda) can be loaded. The error's first line is
+/// short; the names tried and the loader path follow on the next line.
 pub fn driver_library_present() -> Result<()> {
     // SAFETY: only tries to dlopen the library by its candidate names.
     if guarded("probing libcuda", || unsafe { dsys::is_culib_present() })? {
         return Ok(());
     }
+    let lib = if cfg!(windows) {
+        "nvcuda.dll"
+    } else {
+        "libcuda.so.1"
+    };
     Err(unavailable(format!(
-        "the NVIDIA driver library was not found (looked for {:?} in {}); \
-         this machine has no NVIDIA driver, or it is not on the library path",
+        "no NVIDIA driver ({lib} not on the loader path)\n\
+         looked for {:?} in {}; this machine has no NVIDIA driver, or it is not on the library path",
         candidates("cuda"),
         loader_search_path()
     )))
 }
 
-/// Ok when the NVRTC library (libnvrtc) can be loaded.
-pub fn nvrtc_library_present() -> Result<()> {
-    // SAFETY: only tries to dlopen the library by its candidate names.
-    if guarded("probing libnvrtc", || unsafe { nsys::is_culib_present() })? {
-        return Ok(());
+/// Load the NVRTC for a driver supporting CUDA `driver` (`None`: no driver, compiling
+/// only): `MINITORCH_NVRTC` if set, else the first fitting one of
+/// [`nvrtc::candidate_names`], chosen by [`nvrtc::choose`]. Returns it and whether only
+/// CUBINs it makes will load (it is a later minor version than the driver).
+pub fn load_nvrtc(driver: Option<(i32, i32)>) -> Result<(Nvrtc, bool)> {
+    let overridden = std::env::var("MINITORCH_NVRTC")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let names = match &overridden {
+        Some(path) => vec![path.trim().to_string()],
+        None => nvrtc::candidate_names(driver.map(|d| d.0)),
+    };
+    let mut libs: Vec<Option<Nvrtc>> = Vec::with_capacity(names.len());
+    let mut found = Vec::with_capacity(names.len());
+    for name in &names {
+        let opened = guarded("loading NVRTC", || Nvrtc::open(name))?;
+        found.push(Candidate {
+            name: name.clone(),
+            version: opened.as_ref().map(|n| n.version()).map_err(|e| e.clone()),
+        });
+        libs.push(opened.ok());
     }
-    Err(unavailable(format!(
-        "the NVRTC library (the CUDA runtime compiler) was not found (looked for {:?} in {}); {NVRTC_HINT}",
-        candidates("nvrtc"),
-        loader_search_path()
-    )))
-}
-
-/// The NVRTC version `(major, minor)`.
-pub fn nvrtc_version() -> Result<(i32, i32)> {
-    nvrtc_library_present()?;
-    let (mut major, mut minor): (c_int, c_int) = (0, 0);
-    // SAFETY: the library is present; the pointers are valid for the call.
-    let r = guarded("nvrtcVersion", || unsafe {
-        nsys::nvrtcVersion(&mut major, &mut minor)
+    let choice = nvrtc::choose(driver, &found, overridden.is_some()).map_err(|e| {
+        unavailable(format!("{e}\nthe loader searched {}", loader_search_path()))
     })?;
-    if r != nsys::nvrtcResult::NVRTC_SUCCESS {
-        return Err(unavailable(format!("nvrtcVersion failed: {r:?}")));
-    }
-    Ok((major, minor))
-}
-
-/// The virtual architectures NVRTC can compile for (`90` for sm_90), ascending.
-pub fn nvrtc_supported_archs() -> Result<Vec<i32>> {
-    nvrtc_library_present()?;
-    guarded("nvrtcGetSupportedArchs", || {
-        let mut n: c_int = 0;
-        // SAFETY: the library is present; the buffer has the size NVRTC reported.
-        unsafe {
-            if nsys::nvrtcGetNumSupportedArchs(&mut n) != nsys::nvrtcResult::NVRTC_SUCCESS {
-                return Vec::new();
-            }
-            let mut archs = vec![0 as c_int; n.max(0) as usize];
-            if nsys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) != nsys::nvrtcResult::NVRTC_SUCCESS
-            {
-                return Vec::new();
-            }
-            archs.sort_unstable();
-            archs
-        }
-    })
+    let lib = libs[choice.index]
+        .take()
+        .ok_or_else(|| unavailable("the chosen NVRTC vanished"))?;
+    Ok((lib, choice.cubin_only))
 }
 
 /// The CUDA version the driver supports, `(major, minor)` (13.0 for a 580-series driver).
@@ -147,26 +132,6 @@ pub fn driver_version() -> Result<(i32, i32)> {
     r.result()
         .map_err(|e| unavailable(format!("cuDriverGetVersion failed: {e}")))?;
     Ok((v / 1000, (v % 1000) / 10))
-}
-
-/// What NVRTC produces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// PTX for a virtual architecture (`compute_90`), compiled to machine code by the
-    /// driver when loaded; loads only on a driver at least as new as NVRTC.
-    Ptx,
-    /// Machine code for one GPU (`sm_90`); loads on older drivers of the same major version.
-    Cubin,
-}
-
-impl Output {
-    /// The `--gpu-architecture` value for architecture `arch` (90 for 9.0).
-    pub fn arch_flag(self, arch: i32) -> String {
-        match self {
-            Output::Ptx => format!("compute_{arch}"),
-            Output::Cubin => format!("sm_{arch}"),
-        }
-    }
 }
 
 /// One NVRTC compilation: a `.cu` file, the headers it includes (given to NVRTC in
@@ -221,28 +186,10 @@ impl Program<'_> {
         out
     }
 
-    /// Compile for architecture `arch` (90 for sm_90). On failure the error holds the
-    /// NVRTC log with the offending source lines.
-    pub fn compile(&self, arch: i32, output: Output) -> Result<Vec<u8>> {
-        nvrtc_library_present()?;
-        let version = nvrtc_version()?;
+    /// Compile with `nvrtc` for architecture `arch` (90 for sm_90). On failure the error
+    /// holds the NVRTC log with the offending source lines.
+    pub fn compile(&self, nvrtc: &Nvrtc, arch: i32, output: Output) -> Result<Vec<u8>> {
         let arch_flag = output.arch_flag(arch);
-        let cstr = |s: &str| {
-            CString::new(s)
-                .map_err(|_| backend_err("compile", format!("{}: NUL byte in {s:?}", self.name)))
-        };
-        let src = cstr(self.source)?;
-        let name = cstr(self.name)?;
-        let header_srcs = self
-            .headers
-            .iter()
-            .map(|(_, t)| cstr(t))
-            .collect::<Result<Vec<_>>>()?;
-        let header_names = self
-            .headers
-            .iter()
-            .map(|(n, _)| cstr(n))
-            .collect::<Result<Vec<_>>>()?;
         let mut options = vec![
             format!("--gpu-architecture={arch_flag}"),
             "--std=c++17".to_string(),
@@ -250,94 +197,19 @@ impl Program<'_> {
         for d in self.include_dirs {
             options.push(format!("--include-path={}", d.display()));
         }
-        let options = options
-            .iter()
-            .map(|o| cstr(o))
-            .collect::<Result<Vec<_>>>()?;
-
-        let result = guarded("NVRTC", || {
-            let hs: Vec<*const c_char> = header_srcs.iter().map(|c| c.as_ptr()).collect();
-            let hn: Vec<*const c_char> = header_names.iter().map(|c| c.as_ptr()).collect();
-            let opts: Vec<*const c_char> = options.iter().map(|c| c.as_ptr()).collect();
-            let mut prog: nsys::nvrtcProgram = std::ptr::null_mut();
-            // SAFETY: every pointer refers to a live NUL-terminated string for the whole
-            // use of the program, which is destroyed before this block ends.
-            unsafe {
-                let r = nsys::nvrtcCreateProgram(
-                    &mut prog,
-                    src.as_ptr(),
-                    name.as_ptr(),
-                    hs.len() as c_int,
-                    if hs.is_empty() {
-                        std::ptr::null()
-                    } else {
-                        hs.as_ptr()
-                    },
-                    if hn.is_empty() {
-                        std::ptr::null()
-                    } else {
-                        hn.as_ptr()
-                    },
-                );
-                if r != nsys::nvrtcResult::NVRTC_SUCCESS {
-                    return Err(format!("nvrtcCreateProgram failed: {r:?}"));
-                }
-                let compiled = nsys::nvrtcCompileProgram(prog, opts.len() as c_int, opts.as_ptr());
-                let mut log_size = 0usize;
-                let mut log = String::new();
-                if nsys::nvrtcGetProgramLogSize(prog, &mut log_size)
-                    == nsys::nvrtcResult::NVRTC_SUCCESS
-                    && log_size > 1
-                {
-                    let mut buf = vec![0 as c_char; log_size];
-                    if nsys::nvrtcGetProgramLog(prog, buf.as_mut_ptr())
-                        == nsys::nvrtcResult::NVRTC_SUCCESS
-                    {
-                        log = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
-                    }
-                }
-                let out = if compiled != nsys::nvrtcResult::NVRTC_SUCCESS {
-                    Err(format!("{compiled:?}\n{}", self.annotate_log(&log)))
-                } else {
-                    let mut size = 0usize;
-                    let (r1, bytes) = match output {
-                        Output::Ptx => {
-                            let r = nsys::nvrtcGetPTXSize(prog, &mut size);
-                            let mut buf = vec![0 as c_char; size];
-                            (
-                                r,
-                                (r == nsys::nvrtcResult::NVRTC_SUCCESS)
-                                    .then(|| (nsys::nvrtcGetPTX(prog, buf.as_mut_ptr()), buf)),
-                            )
-                        }
-                        Output::Cubin => {
-                            let r = nsys::nvrtcGetCUBINSize(prog, &mut size);
-                            let mut buf = vec![0 as c_char; size];
-                            (
-                                r,
-                                (r == nsys::nvrtcResult::NVRTC_SUCCESS)
-                                    .then(|| (nsys::nvrtcGetCUBIN(prog, buf.as_mut_ptr()), buf)),
-                            )
-                        }
-                    };
-                    match bytes {
-                        Some((nsys::nvrtcResult::NVRTC_SUCCESS, buf)) => {
-                            Ok(buf.into_iter().map(|c| c as u8).collect::<Vec<u8>>())
-                        }
-                        Some((r2, _)) => Err(format!("reading the {output:?} failed: {r2:?}")),
-                        None => Err(format!("reading the {output:?} size failed: {r1:?}")),
-                    }
-                };
-                nsys::nvrtcDestroyProgram(&mut prog);
-                out
-            }
-        })?;
-        result.map_err(|msg| {
+        let version = nvrtc.version();
+        guarded("NVRTC", || {
+            nvrtc.compile(self.name, self.source, self.headers, &options, output)
+        })?
+        .map_err(|(what, log)| {
             backend_err(
                 "compile",
                 format!(
-                    "NVRTC {}.{} could not compile {} for {arch_flag}: {msg}",
-                    version.0, version.1, self.name
+                    "NVRTC {}.{} could not compile {} for {arch_flag}: {what}\n{}",
+                    version.0,
+                    version.1,
+                    self.name,
+                    self.annotate_log(&log)
                 ),
             )
         })
@@ -392,6 +264,10 @@ pub struct Runtime {
     /// NVRTC knows the device's own architecture: load machine code (CUBIN) first, PTX
     /// second.
     pub native_arch: bool,
+    /// NVRTC is a later minor version than the driver: only its CUBINs load.
+    pub cubin_only: bool,
+    /// The NVRTC library, chosen to match the driver.
+    pub nvrtc: Nvrtc,
     kernels: [OnceLock<Result<Kernels>>; 4],
 }
 
@@ -415,14 +291,15 @@ impl Runtime {
     /// the context and stream. Compiles nothing yet.
     pub fn new(ordinal: usize) -> Result<Runtime> {
         driver_library_present()?;
-        nvrtc_library_present()?;
         let driver_version = driver_version()?;
-        let nvrtc_version = nvrtc_version()?;
+        let (nvrtc, cubin_only) = load_nvrtc(Some(driver_version))?;
+        let nvrtc_version = nvrtc.version();
         let dv = format!("{}.{}", driver_version.0, driver_version.1);
         guarded("cuInit", dres::init)?.map_err(|e| {
             unavailable(format!(
-                "the NVIDIA driver (CUDA {dv}) is installed but cuInit failed: {e}; \
-                 no usable GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+                "no usable GPU: cuInit failed: {e}\n\
+                 the NVIDIA driver (CUDA {dv}) is installed but no usable GPU is visible \
+                 (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
             ))
         })?;
         let count = guarded("cuDeviceGetCount", CudaContext::device_count)?
@@ -461,25 +338,13 @@ impl Runtime {
         let total_mem = guarded("cuDeviceTotalMem", || ctx.total_mem())?.unwrap_or(0);
 
         let device_arch = cc.0 * 10 + cc.1;
-        let archs = nvrtc_supported_archs()?;
-        let native_arch = archs.contains(&device_arch);
-        let arch = if native_arch {
-            device_arch
-        } else {
-            // PTX of the newest architecture below the device's is compiled by the driver.
-            archs
-                .iter()
-                .copied()
-                .filter(|&a| a <= device_arch)
-                .max()
-                .ok_or_else(|| {
-                    unavailable(format!(
-                    "{device_name} has compute capability {}.{}, older than every architecture \
-                     NVRTC {}.{} compiles for ({archs:?}); use an older NVRTC",
-                    cc.0, cc.1, nvrtc_version.0, nvrtc_version.1
-                ))
-                })?
-        };
+        let (arch, native_arch) = nvrtc::choose_arch(
+            device_arch,
+            &nvrtc.supported_archs(),
+            nvrtc_version,
+            cubin_only,
+        )
+        .map_err(|e| unavailable(format!("{device_name}: {e}")))?;
         let rt = Runtime {
             ctx,
             stream,
@@ -492,6 +357,8 @@ impl Runtime {
             nvrtc_version,
             arch,
             native_arch,
+            cubin_only,
+            nvrtc,
             kernels: Default::default(),
         };
         rt.keep_pool_memory();
@@ -535,11 +402,12 @@ impl Runtime {
 
     fn versions(&self) -> String {
         format!(
-            "driver supports CUDA {}.{}, NVRTC is {}.{}",
+            "driver supports CUDA {}.{}, NVRTC is {}.{} ({})",
             self.driver_version.0,
             self.driver_version.1,
             self.nvrtc_version.0,
-            self.nvrtc_version.1
+            self.nvrtc_version.1,
+            self.nvrtc.name()
         )
     }
 
@@ -550,14 +418,16 @@ impl Runtime {
             headers: &HEADERS,
             include_dirs: &[],
         };
-        let order: &[Output] = if self.native_arch {
+        let order: &[Output] = if self.native_arch && self.cubin_only {
+            &[Output::Cubin]
+        } else if self.native_arch {
             &[Output::Cubin, Output::Ptx]
         } else {
             &[Output::Ptx]
         };
         let mut failures = Vec::new();
         for &output in order {
-            let image = program.compile(self.arch, output)?;
+            let image = program.compile(&self.nvrtc, self.arch, output)?;
             let module = match output {
                 Output::Ptx => Ptx::from_src(
                     String::from_utf8_lossy(&image)
@@ -604,12 +474,9 @@ impl Runtime {
         let advice = if ptx_too_new || self.nvrtc_version > self.driver_version {
             format!(
                 "code from an NVRTC newer than the driver does not load \
-                 (CUDA_ERROR_UNSUPPORTED_PTX_VERSION): the {}; use an NVRTC no newer than \
-                 the driver (for example `python3 -m pip install \"nvidia-cuda-nvrtc=={}.{}.*\"`) \
-                 or update the NVIDIA driver",
+                 (CUDA_ERROR_UNSUPPORTED_PTX_VERSION): the {}; {}, or update the NVIDIA driver",
                 self.versions(),
-                self.driver_version.0,
-                self.driver_version.1
+                nvrtc::install_hint(self.driver_version.0)
             )
         } else {
             format!("the {}", self.versions())
@@ -671,6 +538,18 @@ mod tests {
         let log = p.annotate_log("t.cu(2): error: bad\nh.cuh(1): warning: meh\n");
         assert!(log.contains("t.cu:2 | line two"), "{log}");
         assert!(log.contains("h.cuh:1 | header one"), "{log}");
+    }
+
+    #[test]
+    fn driver_error_first_line_is_short() {
+        // Only meaningful where there is no driver (CI); elsewhere it is Ok.
+        if let Err(e) = driver_library_present() {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap();
+            assert!(first.len() <= 300, "{first}");
+            assert!(first.contains("no NVIDIA driver"), "{first}");
+            assert!(text.lines().nth(1).is_some_and(|l| l.contains("looked for")), "{text}");
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! matmul (shaders/matmul.wgsl): 64x64 output tiles per workgroup of 16x16 threads, 4x4
-//! outputs per thread, BK = 16 tiles of A and B in workgroup memory; the batch on the z
-//! axis of the grid.
+//! outputs per thread, BK = 16 tiles of A and B in workgroup memory; column tiles, row
+//! tiles and the batch on the x, y and z axes of the grid, each capped at the device's
+//! workgroups per dimension (the kernel loops over the rest).
 
 use super::runtime::{Kernel, Launch, Runtime};
 use super::{buffer, push_shape, to_u32, WgpuBackend};
+use crate::backend::gpu_plan::{matmul_fast_applies, MATMUL_FAST_TILE};
 use crate::backend::{check, Storage};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::Layout;
 
 /// Output tile edge of one workgroup.
@@ -48,6 +50,21 @@ pub fn meta(
     Ok(meta)
 }
 
+/// Workgroups `(x, y, z)` for `(batch, n, m)`: column tiles, row tiles and batches, each
+/// capped at `max` per dimension (the kernel loops over the rest).
+pub fn grid((batch, n, m): (usize, usize, usize), max: usize) -> (u32, u32, u32) {
+    let cap = |v: usize| v.clamp(1, max.max(1)) as u32;
+    (cap(m.div_ceil(TILE)), cap(n.div_ceil(TILE)), cap(batch))
+}
+
+/// Workgroups of `matmul_fast` (128x128 tiles; n and m are whole tiles), capped as in
+/// [`grid`].
+pub fn fast_grid((batch, n, m): (usize, usize, usize), max: usize) -> (u32, u32, u32) {
+    let t = MATMUL_FAST_TILE as usize;
+    let cap = |v: usize| v.clamp(1, max.max(1)) as u32;
+    (cap(m / t), cap(n / t), cap(batch))
+}
+
 /// `[..batch, n, k] @ [..batch, k, m]` into a fresh contiguous `[..batch, n, m]`.
 pub fn matmul(rt: &Runtime, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
     let dims = check::matmul(a, al, b, bl)?;
@@ -58,22 +75,34 @@ pub fn matmul(rt: &Runtime, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) 
     if size > 0 {
         let meta = meta(al, bl, dims)?;
         let max = rt.limits.max_compute_workgroups_per_dimension as usize;
-        let groups = (m.div_ceil(TILE), n.div_ceil(TILE), batch);
-        if groups.0 > max || groups.1 > max || groups.2 > max {
-            return Err(Error::shape(
-                "matmul",
-                &[al.shape(), bl.shape()],
-                format!("{groups:?} workgroups exceed the device's {max} per dimension"),
-            ));
-        }
-        let pipeline = rt.pipeline(Kernel::Matmul, "matmul", false)?;
+        // Whole aligned tiles take the vec4 kernel; edges and strides the general one.
+        let fast = matmul_fast_applies(&meta);
+        let (entry, groups) = if fast {
+            ("matmul_fast", fast_grid((batch, n, m), max))
+        } else {
+            ("matmul", grid((batch, n, m), max))
+        };
+        let pipeline = rt.pipeline(Kernel::Matmul, entry, false)?;
         let launch = Launch {
             op: "matmul",
             kernel: Kernel::Matmul,
             pipeline: &pipeline,
-            groups: (groups.0 as u32, groups.1 as u32, groups.2 as u32),
+            groups,
         };
         rt.dispatch(&launch, &[ab, bb], out.raw(), &meta)?;
     }
     Ok(WgpuBackend::wrap(out, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_is_capped_per_dimension() {
+        assert_eq!(grid((3, 65, 129), 65_535), (3, 2, 3));
+        assert_eq!(grid((100_000, 1, 1), 65_535), (1, 1, 65_535));
+        assert_eq!(grid((1, 10_000_000, 5_000_000), 65_535), (65_535, 65_535, 1));
+        assert_eq!(fast_grid((70_000, 256, 384), 65_535), (3, 2, 65_535));
+    }
 }

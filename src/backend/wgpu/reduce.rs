@@ -1,10 +1,12 @@
-//! reduce (shaders/reduce.wgsl): one workgroup of 256 threads per output position, a
-//! strided share of the reduced dimension per thread, then a shared-memory tree.
+//! reduce (shaders/reduce.wgsl): by shape ([`reduce_plan`]), one thread per output with a
+//! serial loop, or one workgroup of 256 threads per output position with a strided share
+//! of the reduced dimension per thread, then a shared-memory tree.
 
 use super::runtime::{Kernel, Launch, Runtime};
 use super::{buffer, push_shape, push_strides, to_u32, WgpuBackend};
+use crate::backend::gpu_plan::{reduce_plan, ReducePlan};
 use crate::backend::{check, ReduceOp, Storage};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::Layout;
 
 /// Metadata: `[out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
@@ -37,14 +39,29 @@ pub fn reduce(rt: &Runtime, op: ReduceOp, x: &Storage, l: &Layout, dim: usize) -
     let out_size = meta[0] as usize;
     let out = rt.alloc("reduce", out_size)?;
     if out_size > 0 {
+        let len = l.shape()[dim];
+        // The kernels count with u32 (`j + 256`, `o`): refuse lengths where that could wrap
+        // (unreachable within wgpu's u32 binding sizes, checked so it stays that way).
+        if len > (u32::MAX - 256) as usize {
+            return Err(Error::shape(
+                "reduce",
+                &[l.shape()],
+                format!("a reduced length of {len} is beyond the u32 counters of the wgpu kernels"),
+            ));
+        }
         // The fast path needs reduce_stride = product of the later dimensions, which a
         // contiguous layout guarantees only when the reduced dimension is longer than 1.
-        let contiguous = l.is_contiguous() && l.shape()[dim] > 1;
-        let pipeline = rt.pipeline(Kernel::Reduce, op.name(), contiguous)?;
-        let groups = rt.groups_1d("reduce", out_size)?;
+        let contiguous = l.is_contiguous() && len > 1;
+        let plan = reduce_plan(out_size, len, l.strides()[dim] == 1);
+        let (kernel, groups) = match plan {
+            ReducePlan::Serial => (Kernel::ReduceSerial, out_size.div_ceil(256)),
+            ReducePlan::Tree => (Kernel::Reduce, out_size),
+        };
+        let pipeline = rt.pipeline(kernel, op.name(), contiguous)?;
+        let groups = rt.groups_1d("reduce", groups)?;
         let launch = Launch {
             op: "reduce",
-            kernel: Kernel::Reduce,
+            kernel,
             pipeline: &pipeline,
             groups,
         };

@@ -37,6 +37,8 @@ pub enum Kernel {
     Zip,
     /// shaders/reduce.wgsl
     Reduce,
+    /// shaders/reduce.wgsl, one thread per output (`reduce_serial_<op>` entry points).
+    ReduceSerial,
     /// shaders/matmul.wgsl
     Matmul,
 }
@@ -48,7 +50,9 @@ impl Kernel {
         match self {
             Kernel::Map => include_str!("../../../shaders/map.wgsl"),
             Kernel::Zip => include_str!("../../../shaders/zip.wgsl"),
-            Kernel::Reduce => include_str!("../../../shaders/reduce.wgsl"),
+            Kernel::Reduce | Kernel::ReduceSerial => {
+                include_str!("../../../shaders/reduce.wgsl")
+            }
             Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
         }
     }
@@ -58,6 +62,7 @@ impl Kernel {
             Kernel::Map => "map",
             Kernel::Zip => "zip",
             Kernel::Reduce => "reduce",
+            Kernel::ReduceSerial => "reduce_serial",
             Kernel::Matmul => "matmul",
         }
     }
@@ -65,7 +70,7 @@ impl Kernel {
     /// Number of bound input buffers (outputs and metadata come after them).
     fn inputs(self) -> usize {
         match self {
-            Kernel::Map | Kernel::Reduce => 1,
+            Kernel::Map | Kernel::Reduce | Kernel::ReduceSerial => 1,
             Kernel::Zip | Kernel::Matmul => 2,
         }
     }
@@ -76,10 +81,11 @@ impl Kernel {
         format!("{INDEXING}\n{}", self.template().replace("OPNAME", op))
     }
 
-    /// The entry point for `op` (empty for matmul) and variant.
+    /// The entry point for `op` (for matmul, `op` is the entry point: `matmul` or
+    /// `matmul_fast`) and variant.
     pub fn entry_point(self, op: &str, contiguous: bool) -> String {
         match (self, contiguous) {
-            (Kernel::Matmul, _) => "matmul".to_string(),
+            (Kernel::Matmul, _) => op.to_string(),
             (_, false) => format!("{}_{op}", self.prefix()),
             (_, true) => format!("{}_{op}_contiguous", self.prefix()),
         }
