@@ -13,8 +13,7 @@
 fn nvrtc_required_for(major: i32) -> bool {
     std::env::var("MINITORCH_REQUIRE_NVRTC").is_ok_and(|v| {
         v.trim() == "1"
-            || v
-                .split(',')
+            || v.split(',')
                 .any(|m| m.trim().parse::<i32>().is_ok_and(|m| m == major))
     })
 }

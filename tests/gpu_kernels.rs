@@ -46,13 +46,13 @@ fn reduce_every_plan_agrees_with_cpu() {
     // (shape, strides, offset, dim): contiguous and transposed, short and long reduced
     // lengths, many and few outputs, odd sizes.
     let cases: Vec<(Vec<usize>, Vec<usize>, usize, usize)> = vec![
-        (vec![2, 1001], vec![1001, 1], 3, 0),    // serial, contiguous, many outputs
-        (vec![2, 1001], vec![1001, 1], 0, 1),    // tree, long rows
-        (vec![777, 3], vec![1, 777], 1, 1),      // serial, transposed
-        (vec![300, 1030], vec![1030, 1], 0, 0),  // serial: non-innermost, 1030 outputs
-        (vec![5, 3001], vec![1, 5], 0, 1),       // tree, strided
+        (vec![2, 1001], vec![1001, 1], 3, 0), // serial, contiguous, many outputs
+        (vec![2, 1001], vec![1001, 1], 0, 1), // tree, long rows
+        (vec![777, 3], vec![1, 777], 1, 1),   // serial, transposed
+        (vec![300, 1030], vec![1030, 1], 0, 0), // serial: non-innermost, 1030 outputs
+        (vec![5, 3001], vec![1, 5], 0, 1),    // tree, strided
         (vec![65, 70, 3], vec![210, 3, 1], 2, 1), // tree: 195 outputs of 70
-        (vec![4, 0, 3], vec![3, 3, 1], 0, 1),    // empty reduced dimension
+        (vec![4, 0, 3], vec![3, 3, 1], 0, 1), // empty reduced dimension
     ];
     let mut plans = Vec::new();
     for g in gpus() {
@@ -72,7 +72,12 @@ fn reduce_every_plan_agrees_with_cpu() {
                 let want = reduce_on(cpu.as_ref(), op, &x, &l, *dim);
                 let got = reduce_on(g.backend.as_ref(), op, &x, &l, *dim);
                 let rel = 2e-6 * shape[*dim].max(1) as f32;
-                compare(&got, &want, rel, &format!("{} {op:?} {shape:?} dim {dim}", g.device));
+                compare(
+                    &got,
+                    &want,
+                    rel,
+                    &format!("{} {op:?} {shape:?} dim {dim}", g.device),
+                );
             }
         }
     }
@@ -128,7 +133,12 @@ fn matmul_fast_and_general_agree_with_cpu() {
             let want = matmul_on(cpu.as_ref(), &x, al, &y, bl);
             let got = matmul_on(g.backend.as_ref(), &x, al, &y, bl);
             let k = al.shape()[al.dims() - 1] as f32;
-            compare(&got, &want, 1e-6 * k, &format!("{} matmul {al:?} @ {bl:?}", g.device));
+            compare(
+                &got,
+                &want,
+                1e-6 * k,
+                &format!("{} matmul {al:?} @ {bl:?}", g.device),
+            );
         }
     }
 }
@@ -137,7 +147,13 @@ fn matmul_fast_and_general_agree_with_cpu() {
 fn fast_words(al: &Layout, bl: &Layout) -> Vec<u32> {
     let r = al.dims();
     let br = r - 2;
-    let st = |l: &Layout, d: usize| if l.shape()[d] == 1 { 0 } else { l.strides()[d] as u32 };
+    let st = |l: &Layout, d: usize| {
+        if l.shape()[d] == 1 {
+            0
+        } else {
+            l.strides()[d] as u32
+        }
+    };
     let mut w = vec![
         al.shape()[..br].iter().product::<usize>() as u32,
         al.shape()[r - 2] as u32,

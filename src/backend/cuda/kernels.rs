@@ -463,8 +463,9 @@ pub fn shared_bytes(f: Family) -> usize {
         Family::Reduce => BLOCK as usize * 4,
         // matmul: As and Bs, 2 buffers x BK (16) x (TILE + PAD (4)) floats each;
         // matmul_fast (less): 2 x 8 x (128 + 4) + 2 x 8 x 128 floats.
-        Family::Matmul => (2 * 2 * 16 * (MATMUL_TILE as usize + 4) * 4)
-            .max((2 * 8 * (128 + 4) + 2 * 8 * 128) * 4),
+        Family::Matmul => {
+            (2 * 2 * 16 * (MATMUL_TILE as usize + 4) * 4).max((2 * 8 * (128 + 4) + 2 * 8 * 128) * 4)
+        }
     }
 }
 

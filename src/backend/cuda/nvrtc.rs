@@ -177,9 +177,8 @@ impl Nvrtc {
         options: &[String],
         output: Output,
     ) -> Result<Vec<u8>, (String, String)> {
-        let cstr = |s: &str| {
-            CString::new(s).map_err(|_| (format!("NUL byte in {s:?}"), String::new()))
-        };
+        let cstr =
+            |s: &str| CString::new(s).map_err(|_| (format!("NUL byte in {s:?}"), String::new()));
         let src = cstr(source)?;
         let prog_name = cstr(name)?;
         let header_srcs = headers
@@ -572,7 +571,13 @@ mod tests {
         assert!(choose_arch(121, &nvrtc13, (13, 0), true).is_err());
         // A P100 (6.0) with only NVRTC 13: says to use NVRTC 12.
         let e = choose_arch(60, &nvrtc13, (13, 0), false).unwrap_err();
-        assert!(e.contains("sm_75") && e.contains("nvidia-cuda-nvrtc-cu12"), "{e}");
-        assert_eq!(choose_arch(60, &[50, 60, 70, 75], (12, 4), false), Ok((60, true)));
+        assert!(
+            e.contains("sm_75") && e.contains("nvidia-cuda-nvrtc-cu12"),
+            "{e}"
+        );
+        assert_eq!(
+            choose_arch(60, &[50, 60, 70, 75], (12, 4), false),
+            Ok((60, true))
+        );
     }
 }

@@ -112,9 +112,8 @@ pub fn load_nvrtc(driver: Option<(i32, i32)>) -> Result<(Nvrtc, bool)> {
         });
         libs.push(opened.ok());
     }
-    let choice = nvrtc::choose(driver, &found, overridden.is_some()).map_err(|e| {
-        unavailable(format!("{e}\nthe loader searched {}", loader_search_path()))
-    })?;
+    let choice = nvrtc::choose(driver, &found, overridden.is_some())
+        .map_err(|e| unavailable(format!("{e}\nthe loader searched {}", loader_search_path())))?;
     let lib = libs[choice.index]
         .take()
         .ok_or_else(|| unavailable("the chosen NVRTC vanished"))?;
@@ -548,7 +547,12 @@ mod tests {
             let first = text.lines().next().unwrap();
             assert!(first.len() <= 300, "{first}");
             assert!(first.contains("no NVIDIA driver"), "{first}");
-            assert!(text.lines().nth(1).is_some_and(|l| l.contains("looked for")), "{text}");
+            assert!(
+                text.lines()
+                    .nth(1)
+                    .is_some_and(|l| l.contains("looked for")),
+                "{text}"
+            );
         }
     }
 
