@@ -50,13 +50,13 @@ pub fn matmul_fast_applies(w: &[u32]) -> bool {
         return false;
     }
     let (n, k, m, br) = (w[1], w[2], w[3], w[4] as usize);
-    let aligned = |v: &u32| v % 4 == 0;
+    let aligned = |v: &u32| v.is_multiple_of(4);
     n > 0
         && m > 0
         && k > 0
-        && n % MATMUL_FAST_TILE == 0
-        && m % MATMUL_FAST_TILE == 0
-        && k % MATMUL_FAST_BK == 0
+        && n.is_multiple_of(MATMUL_FAST_TILE)
+        && m.is_multiple_of(MATMUL_FAST_TILE)
+        && k.is_multiple_of(MATMUL_FAST_BK)
         && w[7] == k
         && w[8] == 1
         && w[9] == m

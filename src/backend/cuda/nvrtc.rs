@@ -352,7 +352,7 @@ pub fn choose(
             .iter()
             .map(|c| match &c.version {
                 Ok((a, b)) => format!("{} is NVRTC {a}.{b}", c.name),
-                Err(e) => format!("{e}"),
+                Err(e) => e.clone(),
             })
             .collect::<Vec<_>>()
             .join("; ")
