@@ -286,4 +286,8 @@ impl Backend for CudaBackend {
             )
         })
     }
+
+    fn trim_pool(&self) {
+        self.pool.trim();
+    }
 }
