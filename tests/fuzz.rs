@@ -298,7 +298,7 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
                             .t
                             .iter()
                             .zip(&o.t)
-                            .map(|(a, c)| a.div(&den(c)?).expect("div"))
+                            .map(|(a, c)| den(c).and_then(|dc| a.div(&dc)).expect("div"))
                             .collect(),
                         r: x.r.zip(&o.r, |a, c| a / (c * c + 1.0)),
                     }
