@@ -117,7 +117,10 @@ fn write_table(path: &PathBuf, rows: &[String]) -> Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
     let key = |row: &str| {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        (cells.get(1).map(|s| s.to_string()), cells.get(2).map(|s| s.to_string()))
+        (
+            cells.get(1).map(|s| s.to_string()),
+            cells.get(2).map(|s| s.to_string()),
+        )
     };
     let mut kept: Vec<String> = old
         .lines()

@@ -227,13 +227,20 @@ fn table_special_values() {
         same_as: None,
     };
     for op in UnaryOp::ALL {
-        cases.push(Case::new(Op::Map(op), "specials", vec![one(Layout::contiguous(&[n]), s.to_vec())]));
+        cases.push(Case::new(
+            Op::Map(op),
+            "specials",
+            vec![one(Layout::contiguous(&[n]), s.to_vec())],
+        ));
     }
     for op in BinaryOp::ALL {
         cases.push(Case::new(
             Op::Zip(op),
             "all pairs of specials",
-            vec![one(col_l.clone(), s.to_vec()), one(row_l.clone(), s.to_vec())],
+            vec![
+                one(col_l.clone(), s.to_vec()),
+                one(row_l.clone(), s.to_vec()),
+            ],
         ));
     }
     // Reductions of two terms (the order of two terms cannot matter).
@@ -254,7 +261,11 @@ fn table_special_values() {
             one(Layout::contiguous(&[1, n]), s.to_vec()),
         ],
     ));
-    cases.push(Case::new(Op::Copy, "specials", vec![one(Layout::contiguous(&[n]), s.to_vec())]));
+    cases.push(Case::new(
+        Op::Copy,
+        "specials",
+        vec![one(Layout::contiguous(&[n]), s.to_vec())],
+    ));
 
     let cpu = cpu();
     let mut failures = Vec::new();
@@ -314,7 +325,12 @@ fn table_special_values() {
         failures.is_empty(),
         "{} special-value results differ:\n{}",
         failures.len(),
-        failures.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

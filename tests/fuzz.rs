@@ -247,7 +247,10 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
             let max_abs = x.r.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             match u {
                 0 => (x.apply(|t| t.neg(), |r| r.map(|v| -v)), "neg".into()),
-                1 if !near_zero(&x.r) => (x.apply(|t| t.relu(), |r| r.map(|v| v.max(0.0))), "relu".into()),
+                1 if !near_zero(&x.r) => (
+                    x.apply(|t| t.relu(), |r| r.map(|v| v.max(0.0))),
+                    "relu".into(),
+                ),
                 2 if max_abs < 10.0 => (x.apply(|t| t.exp(), |r| r.map(f64::exp)), "exp".into()),
                 3 if !near_zero(&x.r) => (
                     x.apply(
@@ -263,7 +266,10 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
                     ),
                     "inv(relu + 1)".into(),
                 ),
-                _ => (x.apply(|t| t.sigmoid(), |r| r.map(sigmoid64)), "sigmoid".into()),
+                _ => (
+                    x.apply(|t| t.sigmoid(), |r| r.map(sigmoid64)),
+                    "sigmoid".into(),
+                ),
             }
         }
         1..=3 => {
@@ -275,13 +281,16 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
             let ties = near_ties(&x.r, &o.r);
             let pair = |f: &dyn Fn(&Tensor, &Tensor) -> Result<Tensor>,
                         rf: &dyn Fn(f64, f64) -> f64| Val {
-                t: x
-                    .t
+                t: x.t
                     .iter()
                     .zip(&o.t)
                     .map(|(a, c)| if swap { f(c, a) } else { f(a, c) }.expect("binary op"))
                     .collect(),
-                r: if swap { o.r.zip(&x.r, rf) } else { x.r.zip(&o.r, rf) },
+                r: if swap {
+                    o.r.zip(&x.r, rf)
+                } else {
+                    x.r.zip(&o.r, rf)
+                },
             };
             let desc = format!("{} {:?}{}", b, shape, if swap { " swapped" } else { "" });
             let v = match b {
@@ -294,8 +303,7 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
                     // division by a value in [1, 3]
                     let den = |t: &Tensor| t.mul(t)?.add_scalar(1.0);
                     Val {
-                        t: x
-                            .t
+                        t: x.t
                             .iter()
                             .zip(&o.t)
                             .map(|(a, c)| den(c).and_then(|dc| a.div(&dc)).expect("div"))
@@ -311,16 +319,25 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
             let kind = rng.random_range(0..3u32);
             let len = x.r.shape[dim];
             if kind == 1 && len > 0 && !unclear_max(&x.r, dim) {
-                let v = x.apply(|t| t.max(dim), |r| r.reduce(dim, f64::NEG_INFINITY, f64::max));
+                let v = x.apply(
+                    |t| t.max(dim),
+                    |r| r.reduce(dim, f64::NEG_INFINITY, f64::max),
+                );
                 (v, format!("max {dim}"))
             } else if kind == 2 && len > 0 {
                 let v = x.apply(
                     |t| t.mean(dim),
-                    |r| r.reduce(dim, 0.0, |a, b| a + b).map(|s| s * (1.0 / len as f32) as f64),
+                    |r| {
+                        r.reduce(dim, 0.0, |a, b| a + b)
+                            .map(|s| s * (1.0 / len as f32) as f64)
+                    },
                 );
                 (v, format!("mean {dim}"))
             } else {
-                (x.apply(|t| t.sum(dim), |r| r.reduce(dim, 0.0, |a, b| a + b)), format!("sum {dim}"))
+                (
+                    x.apply(|t| t.sum(dim), |r| r.reduce(dim, 0.0, |a, b| a + b)),
+                    format!("sum {dim}"),
+                )
             }
         }
         5 if rank >= 2 => {
@@ -329,7 +346,10 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
                 order.swap(i, rng.random_range(0..=i));
             }
             let o = order.clone();
-            (x.apply(|t| t.permute(&o), |r| r.permute(&o)), format!("permute {order:?}"))
+            (
+                x.apply(|t| t.permute(&o), |r| r.permute(&o)),
+                format!("permute {order:?}"),
+            )
         }
         6 => {
             // view: flatten, or insert a dimension of 1 (rank stays <= 4)
@@ -356,8 +376,7 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
             let m = rng.random_range(0..=7);
             let w = constant(&[k, m], rng, -1.0, 1.0);
             let v = Val {
-                t: x
-                    .t
+                t: x.t
                     .iter()
                     .zip(&w.t)
                     .map(|(a, b)| a.matmul(b).expect("matmul"))
@@ -366,23 +385,33 @@ fn step(x: &Val, rng: &mut ChaCha8Rng) -> (Val, String) {
             };
             (v, format!("matmul [{k}, {m}]"))
         }
-        _ => (x.apply(|t| t.sigmoid(), |r| r.map(sigmoid64)), "sigmoid".into()),
+        _ => (
+            x.apply(|t| t.sigmoid(), |r| r.map(sigmoid64)),
+            "sigmoid".into(),
+        ),
     }
 }
 
 /// `got` within 1e-3 max(1, max |want|) of `want`, element by element.
 fn agree(what: &str, got: &[f32], want: &[f64]) -> std::result::Result<(), String> {
     if got.len() != want.len() {
-        return Err(format!("{what}: {} elements, expected {}", got.len(), want.len()));
+        return Err(format!(
+            "{what}: {} elements, expected {}",
+            got.len(),
+            want.len()
+        ));
     }
     let scale = want
         .iter()
         .filter(|v| v.is_finite())
         .fold(1.0f64, |m, v| m.max(v.abs()));
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let ok = (g.is_nan() && w.is_nan()) || g as f64 == w || ((g as f64) - w).abs() <= 1e-3 * scale;
+        let ok =
+            (g.is_nan() && w.is_nan()) || g as f64 == w || ((g as f64) - w).abs() <= 1e-3 * scale;
         if !ok {
-            return Err(format!("{what}: element {i}: {g:e} vs {w:e} (scale {scale:e})"));
+            return Err(format!(
+                "{what}: element {i}: {g:e} vs {w:e} (scale {scale:e})"
+            ));
         }
     }
     Ok(())

@@ -33,7 +33,9 @@ impl Report {
     fn err<T: std::fmt::Debug>(&mut self, case: &str, f: impl FnOnce() -> Result<T>) {
         match guard(case, f) {
             Ok(Err(_)) => {}
-            Ok(Ok(v)) => self.0.push(format!("{case}: expected an error, got Ok({v:?})")),
+            Ok(Ok(v)) => self
+                .0
+                .push(format!("{case}: expected an error, got Ok({v:?})")),
             Err(p) => self.0.push(p),
         }
     }
@@ -47,8 +49,12 @@ impl Report {
     ) {
         match guard(case, f) {
             Ok(Err(e)) if e.to_string().contains(part) => {}
-            Ok(Err(e)) => self.0.push(format!("{case}: error {e} does not say {part:?}")),
-            Ok(Ok(v)) => self.0.push(format!("{case}: expected an error, got Ok({v:?})")),
+            Ok(Err(e)) => self
+                .0
+                .push(format!("{case}: error {e} does not say {part:?}")),
+            Ok(Ok(v)) => self
+                .0
+                .push(format!("{case}: expected an error, got Ok({v:?})")),
             Err(p) => self.0.push(p),
         }
     }
@@ -84,8 +90,7 @@ fn devices() -> Vec<Device> {
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
@@ -111,16 +116,24 @@ fn repro_table_of_issue_10() {
             Tensor::zeros(&[1 << 33, 0], d)?.matmul(&Tensor::zeros(&[0, 1 << 33], d)?)
         });
         r.err(&format!("{d} row 2 layout"), || {
-            Layout::new(vec![6, huge, huge], vec![huge.wrapping_mul(huge), huge, 1], 0)
+            Layout::new(
+                vec![6, huge, huge],
+                vec![huge.wrapping_mul(huge), huge, 1],
+                0,
+            )
         });
         // 3: capacity overflow.
         r.err(&format!("{d} row 3 zeros"), || {
             Tensor::zeros(&[usize::MAX, 2], d)
         });
-        r.err(&format!("{d} row 3 full"), || Tensor::full(&[1 << 62], 1.0, d));
+        r.err(&format!("{d} row 3 full"), || {
+            Tensor::full(&[1 << 62], 1.0, d)
+        });
         // 4: 4 TiB: an error, not an abort.
         r.err(&format!("{d} row 4 zeros"), || Tensor::zeros(&[1 << 40], d));
-        r.err(&format!("{d} row 4 rand"), || Tensor::rand(&[1 << 40], 0, d));
+        r.err(&format!("{d} row 4 rand"), || {
+            Tensor::rand(&[1 << 40], 0, d)
+        });
         // 5: max propagates NaN, and its gradient goes to the NaN.
         for data in [vec![5.0, 1.0, f32::NAN, 2.0], vec![1.0, 2.0, f32::NAN]] {
             let n = data.len();
@@ -144,7 +157,10 @@ fn repro_table_of_issue_10() {
             );
         }
         // 6, 7: log of a subnormal and near 1, within 2 ULP.
-        for (x, want) in [(1e-40f32, (1e-40f32 as f64).ln()), (0.99999183, (0.99999183f32 as f64).ln())] {
+        for (x, want) in [
+            (1e-40f32, (1e-40f32 as f64).ln()),
+            (0.99999183, (0.99999183f32 as f64).ln()),
+        ] {
             r.ok(
                 &format!("{d} rows 6-7 log({x:e})"),
                 || v(vec![x], &[1])?.log()?.to_vec(),
@@ -275,7 +291,9 @@ fn wgpu_pool_can_be_trimmed_and_capped() {
         assert_eq!(leaf.grad().unwrap().to_vec().unwrap(), vec![1.0; 64]);
     }
     col.backend.synchronize().unwrap();
-    col.backend.download(&col.backend.full(1, 0.0).unwrap()).unwrap();
+    col.backend
+        .download(&col.backend.full(1, 0.0).unwrap())
+        .unwrap();
     let cap = pool.cap();
     assert!(pool.stats().cached_buffers <= cap.1, "{:?}", pool.stats());
     col.backend.trim_pool();
@@ -286,7 +304,9 @@ fn wgpu_pool_can_be_trimmed_and_capped() {
         .map(|_| Tensor::ones(&[300], Device::Wgpu).unwrap())
         .collect();
     drop(keep);
-    col.backend.download(&col.backend.full(1, 0.0).unwrap()).unwrap();
+    col.backend
+        .download(&col.backend.full(1, 0.0).unwrap())
+        .unwrap();
     assert!(pool.stats().cached_buffers <= 8, "{:?}", pool.stats());
     pool.set_cap(cap.0, cap.1);
 }
@@ -302,18 +322,46 @@ fn misuse_is_an_error_or_the_right_value() {
             Tensor::from_vec((0..n).map(|i| i as f32 - 2.0).collect(), shape, d)
         };
         // Zero sizes work and give empty (or identity) results.
-        r.ok(&format!("{d} exp of (0, 3)"), || t(&[0, 3])?.exp()?.to_vec(), |v| v.is_empty());
-        r.ok(&format!("{d} add (0, 3) + (3,)"), || t(&[0, 3])?.add(&t(&[3])?)?.to_vec(), |v| v.is_empty());
-        r.ok(&format!("{d} sum over an empty dim"), || t(&[2, 0])?.sum(1)?.to_vec(), |v| v == [0.0, 0.0]);
-        r.ok(&format!("{d} prod over an empty dim"), || t(&[2, 0])?.prod(1)?.to_vec(), |v| v == [1.0, 1.0]);
+        r.ok(
+            &format!("{d} exp of (0, 3)"),
+            || t(&[0, 3])?.exp()?.to_vec(),
+            |v| v.is_empty(),
+        );
+        r.ok(
+            &format!("{d} add (0, 3) + (3,)"),
+            || t(&[0, 3])?.add(&t(&[3])?)?.to_vec(),
+            |v| v.is_empty(),
+        );
+        r.ok(
+            &format!("{d} sum over an empty dim"),
+            || t(&[2, 0])?.sum(1)?.to_vec(),
+            |v| v == [0.0, 0.0],
+        );
+        r.ok(
+            &format!("{d} prod over an empty dim"),
+            || t(&[2, 0])?.prod(1)?.to_vec(),
+            |v| v == [1.0, 1.0],
+        );
         r.ok(
             &format!("{d} max over an empty dim"),
             || t(&[2, 0])?.max(1)?.to_vec(),
             |v| v == [f32::NEG_INFINITY; 2],
         );
-        r.ok(&format!("{d} matmul k = 0"), || t(&[2, 0])?.matmul(&t(&[0, 3])?)?.to_vec(), |v| v == [0.0; 6]);
-        r.ok(&format!("{d} matmul n = 0"), || t(&[0, 2])?.matmul(&t(&[2, 3])?)?.to_vec(), |v| v.is_empty());
-        r.ok(&format!("{d} mean of nothing is NaN"), || t(&[0])?.mean_all()?.to_vec(), |v| v[0].is_nan());
+        r.ok(
+            &format!("{d} matmul k = 0"),
+            || t(&[2, 0])?.matmul(&t(&[0, 3])?)?.to_vec(),
+            |v| v == [0.0; 6],
+        );
+        r.ok(
+            &format!("{d} matmul n = 0"),
+            || t(&[0, 2])?.matmul(&t(&[2, 3])?)?.to_vec(),
+            |v| v.is_empty(),
+        );
+        r.ok(
+            &format!("{d} mean of nothing is NaN"),
+            || t(&[0])?.mean_all()?.to_vec(),
+            |v| v[0].is_nan(),
+        );
         r.ok(
             &format!("{d} backward through a zero-size tensor"),
             || {
@@ -324,34 +372,66 @@ fn misuse_is_an_error_or_the_right_value() {
             |v| v.is_empty(),
         );
         // 0-d tensors.
-        r.ok(&format!("{d} 0-d item"), || Ok(vec![t(&[])?.item()?]), |v| v == [-2.0]);
+        r.ok(
+            &format!("{d} 0-d item"),
+            || Ok(vec![t(&[])?.item()?]),
+            |v| v == [-2.0],
+        );
         r.err(&format!("{d} 0-d sum(0)"), || t(&[])?.sum(0));
         r.err(&format!("{d} 0-d transpose"), || t(&[])?.transpose());
-        r.ok(&format!("{d} 0-d view as (1, 1)"), || t(&[])?.view(&[1, 1])?.to_vec(), |v| v == [-2.0]);
+        r.ok(
+            &format!("{d} 0-d view as (1, 1)"),
+            || t(&[])?.view(&[1, 1])?.to_vec(),
+            |v| v == [-2.0],
+        );
         r.err(&format!("{d} 0-d get with an index"), || t(&[])?.get(&[0]));
-        r.ok(&format!("{d} 0-d get"), || Ok(vec![t(&[])?.get(&[])?]), |v| v == [-2.0]);
+        r.ok(
+            &format!("{d} 0-d get"),
+            || Ok(vec![t(&[])?.get(&[])?]),
+            |v| v == [-2.0],
+        );
         r.err(&format!("{d} item of 2 elements"), || t(&[2])?.item());
         r.err(&format!("{d} backward of a non-scalar"), || {
             t(&[2])?.requires_grad_(true).exp()?.backward()
         });
-        r.err(&format!("{d} backward without history"), || t(&[1])?.backward());
+        r.err(&format!("{d} backward without history"), || {
+            t(&[1])?.backward()
+        });
         // Bad broadcasts and matmuls.
-        r.err(&format!("{d} add (2, 3) + (2,)"), || t(&[2, 3])?.add(&t(&[2])?));
-        r.err(&format!("{d} eq (4, 2, 3) (3, 3)"), || t(&[4, 2, 3])?.eq(&t(&[3, 3])?));
-        r.err(&format!("{d} matmul inner"), || t(&[2, 3])?.matmul(&t(&[2, 3])?));
+        r.err(&format!("{d} add (2, 3) + (2,)"), || {
+            t(&[2, 3])?.add(&t(&[2])?)
+        });
+        r.err(&format!("{d} eq (4, 2, 3) (3, 3)"), || {
+            t(&[4, 2, 3])?.eq(&t(&[3, 3])?)
+        });
+        r.err(&format!("{d} matmul inner"), || {
+            t(&[2, 3])?.matmul(&t(&[2, 3])?)
+        });
         r.err(&format!("{d} matmul 1-d"), || t(&[3])?.matmul(&t(&[3, 1])?));
-        r.err(&format!("{d} matmul batch"), || t(&[2, 2, 3])?.matmul(&t(&[3, 3, 1])?));
+        r.err(&format!("{d} matmul batch"), || {
+            t(&[2, 2, 3])?.matmul(&t(&[3, 3, 1])?)
+        });
         r.err(&format!("{d} broadcast to 2^80"), || {
             Tensor::zeros(&[1 << 40, 1, 0], d)?.add(&Tensor::zeros(&[1, 1 << 40, 0], d)?)
         });
         // Views and permutes.
         r.err(&format!("{d} view size"), || t(&[2, 3])?.view(&[4]));
-        r.err(&format!("{d} view non-contiguous"), || t(&[2, 3])?.transpose()?.view(&[6]));
-        r.err(&format!("{d} view overflowing"), || t(&[2])?.view(&[usize::MAX, 2, 0]));
-        r.err(&format!("{d} permute repeat"), || t(&[2, 3])?.permute(&[0, 0]));
-        r.err(&format!("{d} permute range"), || t(&[2, 3])?.permute(&[0, 2]));
+        r.err(&format!("{d} view non-contiguous"), || {
+            t(&[2, 3])?.transpose()?.view(&[6])
+        });
+        r.err(&format!("{d} view overflowing"), || {
+            t(&[2])?.view(&[usize::MAX, 2, 0])
+        });
+        r.err(&format!("{d} permute repeat"), || {
+            t(&[2, 3])?.permute(&[0, 0])
+        });
+        r.err(&format!("{d} permute range"), || {
+            t(&[2, 3])?.permute(&[0, 2])
+        });
         r.err(&format!("{d} permute length"), || t(&[2, 3])?.permute(&[0]));
-        r.err(&format!("{d} permute huge index"), || t(&[2, 3])?.permute(&[usize::MAX, 0]));
+        r.err(&format!("{d} permute huge index"), || {
+            t(&[2, 3])?.permute(&[usize::MAX, 0])
+        });
         // Dims and indices.
         for dim in [2, 9, usize::MAX] {
             r.err(&format!("{d} sum dim {dim}"), || t(&[2, 3])?.sum(dim));
@@ -359,12 +439,26 @@ fn misuse_is_an_error_or_the_right_value() {
             r.err(&format!("{d} mean dim {dim}"), || t(&[2, 3])?.mean(dim));
             r.err(&format!("{d} prod dim {dim}"), || t(&[2, 3])?.prod(dim));
         }
-        for idx in [&[2isize, 0][..], &[0, 3], &[-1, 0], &[0], &[0, 0, 0], &[isize::MAX, 0], &[isize::MIN, 0]] {
+        for idx in [
+            &[2isize, 0][..],
+            &[0, 3],
+            &[-1, 0],
+            &[0],
+            &[0, 0, 0],
+            &[isize::MAX, 0],
+            &[isize::MIN, 0],
+        ] {
             r.err(&format!("{d} get {idx:?}"), || t(&[2, 3])?.get(idx));
         }
-        r.ok(&format!("{d} get [1, 2]"), || Ok(vec![t(&[2, 3])?.get(&[1, 2])?]), |v| v == [3.0]);
+        r.ok(
+            &format!("{d} get [1, 2]"),
+            || Ok(vec![t(&[2, 3])?.get(&[1, 2])?]),
+            |v| v == [3.0],
+        );
         // Construction.
-        r.err(&format!("{d} from_vec length"), || Tensor::from_vec(vec![1.0; 5], &[2, 3], d));
+        r.err(&format!("{d} from_vec length"), || {
+            Tensor::from_vec(vec![1.0; 5], &[2, 3], d)
+        });
         r.err(&format!("{d} from_vec overflowing shape"), || {
             Tensor::from_vec(vec![], &[usize::MAX, usize::MAX, 0], d)
         });
@@ -399,11 +493,15 @@ fn misuse_is_an_error_or_the_right_value() {
             ] {
                 match res {
                     Err(Error::DeviceMismatch { op, .. }) if op == what => {}
-                    other => r.0.push(format!("{a} {what} {b}: expected DeviceMismatch naming {what}, got {other:?}")),
+                    other => r.0.push(format!(
+                        "{a} {what} {b}: expected DeviceMismatch naming {what}, got {other:?}"
+                    )),
                 }
             }
             let m = Tensor::ones(&[3, 3], a).unwrap();
-            r.err(&format!("{a} matmul {b}"), || m.matmul(&Tensor::ones(&[3, 3], b)?));
+            r.err(&format!("{a} matmul {b}"), || {
+                m.matmul(&Tensor::ones(&[3, 3], b)?)
+            });
         }
     }
     r.finish();
@@ -432,12 +530,18 @@ fn bad_safetensors_files() {
     let cases = [
         ("empty", write("empty", &[])),
         ("truncated header", write("trunc_head", &bytes[..4])),
-        ("truncated data", write("trunc_data", &bytes[..bytes.len() - 3])),
-        ("huge header length", write("huge", &{
-            let mut b = bytes.clone();
-            b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
-            b
-        })),
+        (
+            "truncated data",
+            write("trunc_data", &bytes[..bytes.len() - 3]),
+        ),
+        (
+            "huge header length",
+            write("huge", &{
+                let mut b = bytes.clone();
+                b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+                b
+            }),
+        ),
         ("garbage", write("garbage", &[0xff; 64])),
         ("missing file", dir.join("does-not-exist")),
     ];
@@ -448,7 +552,11 @@ fn bad_safetensors_files() {
     let wrong = dir.join("wrong.safetensors");
     save_safetensors(&other, &wrong).unwrap();
     r.err("wrong shapes", || load_safetensors(&layer, &wrong));
-    r.ok("module unchanged", || layer.weights.value().to_vec(), |v| v == before.as_slice());
+    r.ok(
+        "module unchanged",
+        || layer.weights.value().to_vec(),
+        |v| v == before.as_slice(),
+    );
     assert_eq!(layer.parameters().len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
     r.finish();

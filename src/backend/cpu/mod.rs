@@ -342,7 +342,10 @@ impl Backend for CpuBackend {
 
     fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
         let dims = check::matmul(a, al, b, bl)?;
-        check::host_alloc("matmul", dims.0.saturating_mul(dims.1).saturating_mul(dims.3))?;
+        check::host_alloc(
+            "matmul",
+            dims.0.saturating_mul(dims.1).saturating_mul(dims.3),
+        )?;
         let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
         Ok(Self::wrap(matmul::batched(sa, al, sb, bl, dims)))
     }

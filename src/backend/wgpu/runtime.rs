@@ -79,7 +79,10 @@ impl Kernel {
             Kernel::Map | Kernel::Zip => MATH,
             Kernel::Reduce | Kernel::Matmul => "",
         };
-        format!("{INDEXING}\n{math}\n{}", self.template().replace("OPNAME", op))
+        format!(
+            "{INDEXING}\n{math}\n{}",
+            self.template().replace("OPNAME", op)
+        )
     }
 
     /// The entry point for `op` (empty for matmul) and variant.
