@@ -73,7 +73,7 @@ fn run(args: Args) -> Result<()> {
                 results[k].merge(&s);
             }
             next += n;
-            if (next / n) % 64 == 0 || next == total {
+            if (next / n).is_multiple_of(64) || next == total {
                 eprintln!(
                     "{device}: {next} of {total} inputs, {:.0} s",
                     started.elapsed().as_secs_f64()
