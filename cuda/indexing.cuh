@@ -110,13 +110,3 @@ __device__ __forceinline__ u64 grid_start() {
 __device__ __forceinline__ u64 grid_stride() {
     return (u64)gridDim.x * blockDim.x;
 }
-
-// ---- Scalar ops: must equal UnaryOp::apply / BinaryOp::apply / ReduceOp::combine ----
-
-__device__ __forceinline__ float sigmoid_f(float x) {
-    if (x >= 0.0f) {
-        return 1.0f / (1.0f + expf(-x));
-    }
-    const float e = expf(x);
-    return e / (1.0f + e);
-}

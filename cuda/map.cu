@@ -4,14 +4,15 @@
 // point once per launch, so there is no per-element branch on the strides.
 // Metadata: [size, rank, x_offset, shape[rank], x_strides[rank]].
 #include "indexing.cuh"
+#include "math.cuh"
 
 struct OpNeg { __device__ static float f(float x) { return -x; } };
 struct OpId { __device__ static float f(float x) { return x; } };
 struct OpInv { __device__ static float f(float x) { return 1.0f / x; } };
 struct OpRelu { __device__ static float f(float x) { return x > 0.0f ? x : 0.0f; } };
 struct OpSigmoid { __device__ static float f(float x) { return sigmoid_f(x); } };
-struct OpLog { __device__ static float f(float x) { return logf(x); } };
-struct OpExp { __device__ static float f(float x) { return expf(x); } };
+struct OpLog { __device__ static float f(float x) { return log_f(x); } };
+struct OpExp { __device__ static float f(float x) { return exp_f(x); } };
 
 template <class Op>
 __device__ __forceinline__ void map_strided(float* __restrict__ out, const float* __restrict__ x,

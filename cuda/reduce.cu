@@ -27,7 +27,8 @@ struct OpProd {
 };
 struct OpMax {
     __device__ static float identity() { return -__int_as_float(0x7f800000); }
-    __device__ static float combine(float acc, float x) { return acc > x ? acc : x; }
+    // NaN wins, as in operators::max.
+    __device__ static float combine(float acc, float x) { return acc > x || acc != acc ? acc : x; }
 };
 
 // Storage position of the first element of output o's reduced run.

@@ -4,6 +4,7 @@
 // are offset + i). The host picks one per launch: no per-element branch on the strides.
 // Metadata: [size, rank, a_offset, b_offset, shape[rank], a_strides[rank], b_strides[rank]].
 #include "indexing.cuh"
+#include "math.cuh"
 
 struct OpAdd { __device__ static float f(float a, float b) { return a + b; } };
 struct OpMul { __device__ static float f(float a, float b) { return a * b; } };
@@ -14,12 +15,10 @@ struct OpIsClose {
 };
 struct OpReluBack { __device__ static float f(float x, float d) { return x > 0.0f ? d : 0.0f; } };
 struct OpLogBack { __device__ static float f(float x, float d) { return d / x; } };
-struct OpInvBack { __device__ static float f(float x, float d) { return -(d / (x * x)); } };
+struct OpInvBack { __device__ static float f(float x, float d) { return -(d / x) / x; } };
+// s(x) (1 - s(x)) as s(x) s(-x): no cancellation when s(x) is near 1.
 struct OpSigmoidBack {
-    __device__ static float f(float x, float d) {
-        const float s = sigmoid_f(x);
-        return d * s * (1.0f - s);
-    }
+    __device__ static float f(float x, float d) { return d * sigmoid_f(x) * sigmoid_f(-x); }
 };
 
 template <class Op>

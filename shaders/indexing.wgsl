@@ -51,12 +51,3 @@ fn strided_position2(i: u32, rank: u32, shape_at: u32, a_strides_at: u32, b_stri
     }
     return vec2<u32>(pa, pb);
 }
-
-// Stable sigmoid, the formula of operators::sigmoid (used by map and zip).
-fn sigmoid_f(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}

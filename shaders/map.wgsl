@@ -11,8 +11,8 @@ fn op_id(v: f32) -> f32 { return v; }
 fn op_inv(v: f32) -> f32 { return 1.0 / v; }
 fn op_relu(v: f32) -> f32 { return select(0.0, v, v > 0.0); }
 fn op_sigmoid(v: f32) -> f32 { return sigmoid_f(v); }
-fn op_log(v: f32) -> f32 { return log(v); }
-fn op_exp(v: f32) -> f32 { return exp(v); }
+fn op_log(v: f32) -> f32 { return log_f(v); }
+fn op_exp(v: f32) -> f32 { return exp_f(v); }
 
 // Any strides and offset.
 @compute @workgroup_size(256)

@@ -24,7 +24,10 @@ fn identity_prod() -> f32 { return 1.0; }
 fn identity_max() -> f32 { return bitcast<f32>(0xff800000u); }
 fn combine_sum(acc: f32, v: f32) -> f32 { return acc + v; }
 fn combine_prod(acc: f32, v: f32) -> f32 { return acc * v; }
-fn combine_max(acc: f32, v: f32) -> f32 { return select(v, acc, acc > v); }
+// NaN wins (tested on the bits: WGSL may assume comparisons never see NaN).
+fn combine_max(acc: f32, v: f32) -> f32 {
+    return select(v, acc, acc > v || (bitcast<u32>(acc) & 0x7fffffffu) > 0x7f800000u);
+}
 
 // Fold this thread's share starting at storage position `base`, then the tree; thread 0
 // writes output `o`. Barriers stay in uniform control flow: `o` is per workgroup.

@@ -14,11 +14,9 @@ fn op_eq(x: f32, y: f32) -> f32 { return select(0.0, 1.0, x == y); }
 fn op_is_close(x: f32, y: f32) -> f32 { return select(0.0, 1.0, abs(x - y) < 0.01); }
 fn op_relu_back(x: f32, d: f32) -> f32 { return select(0.0, d, x > 0.0); }
 fn op_log_back(x: f32, d: f32) -> f32 { return d / x; }
-fn op_inv_back(x: f32, d: f32) -> f32 { return -(d / (x * x)); }
-fn op_sigmoid_back(x: f32, d: f32) -> f32 {
-    let s = sigmoid_f(x);
-    return d * s * (1.0 - s);
-}
+fn op_inv_back(x: f32, d: f32) -> f32 { return -(d / x) / x; }
+// s(x) (1 - s(x)) as s(x) s(-x): no cancellation when s(x) is near 1.
+fn op_sigmoid_back(x: f32, d: f32) -> f32 { return d * sigmoid_f(x) * sigmoid_f(-x); }
 
 // Any strides and offsets.
 @compute @workgroup_size(256)

@@ -8,19 +8,61 @@
 use crate::error::{Error, Result};
 
 /// Contiguous (row-major) strides for `shape`: the last dimension has stride 1.
+/// Saturates instead of overflowing; shapes that pass [`checked_shape_size`] never do.
 pub fn strides_from_shape(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; shape.len()];
-    let mut acc = 1;
+    let mut acc: usize = 1;
     for (s, d) in strides.iter_mut().zip(shape).rev() {
         *s = acc;
-        acc *= d;
+        acc = acc.saturating_mul(*d);
     }
     strides
 }
 
-/// Number of elements of `shape` (1 for a 0-d shape).
+/// Number of elements of `shape` (1 for a 0-d shape). Saturates at `usize::MAX` instead
+/// of wrapping; see [`checked_shape_size`] for the checked version.
 pub fn shape_size(shape: &[usize]) -> usize {
-    shape.iter().product()
+    if shape.contains(&0) {
+        return 0;
+    }
+    shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
+}
+
+/// Most elements a tensor may have: its bytes must fit an `isize` (Rust's allocation
+/// limit), whatever the device.
+pub const MAX_ELEMENTS: usize = isize::MAX as usize / std::mem::size_of::<f32>();
+
+/// The number of elements of `shape`, or an error naming `op` and the shape when the
+/// product of its dimensions (zeros counted as 1, so that strides fit too) exceeds
+/// [`MAX_ELEMENTS`].
+pub fn checked_shape_size(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let mut nonzero: usize = 1;
+    for &d in shape {
+        nonzero = match nonzero.checked_mul(d.max(1)) {
+            Some(n) if n <= MAX_ELEMENTS => n,
+            _ => {
+                return Err(Error::shape(
+                    op,
+                    &[shape],
+                    format!("the shape has more than {MAX_ELEMENTS} elements (2^61, the most any device can address)"),
+                ))
+            }
+        };
+    }
+    Ok(if shape.contains(&0) { 0 } else { nonzero })
+}
+
+/// The highest storage position `shape`, `strides` and `offset` address, plus one (0
+/// when the shape is empty); None when that overflows.
+pub fn checked_extent(shape: &[usize], strides: &[usize], offset: usize) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    let mut last = offset;
+    for (&d, &s) in shape.iter().zip(strides) {
+        last = last.checked_add((d - 1).checked_mul(s)?)?;
+    }
+    last.checked_add(1)
 }
 
 /// Storage position of `index` under `strides` (without offset).
@@ -88,6 +130,7 @@ pub fn shape_broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
             ));
         };
     }
+    checked_shape_size("broadcast", &out)?;
     Ok(out)
 }
 
@@ -109,13 +152,22 @@ impl Layout {
         }
     }
 
-    /// A layout from its parts; checked that strides match the shape's rank.
+    /// A layout from its parts; checked that strides match the shape's rank, that the
+    /// shape's size is addressable and that no position it reaches overflows.
     pub fn new(shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Result<Self> {
         if shape.len() != strides.len() {
             return Err(Error::shape(
                 "layout",
                 &[&shape, &strides],
                 "shape and strides have different lengths",
+            ));
+        }
+        checked_shape_size("layout", &shape)?;
+        if checked_extent(&shape, &strides, offset).is_none_or(|e| e > MAX_ELEMENTS) {
+            return Err(Error::shape(
+                "layout",
+                &[&shape, &strides],
+                format!("strides and offset {offset} reach past the largest addressable position"),
             ));
         }
         Ok(Layout {
@@ -197,7 +249,10 @@ impl Layout {
                     "index {i} out of range for dimension {k} of size {d}"
                 )));
             }
-            pos += i as usize * s;
+            pos = (i as usize)
+                .checked_mul(s)
+                .and_then(|p| p.checked_add(pos))
+                .ok_or_else(|| err("the position overflows".to_string()))?;
         }
         Ok(pos)
     }
@@ -228,7 +283,7 @@ impl Layout {
     /// The same elements seen with another shape of the same size. Like MiniTorch, only
     /// contiguous layouts can be viewed; call `contiguous()` first otherwise.
     pub fn view(&self, shape: &[usize]) -> Result<Layout> {
-        if shape_size(shape) != self.size() {
+        if checked_shape_size("view", shape)? != self.size() {
             return Err(Error::shape(
                 "view",
                 &[&self.shape, shape],
@@ -267,6 +322,7 @@ impl Layout {
         if shape.len() < self.dims() {
             return Err(err());
         }
+        checked_shape_size("broadcast", shape)?;
         let extra = shape.len() - self.dims();
         let mut strides = vec![0; shape.len()];
         for (i, &d) in shape.iter().enumerate() {

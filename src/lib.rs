@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod accuracy;
 pub mod autodiff;
 pub mod backend;
 pub mod datasets;

@@ -32,6 +32,8 @@ pub trait Float:
     fn ln(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
+    /// True for NaN.
+    fn is_nan(self) -> bool;
 }
 
 macro_rules! impl_float {
@@ -51,6 +53,10 @@ macro_rules! impl_float {
             #[inline]
             fn abs(self) -> Self {
                 <$t>::abs(self)
+            }
+            #[inline]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
             }
         }
     };
@@ -96,10 +102,10 @@ pub fn eq<F: Float>(x: F, y: F) -> F {
         F::ZERO
     }
 }
-/// The larger of x and y.
+/// The larger of x and y; NaN when either is NaN (PyTorch's rule, on every backend).
 #[inline]
 pub fn max<F: Float>(x: F, y: F) -> F {
-    if x > y {
+    if x > y || x.is_nan() {
         x
     } else {
         y
@@ -153,10 +159,10 @@ pub fn inv<F: Float>(x: F) -> F {
 pub fn log_back<F: Float>(x: F, d: F) -> F {
     d / x
 }
-/// d * inv'(x) = -d / x^2
+/// d * inv'(x) = -d / x^2, as -(d / x) / x: x * x would underflow for |x| < 1e-19.
 #[inline]
 pub fn inv_back<F: Float>(x: F, d: F) -> F {
-    -(d / (x * x))
+    -(d / x) / x
 }
 /// d * relu'(x): d where x > 0, else 0.
 #[inline]
@@ -167,11 +173,11 @@ pub fn relu_back<F: Float>(x: F, d: F) -> F {
         F::ZERO
     }
 }
-/// d * sigmoid'(x) = d * s(x) * (1 - s(x)).
+/// d * sigmoid'(x) = d * s(x) * (1 - s(x)), as d * s(x) * s(-x): 1 - s(x) cancels when
+/// s(x) is near 1 (it is 0 from x = 17 on), s(-x) does not.
 #[inline]
 pub fn sigmoid_back<F: Float>(x: F, d: F) -> F {
-    let s = sigmoid(x);
-    d * s * (F::ONE - s)
+    d * sigmoid(x) * sigmoid(-x)
 }
 
 /// Apply `f` to every element (MiniTorch's higher-order `map`).

@@ -1,7 +1,7 @@
 //! Optimisers (MiniTorch's `optim.py`): stochastic gradient descent with optional
 //! momentum and weight decay.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nn::Parameter;
 use crate::tensor::{no_grad, Tensor};
 
@@ -16,7 +16,17 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    /// Plain SGD over `params` with learning rate `lr`.
+    /// Plain SGD over `params` with learning rate `lr`, or an error when `lr` is not
+    /// finite (the checked form of [`Sgd::new`]).
+    pub fn try_new(params: Vec<Parameter>, lr: f32) -> Result<Sgd> {
+        let sgd = Sgd::new(params, lr);
+        sgd.validate()?;
+        Ok(sgd)
+    }
+
+    /// Plain SGD over `params` with learning rate `lr`. A non-finite `lr` (or momentum,
+    /// or weight decay) makes [`Sgd::step`] return an error before it changes anything;
+    /// [`Sgd::try_new`] reports it here.
     pub fn new(params: Vec<Parameter>, lr: f32) -> Sgd {
         let n = params.len();
         Sgd {
@@ -40,6 +50,24 @@ impl Sgd {
         self
     }
 
+    /// An error naming the first hyperparameter that is NaN or infinite: such a value
+    /// would turn every parameter into NaN in one step.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("weight_decay", self.weight_decay),
+        ] {
+            if !v.is_finite() {
+                return Err(Error::invalid(
+                    "sgd",
+                    format!("{name} is {v}; it must be a finite number"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The learning rate.
     pub fn lr(&self) -> f32 {
         self.lr
@@ -52,6 +80,7 @@ impl Sgd {
 
     /// Update every parameter that has a gradient.
     pub fn step(&mut self) -> Result<()> {
+        self.validate()?;
         no_grad(|| {
             for (p, v) in self.params.iter().zip(self.velocity.iter_mut()) {
                 let value = p.value();

@@ -395,6 +395,9 @@ inline void __syncthreads() { g_barrier->arrive_and_wait(); }
 struct float4 { float x, y, z, w; };
 inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline float __uint_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned i; std::memcpy(&i, &f, 4); return i; }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
 inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body) {
     gridDim = grid; blockDim = block;
     unsigned nt = block.x * block.y * block.z;
@@ -461,7 +464,7 @@ void test_zip() {
     for (u32 d = 0; d < r; ++d) { m.w[4 + d] = la.shape[d]; m.w[4 + r + d] = la.strides[d]; m.w[4 + 2 * r + d] = lb.strides[d]; }
     std::vector<float> out(n), want(n);
     emu_launch({1}, {256}, [&] { zip_sigmoid_back(out.data(), a.data(), b.data(), m); });
-    for (u32 i = 0; i < n; ++i) { float x = a[pos_of(la, i)], d = b[pos_of(lb, i)]; float s = x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x)); want[i] = d * s * (1 - s); }
+    for (u32 i = 0; i < n; ++i) { float x = a[pos_of(la, i)], d = b[pos_of(lb, i)]; float s = x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x)); float t = -x >= 0 ? 1 / (1 + std::exp(x)) : std::exp(-x) / (1 + std::exp(-x)); want[i] = d * s * t; }
     check("zip_sigmoid_back broadcast", out, want);
     emu_launch({1}, {256}, [&] { zip_add_contiguous(out.data(), a.data(), a.data(), m); });
     for (u32 i = 0; i < n; ++i) want[i] = a[2 + i] + a[3 + i];
@@ -569,5 +572,34 @@ void test_matmul_fast() {
     matmul_fast_case("matmul_fast 256x40x384", 1, 256, 40, 384, false, {1, 65535, 65535});
     matmul_fast_case("matmul_fast batch 3, B broadcast, y/z grid loops", 3, 256, 16, 128, true, {1, 1, 2});
 }
-int main() { test_map(); test_zip(); test_reduce(); test_matmul(); test_matmul_fast(); printf("%d failures\n", failures); return failures != 0; }
+// ULP distance on the ordered-integer line (NaN matches NaN only).
+long long ulp_dist(float a, float b) {
+    if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : (1LL << 40);
+    auto ord = [](float x) { int i; std::memcpy(&i, &x, 4); return i < 0 ? (long long)INT32_MIN - i : (long long)i; };
+    long long d = ord(a) - ord(b);
+    return d < 0 ? -d : d;
+}
+double sigmoid64(double x) { if (x >= 0) return 1 / (1 + std::exp(-x)); double e = std::exp(x); return e / (1 + e); }
+// math.cuh's log, exp and sigmoid against f64 rounded to f32, on 2^20 inputs spread evenly
+// over all bit patterns (every exponent, both signs, subnormals, inf, NaN) and 2^20 in
+// [0.5, 2] (log near 1): at most 2 ULP, as shaders/math.wgsl on the wgpu backend.
+void test_math() {
+    long long worst[3] = {0, 0, 0}; unsigned at[3] = {0, 0, 0};
+    auto one = [&](unsigned bits) {
+        float x = __uint_as_float(bits);
+        float got[3] = {log_f(x), exp_f(x), sigmoid_f(x)};
+        float want[3] = {(float)std::log((double)x), (float)std::exp((double)x), (float)sigmoid64((double)x)};
+        for (int i = 0; i < 3; ++i) { long long d = ulp_dist(got[i], want[i]); if (d > worst[i]) { worst[i] = d; at[i] = bits; } }
+    };
+    for (unsigned i = 0; i < (1u << 20); ++i) one(i * 4096u + (i * 2654435761u >> 20));
+    for (unsigned i = 0; i < (1u << 20); ++i) one(0x3f000000u + i * 8u + (i & 7u));
+    one(0x7f800000u); one(0xff800000u); one(0x7fc00000u); one(0u); one(0x80000000u); one(1u); one(0x807fffffu);
+    const char* names[3] = {"log", "exp", "sigmoid"};
+    for (int i = 0; i < 3; ++i) {
+        bool ok = worst[i] <= 2;
+        printf("%s math %s: max %lld ULP over 2^21 inputs (at bits 0x%08x)\n", ok ? "ok  " : "FAIL", names[i], worst[i], at[i]);
+        if (!ok) failures++;
+    }
+}
+int main() { test_map(); test_zip(); test_reduce(); test_matmul(); test_matmul_fast(); test_math(); printf("%d failures\n", failures); return failures != 0; }
 "##;

@@ -1,5 +1,5 @@
 //! The examples run end to end on tiny settings, so the report commands cannot rot:
-//! `parallel_check`, `matmul_speedup`, `report`, and `train` (bad flags fail with a clear
+//! `parallel_check`, `matmul_speedup`, `report`, `accuracy`, and `train` (bad flags fail with a clear
 //! message; save, plot and load work).
 //!
 //! The examples are built once by a nested `cargo build --examples` with this test's
@@ -328,4 +328,38 @@ fn train_saves_plots_and_loads() {
     // The loaded model is the trained one, so it is evaluated without training (0 epochs).
     assert!(out.contains("Done:"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn accuracy_writes_the_ulp_table() {
+    let dir = scratch("accuracy");
+    let out_file = dir.join("accuracy.md");
+    let mut devices = vec!["cpu".to_string()];
+    devices.extend(present_gpus().iter().map(|d| d.name().to_string()));
+    let list = devices.join(",");
+    let (ok, out, err) = run_example(
+        "accuracy",
+        &[
+            "--device",
+            &list,
+            "--step",
+            "65536",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "accuracy failed:\n{out}\n{err}");
+    let table = std::fs::read_to_string(&out_file).expect("table written");
+    for d in &devices {
+        for op in ["log", "exp", "sigmoid"] {
+            let row = table
+                .lines()
+                .find(|l| l.starts_with(&format!("| {op} | {d} |")))
+                .unwrap_or_else(|| panic!("no row for {op} on {d}:\n{table}"));
+            let max_ulp: u64 = row.split('|').nth(4).unwrap().trim().parse().unwrap();
+            assert!(max_ulp <= 2, "{row}");
+        }
+    }
+    let (ok, _, err) = run_example("accuracy", &["--device", "tpu"]);
+    assert!(!ok && err.contains("tpu"), "{err}");
 }

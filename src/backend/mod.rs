@@ -380,6 +380,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage>;
     /// Wait until all submitted work has finished (for timing; downloads wait anyway).
     fn synchronize(&self) -> Result<()>;
+    /// Give the memory of cached free buffers back to the driver (GPU pools keep freed
+    /// buffers for reuse, up to a cap); call it after dropping a large graph. Buffers in
+    /// use are not touched. Nothing to do for backends without a pool.
+    fn trim_pool(&self) {}
 }
 
 /// Contract checks every backend runs before launching work, so a misuse of the trait is
@@ -387,18 +391,62 @@ pub trait Backend: Send + Sync + fmt::Debug {
 pub mod check {
     use super::*;
 
-    /// The highest storage position a layout addresses, plus one (0 when empty).
+    /// The highest storage position a layout addresses, plus one (0 when empty;
+    /// `usize::MAX` when it overflows, which no storage fits).
     pub fn extent(l: &Layout) -> usize {
-        if l.size() == 0 {
-            return 0;
+        crate::layout::checked_extent(l.shape(), l.strides(), l.offset()).unwrap_or(usize::MAX)
+    }
+
+    /// The machine's physical memory in bytes (Linux: `MemTotal` of /proc/meminfo), if
+    /// known. No single host buffer may be larger: with overcommit a larger allocation
+    /// can succeed and then kill the process when it is written.
+    pub fn physical_memory() -> Option<u64> {
+        static MEM: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        *MEM.get_or_init(|| {
+            let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+    }
+
+    /// A host vector with room for `len` f32, or an error (not an abort) when it is
+    /// larger than the machine's memory or the allocation fails.
+    fn host_reserve(op: &'static str, len: usize) -> Result<Vec<f32>> {
+        let bytes = (len as u64).saturating_mul(4);
+        let err = |why: String| {
+            Error::backend(
+                "host",
+                op,
+                format!("a buffer of {len} f32 values ({bytes} bytes) cannot be allocated: {why}"),
+            )
+        };
+        if let Some(mem) = physical_memory() {
+            if bytes > mem {
+                return Err(err(format!("the machine has {mem} bytes of memory")));
+            }
         }
-        l.offset()
-            + l.shape()
-                .iter()
-                .zip(l.strides())
-                .map(|(d, s)| (d - 1) * s)
-                .sum::<usize>()
-            + 1
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|e| err(e.to_string()))?;
+        Ok(v)
+    }
+
+    /// A host vector of `len` copies of `value`, or an error (not an abort) when it
+    /// cannot be allocated.
+    pub fn host_vec(op: &'static str, len: usize, value: f32) -> Result<Vec<f32>> {
+        let mut v = host_reserve(op, len)?;
+        v.resize(len, value);
+        Ok(v)
+    }
+
+    /// Errors when a host result of `len` f32 values cannot be allocated, so that an
+    /// impossible size is an error rather than an abort inside the op. Requests from
+    /// 2^24 elements are tried (and freed); smaller ones cannot fail in practice.
+    pub fn host_alloc(op: &'static str, len: usize) -> Result<()> {
+        if len >= 1 << 24 {
+            host_reserve(op, len)?;
+        }
+        Ok(())
     }
 
     /// `layout` addresses only positions inside `x`.
@@ -464,6 +512,9 @@ pub mod check {
         }
         fits("matmul", a, al)?;
         fits("matmul", b, bl)?;
+        let mut out = sa[..r - 1].to_vec();
+        out.push(sb[r - 1]);
+        crate::layout::checked_shape_size("matmul", &out)?;
         let batch = sa[..r - 2].iter().product();
         Ok((batch, sa[r - 2], sa[r - 1], sb[r - 1]))
     }

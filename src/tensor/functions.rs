@@ -6,7 +6,7 @@
 
 use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
 use crate::error::{Error, Result};
-use crate::layout::{shape_broadcast, Layout};
+use crate::layout::{checked_shape_size, shape_broadcast, Layout};
 
 use super::Tensor;
 
@@ -137,10 +137,17 @@ impl Function for Max {
         "Max"
     }
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
-        // The gradient goes to the positions that hold the maximum.
+        // The gradient goes to the positions that hold the maximum; where the maximum is
+        // NaN (max propagates NaN), to the NaN positions.
         let x = &inputs[0];
         let m = x.reduce_raw(ReduceOp::Max, self.0)?;
-        let mask = x.zip_raw(BinaryOp::Eq, &m)?;
+        let is_nan = |t: &Tensor| -> Result<Tensor> {
+            // 1 - (t == t)
+            t.zip_raw(BinaryOp::Eq, t)?.neg()?.add_scalar(1.0)
+        };
+        let mask = x
+            .zip_raw(BinaryOp::Eq, &m)?
+            .add(&is_nan(x)?.mul(&is_nan(&m)?)?)?;
         Ok(vec![Some(mask.mul(grad)?)])
     }
 }
@@ -219,20 +226,28 @@ impl Tensor {
         op: BinaryOp,
         other: &Tensor,
     ) -> Result<(crate::backend::Storage, Layout)> {
-        same_device(op.name(), self, other)?;
-        let shape = shape_broadcast(self.shape(), other.shape()).map_err(|_| {
-            Error::shape(
-                op.name(),
-                &[self.shape(), other.shape()],
-                "shapes do not broadcast",
-            )
-        })?;
+        let shape = self.broadcast_pair(op.name(), other)?;
         let al = self.layout().broadcast_to(&shape)?;
         let bl = other.layout().broadcast_to(&shape)?;
         let s = self
             .backend()
             .zip(op, self.storage(), &al, other.storage(), &bl)?;
         Ok((s, Layout::contiguous(&shape)))
+    }
+
+    /// Check that `self` and `other` can meet in the binary op the user called `name`
+    /// (same device, shapes that broadcast) and return the broadcast shape; errors name
+    /// `name` and list the operands in the user's order.
+    fn broadcast_pair(&self, name: &'static str, other: &Tensor) -> Result<Vec<usize>> {
+        same_device(name, self, other)?;
+        shape_broadcast(self.shape(), other.shape()).map_err(|e| match e {
+            Error::Shape { msg, .. } => Error::shape(
+                name,
+                &[self.shape(), other.shape()],
+                format!("shapes do not broadcast: {msg}"),
+            ),
+            other => other,
+        })
     }
 
     fn zip_op(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
@@ -296,6 +311,7 @@ impl Tensor {
     }
     /// self - other (Add of Neg, as in MiniTorch).
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        self.broadcast_pair("sub", other)?;
         self.add(&other.neg()?)
     }
     /// self * other, broadcasting.
@@ -304,6 +320,7 @@ impl Tensor {
     }
     /// self / other (Mul of Inv, as in MiniTorch).
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        self.broadcast_pair("div", other)?;
         self.mul(&other.inv()?)
     }
     /// 1 where self < other, else 0.
@@ -312,6 +329,7 @@ impl Tensor {
     }
     /// 1 where self > other, else 0.
     pub fn gt(&self, other: &Tensor) -> Result<Tensor> {
+        self.broadcast_pair("gt", other)?;
         other.zip_op(BinaryOp::Lt, self)
     }
     /// 1 where self == other, else 0.
@@ -381,6 +399,7 @@ impl Tensor {
 
     /// 1 when every element along `dim` is non-zero, else 0 (no gradient).
     pub fn all_dim(&self, dim: usize) -> Result<Tensor> {
+        check_dim("all_dim", self, dim)?;
         let zero = self.full_like(&[1], 0.0)?;
         let any_zero = self
             .zip_raw(BinaryOp::Eq, &zero)?
@@ -508,6 +527,7 @@ impl Tensor {
         shape_b.extend([k, m]);
         let mut shape_out = batch;
         shape_out.extend([n, m]);
+        checked_shape_size("matmul", &shape_out)?;
         let al = self.layout().broadcast_to(&shape_a)?;
         let bl = other.layout().broadcast_to(&shape_b)?;
         let s = self

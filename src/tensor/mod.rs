@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use crate::autodiff::{self, Variable};
 use crate::backend::{Backend, Device, Storage};
 use crate::error::{Error, Result};
-use crate::layout::{shape_size, Layout};
+use crate::layout::{checked_shape_size, shape_size, Layout};
 
 pub(crate) use functions::Function;
 
@@ -121,7 +121,7 @@ impl Tensor {
 
     /// A tensor holding `data` with `shape` on `device`.
     pub fn from_vec(data: Vec<f32>, shape: &[usize], device: Device) -> Result<Tensor> {
-        if data.len() != shape_size(shape) {
+        if data.len() != checked_shape_size("from_vec", shape)? {
             return Err(Error::shape(
                 "from_vec",
                 &[shape],
@@ -152,7 +152,7 @@ impl Tensor {
         value: f32,
         backend: Arc<dyn Backend>,
     ) -> Result<Tensor> {
-        let storage = backend.full(shape_size(shape), value)?;
+        let storage = backend.full(checked_shape_size("full", shape)?, value)?;
         Ok(Tensor::from_storage(
             storage,
             Layout::contiguous(shape),
@@ -179,9 +179,9 @@ impl Tensor {
     /// the same values on every machine and backend.
     pub fn rand(shape: &[usize], seed: u64, device: Device) -> Result<Tensor> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let data = (0..shape_size(shape))
-            .map(|_| rng.random::<f32>())
-            .collect();
+        let n = checked_shape_size("rand", shape)?;
+        let mut data = crate::backend::check::host_vec("rand", n, 0.0)?;
+        data.iter_mut().for_each(|v| *v = rng.random::<f32>());
         Self::from_vec(data, shape, device)
     }
 
@@ -330,8 +330,16 @@ impl Tensor {
         self.backward_with(&ones)
     }
 
-    /// Backpropagate from this tensor with `grad` as its derivative (same shape).
+    /// Backpropagate from this tensor with `grad` as its derivative (same shape, same
+    /// device). Both are checked before anything runs, so a bad seed changes no gradient.
     pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
+        if grad.device() != self.device() {
+            return Err(Error::DeviceMismatch {
+                op: "backward",
+                a: self.device().to_string(),
+                b: grad.device().to_string(),
+            });
+        }
         if grad.shape() != self.shape() {
             return Err(Error::shape(
                 "backward",
@@ -390,7 +398,8 @@ impl Variable for Tensor {
 
     fn accumulate_derivative(&self, d: Tensor) -> Result<()> {
         let mut slot = self.0.grad.lock().expect("grad lock");
-        let next = match slot.take() {
+        // On an error the previous gradient stays in place.
+        let next = match slot.as_ref() {
             Some(prev) => no_grad(|| prev.add(&d))?,
             None => d,
         };

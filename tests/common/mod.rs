@@ -321,6 +321,13 @@ pub struct Bound {
     pub any_zero: bool,
 }
 
+/// Whether `got` is a zero of the sign of the subnormal `want`: what a GPU that flushes
+/// subnormal results of plain arithmetic gives (accepted for the ops documented to
+/// flush, see tests/conformance.rs).
+pub fn flushed(got: f32, want: f32) -> bool {
+    want.is_subnormal() && got == 0.0 && got.is_sign_negative() == want.is_sign_negative()
+}
+
 impl Bound {
     /// Bit-identical (NaN matches NaN).
     pub const EXACT: Bound = Bound {
@@ -391,47 +398,25 @@ pub fn within(got: f32, want: f32, b: Bound) -> bool {
     ulp_diff(got, want) as f64 <= b.ulps || ((got - want).abs() as f64) <= b.abs
 }
 
-/// The ULP allowance of exp at `x`: WGSL's 3 + 2|x|, plus 1 for the CPU reference's own
-/// rounding.
-pub fn exp_ulps(x: f32) -> f64 {
-    4.0 + 2.0 * x.abs() as f64
-}
-
 /// The bound of a unary op at input `x` (see the table in tests/conformance.rs).
-pub fn unary_bound(op: UnaryOp, x: f32) -> Bound {
+pub fn unary_bound(op: UnaryOp, _x: f32) -> Bound {
     match op {
         UnaryOp::Neg | UnaryOp::Id | UnaryOp::Relu => Bound::EXACT,
-        UnaryOp::Exp => Bound::ulps(exp_ulps(x)),
-        UnaryOp::Sigmoid => Bound::ulps(exp_ulps(x) + 2.0),
-        UnaryOp::Log => {
-            if (0.5..=2.0).contains(&x) {
-                Bound {
-                    ulps: 4.0,
-                    abs: 2f64.powi(-21),
-                    any_zero: false,
-                }
-            } else {
-                Bound::ulps(4.0)
-            }
-        }
+        // Every backend is within 2 ULP of the correctly rounded result (tests/accuracy.rs),
+        // so two backends are within 4 of each other.
+        UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Log => Bound::ulps(4.0),
         UnaryOp::Inv => Bound::ulps(4.0),
     }
 }
 
 /// The bound of a binary op at inputs `(x, d)`.
-pub fn binary_bound(op: BinaryOp, x: f32, d: f32) -> Bound {
+pub fn binary_bound(op: BinaryOp, _x: f32, _d: f32) -> Bound {
     match op {
-        BinaryOp::LogBack | BinaryOp::InvBack => Bound::ulps(4.0),
-        BinaryOp::SigmoidBack => {
-            // 1 - s cancels when s is near 1, so sigmoid's error (ULPs of a value <= 1, so
-            // multiples of 2^-24) becomes absolute, scaled by |d|.
-            let ulps = exp_ulps(x) + 4.0;
-            Bound {
-                ulps,
-                abs: d.abs() as f64 * ulps * 2f64.powi(-24),
-                any_zero: false,
-            }
-        }
+        BinaryOp::LogBack => Bound::ulps(4.0),
+        // Two divisions: -(d / x) / x.
+        BinaryOp::InvBack => Bound::ulps(8.0),
+        // d s(x) s(-x): two sigmoids (4 ULP apart each) and two products.
+        BinaryOp::SigmoidBack => Bound::ulps(10.0),
         _ => Bound::EXACT,
     }
 }

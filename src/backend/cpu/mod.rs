@@ -298,10 +298,11 @@ impl Backend for CpuBackend {
     }
 
     fn full(&self, len: usize, value: f32) -> Result<Storage> {
-        Ok(Self::wrap(vec![value; len]))
+        Ok(Self::wrap(check::host_vec("full", len, value)?))
     }
 
     fn upload(&self, data: &[f32]) -> Result<Storage> {
+        check::host_alloc("upload", data.len())?;
         Ok(Self::wrap(data.to_vec()))
     }
 
@@ -311,6 +312,7 @@ impl Backend for CpuBackend {
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
         check::fits("map", x, layout)?;
+        check::host_alloc("map", layout.size())?;
         let src = x.downcast::<Vec<f32>>(NAME)?;
         Ok(Self::wrap(with_unary!(op, f => map_impl(f, src, layout))))
     }
@@ -324,6 +326,7 @@ impl Backend for CpuBackend {
         bl: &Layout,
     ) -> Result<Storage> {
         check::zip(a, al, b, bl)?;
+        check::host_alloc("zip", al.size())?;
         let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
         Ok(Self::wrap(
             with_binary!(op, f => zip_impl(f, sa, al, sb, bl)),
@@ -332,12 +335,17 @@ impl Backend for CpuBackend {
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
         check::reduce(x, layout, dim)?;
+        check::host_alloc("reduce", layout.size() / layout.shape()[dim].max(1))?;
         let src = x.downcast::<Vec<f32>>(NAME)?;
         Ok(Self::wrap(reduce_impl(op, src, layout, dim)))
     }
 
     fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
         let dims = check::matmul(a, al, b, bl)?;
+        check::host_alloc(
+            "matmul",
+            dims.0.saturating_mul(dims.1).saturating_mul(dims.3),
+        )?;
         let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
         Ok(Self::wrap(matmul::batched(sa, al, sb, bl, dims)))
     }

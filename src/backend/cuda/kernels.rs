@@ -36,8 +36,10 @@ pub const GRID_YZ_MAX: u32 = 65_535;
 pub const REDUCE_GRID_MAX: u32 = 65_535;
 
 /// The shared header every kernel file includes, as `(include name, source)`.
-pub const HEADERS: [(&str, &str); 1] =
-    [("indexing.cuh", include_str!("../../../cuda/indexing.cuh"))];
+pub const HEADERS: [(&str, &str); 2] = [
+    ("indexing.cuh", include_str!("../../../cuda/indexing.cuh")),
+    ("math.cuh", include_str!("../../../cuda/math.cuh")),
+];
 
 /// One kernel file of `cuda/`: a family of entry points compiled together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -332,4 +332,8 @@ impl Backend for CudaBackend {
             )
         })
     }
+
+    fn trim_pool(&self) {
+        self.pool.trim();
+    }
 }

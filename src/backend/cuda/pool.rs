@@ -6,6 +6,7 @@
 //! later kernel, which the stream runs after them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{sys as dsys, CudaSlice, CudaStream, DevicePtr};
@@ -27,7 +28,7 @@ pub struct Pool {
     stream: Arc<CudaStream>,
     free: Mutex<Free>,
     /// Most bytes kept in the cache; buffers beyond it go back to the driver.
-    limit_bytes: usize,
+    limit_bytes: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -42,8 +43,22 @@ impl Pool {
         Arc::new(Pool {
             stream,
             free: Mutex::new(Free::default()),
-            limit_bytes,
+            limit_bytes: AtomicUsize::new(limit_bytes),
         })
+    }
+
+    /// Keep at most `bytes` bytes of free buffers cached (freed buffers beyond it go back
+    /// to the driver); trims the cache when it holds more.
+    pub fn set_cap(&self, bytes: usize) {
+        self.limit_bytes.store(bytes, Ordering::Relaxed);
+        if self.cached_bytes() > bytes {
+            self.trim();
+        }
+    }
+
+    /// The byte cap.
+    pub fn cap(&self) -> usize {
+        self.limit_bytes.load(Ordering::Relaxed)
     }
 
     /// A buffer of at least `len` elements (contents undefined). `len` 0 allocates nothing.
@@ -95,14 +110,14 @@ impl Pool {
     fn give_back(&self, slice: CudaSlice<f32>) {
         let class = slice.len();
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if free.bytes + class * 4 <= self.limit_bytes {
+        if free.bytes + class * 4 <= self.cap() {
             free.bytes += class * 4;
             free.by_class.entry(class).or_default().push(slice);
         }
         // Otherwise `slice` drops here: freed in stream order.
     }
 
-    /// Free every cached buffer.
+    /// Give every cached free buffer back to the driver.
     pub fn trim(&self) {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         free.by_class.clear();

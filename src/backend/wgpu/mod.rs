@@ -109,7 +109,11 @@ impl Backend for WgpuBackend {
 
     fn full(&self, len: usize, value: f32) -> Result<Storage> {
         let _serial = self.rt.serial();
-        let buf = self.rt.upload("full", &vec![value; len])?;
+        // The device limit first: a tensor too large for the device is an error before
+        // any host memory is allocated for it.
+        self.rt.check_len("full", len)?;
+        let host = super::check::host_vec("full", len, value)?;
+        let buf = self.rt.upload("full", &host)?;
         Ok(Self::wrap(buf, len))
     }
 
@@ -159,6 +163,10 @@ impl Backend for WgpuBackend {
     fn synchronize(&self) -> Result<()> {
         let _serial = self.rt.serial();
         self.rt.synchronize()
+    }
+
+    fn trim_pool(&self) {
+        self.rt.pool.trim();
     }
 }
 

@@ -8,6 +8,7 @@
 //! ([`Pool::recycle`], called by the runtime right after each submit).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What a pooled buffer is used for (each kind has its own usage flags).
@@ -35,8 +36,24 @@ impl Kind {
 /// Smallest buffer handed out (also what a zero-length tensor gets: bindings need bytes).
 pub const MIN_CLASS: u64 = 256;
 
-/// Free buffers kept beyond this many bytes are destroyed instead of cached.
+/// Free buffers kept beyond this many bytes are destroyed instead of cached (the default
+/// cap; see [`Pool::set_cap`] and [`CAP_ENV`]).
 pub const MAX_CACHED_BYTES: u64 = 1 << 30;
+
+/// Free buffers kept beyond this many buffers are destroyed instead of cached (the
+/// default; small buffers cost driver memory beyond their bytes).
+pub const MAX_CACHED_BUFFERS: u64 = 4096;
+
+/// Environment variable that sets the pool's byte cap at start-up (`0` caches nothing).
+pub const CAP_ENV: &str = "MINITORCH_POOL_CAP_BYTES";
+
+/// The byte cap from [`CAP_ENV`], or [`MAX_CACHED_BYTES`].
+pub fn cap_from_env() -> u64 {
+    std::env::var(CAP_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(MAX_CACHED_BYTES)
+}
 
 /// The size class of a request of `bytes`: at least [`MIN_CLASS`], steps no smaller than
 /// it (see [`crate::backend::pool_size_class`]).
@@ -54,6 +71,8 @@ pub struct PoolStats {
     pub created: u64,
     /// Bytes in buffers currently cached (free or waiting for a submit).
     pub cached_bytes: u64,
+    /// Free buffers currently cached.
+    pub cached_buffers: u64,
 }
 
 #[derive(Default)]
@@ -61,6 +80,7 @@ struct State {
     free: HashMap<(Kind, u64), Vec<wgpu::Buffer>>,
     deferred: Vec<(Kind, u64, wgpu::Buffer)>,
     free_bytes: u64,
+    free_count: u64,
     deferred_bytes: u64,
     stats: PoolStats,
 }
@@ -69,6 +89,8 @@ struct State {
 pub struct Pool {
     device: wgpu::Device,
     state: Mutex<State>,
+    cap_bytes: AtomicU64,
+    cap_buffers: AtomicU64,
 }
 
 impl std::fmt::Debug for Pool {
@@ -83,7 +105,47 @@ impl Pool {
         Arc::new(Pool {
             device,
             state: Mutex::new(State::default()),
+            cap_bytes: AtomicU64::new(cap_from_env()),
+            cap_buffers: AtomicU64::new(MAX_CACHED_BUFFERS),
         })
+    }
+
+    /// Keep at most `bytes` bytes and `buffers` buffers of free memory cached; freed
+    /// buffers beyond the caps go back to the driver. Trims the cache to the new caps.
+    pub fn set_cap(&self, bytes: u64, buffers: u64) {
+        self.cap_bytes.store(bytes, Ordering::Relaxed);
+        self.cap_buffers.store(buffers, Ordering::Relaxed);
+        let mut st = self.lock();
+        let st = &mut *st;
+        for (&(_, class), list) in st.free.iter_mut() {
+            while st.free_bytes > bytes || st.free_count > buffers {
+                let Some(buf) = list.pop() else { break };
+                buf.destroy();
+                st.free_bytes -= class;
+                st.free_count -= 1;
+            }
+        }
+        st.free.retain(|_, v| !v.is_empty());
+    }
+
+    /// The caps: (bytes, buffers).
+    pub fn cap(&self) -> (u64, u64) {
+        (
+            self.cap_bytes.load(Ordering::Relaxed),
+            self.cap_buffers.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Give every cached free buffer back to the driver (buffers still in use, or
+    /// waiting for a submit, are not touched). After a large graph is dropped this
+    /// returns its memory.
+    pub fn trim(&self) {
+        let mut st = self.lock();
+        for (_, list) in st.free.drain() {
+            list.into_iter().for_each(|b| b.destroy());
+        }
+        st.free_bytes = 0;
+        st.free_count = 0;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -99,6 +161,7 @@ impl Pool {
             let hit = st.free.get_mut(&(kind, class)).and_then(|v| v.pop());
             if hit.is_some() {
                 st.free_bytes -= class;
+                st.free_count -= 1;
                 st.stats.reused += 1;
             } else {
                 st.stats.created += 1;
@@ -137,12 +200,14 @@ impl Pool {
         let mut st = self.lock();
         let deferred = std::mem::take(&mut st.deferred);
         st.deferred_bytes = 0;
+        let (cap_bytes, cap_buffers) = self.cap();
         for (kind, class, buf) in deferred {
-            if st.free_bytes + class > MAX_CACHED_BYTES {
+            if st.free_bytes + class > cap_bytes || st.free_count >= cap_buffers {
                 buf.destroy();
                 continue;
             }
             st.free_bytes += class;
+            st.free_count += 1;
             st.free.entry((kind, class)).or_default().push(buf);
         }
     }
@@ -152,6 +217,7 @@ impl Pool {
         let st = self.lock();
         PoolStats {
             cached_bytes: st.free_bytes + st.deferred_bytes,
+            cached_buffers: st.free_count,
             ..st.stats
         }
     }

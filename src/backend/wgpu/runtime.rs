@@ -44,6 +44,8 @@ pub enum Kernel {
 }
 
 const INDEXING: &str = include_str!("../../../shaders/indexing.wgsl");
+/// log, exp and sigmoid within 2 ULP, for the elementwise kernels.
+const MATH: &str = include_str!("../../../shaders/math.wgsl");
 
 impl Kernel {
     fn template(self) -> &'static str {
@@ -78,7 +80,14 @@ impl Kernel {
     /// The WGSL of this kernel for `op`: the indexing snippet, then the template with its
     /// `OPNAME` placeholder replaced (text specialisation: one pipeline per op).
     pub fn source(self, op: &str) -> String {
-        format!("{INDEXING}\n{}", self.template().replace("OPNAME", op))
+        let math = match self {
+            Kernel::Map | Kernel::Zip => MATH,
+            Kernel::Reduce | Kernel::Matmul => "",
+        };
+        format!(
+            "{INDEXING}\n{math}\n{}",
+            self.template().replace("OPNAME", op)
+        )
     }
 
     /// The entry point for `op` (for matmul, `op` is the entry point: `matmul` or
@@ -349,6 +358,12 @@ impl Runtime {
 
     /// A data buffer for `len` f32, or an error naming the device limit it exceeds.
     pub fn alloc(&self, op: &'static str, len: usize) -> Result<PooledBuffer> {
+        self.check_len(op, len)?;
+        Ok(self.pool.acquire(Kind::Data, len as u64 * 4))
+    }
+
+    /// An error naming the device limit when `len` f32 do not fit one buffer.
+    pub fn check_len(&self, op: &'static str, len: usize) -> Result<()> {
         let bytes = (len as u64).saturating_mul(4);
         let max = self.max_binding_bytes();
         if bytes > max || len > u32::MAX as usize {
@@ -362,7 +377,7 @@ impl Runtime {
                 ),
             ));
         }
-        Ok(self.pool.acquire(Kind::Data, bytes))
+        Ok(())
     }
 
     /// The cached pipeline of `kernel` for `op`, compiled on first use.
