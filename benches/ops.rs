@@ -2,6 +2,12 @@
 //! batched (2, N, N) matmul naive vs the parallel backend vs the `gemm` crate (reference,
 //! two threads) in the same run, and one training epoch of the course network.
 //!
+//! `matmul_shapes` is the shape table of issue 13: rows 1, 10, 50, 500 x inner 10, 100,
+//! 1000 x columns 100, 1000, squares 256-2048, transposed operands and batches, each as the
+//! backend's matmul (into a preallocated output) and the `gemm` crate (two threads) one
+//! after the other in the same run; `scripts/matmul_table.py` turns the criterion results
+//! into the ratio table.
+//!
 //! `cargo bench --bench ops`; filter with e.g. `cargo bench --bench ops -- matmul`.
 
 use std::time::Duration;
@@ -95,6 +101,148 @@ fn matmul_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// One product of the shape table: `[batch, n, k] @ [batch, k, m]`, A and / or B stored
+/// transposed.
+#[derive(Clone, Copy)]
+struct Shape {
+    batch: usize,
+    n: usize,
+    k: usize,
+    m: usize,
+    ta: bool,
+    tb: bool,
+}
+
+impl Shape {
+    fn id(&self) -> String {
+        let t = |x: bool| if x { "T" } else { "" };
+        let batch = if self.batch > 1 {
+            format!("{}x", self.batch)
+        } else {
+            String::new()
+        };
+        format!(
+            "{batch}{}x{}{}@{}x{}{}",
+            self.n,
+            self.k,
+            t(self.ta),
+            self.k,
+            self.m,
+            t(self.tb)
+        )
+    }
+
+    /// Layout of A: `[batch, n, k]`, over storage `[batch, k, n]` when transposed.
+    fn a_layout(&self) -> minitorch::Layout {
+        let (b, n, k) = (self.batch, self.n, self.k);
+        let strides = if self.ta {
+            [n * k, 1, n]
+        } else {
+            [n * k, k, 1]
+        };
+        minitorch::Layout::new(vec![b, n, k], strides.to_vec(), 0).unwrap()
+    }
+
+    fn b_layout(&self) -> minitorch::Layout {
+        let (b, k, m) = (self.batch, self.k, self.m);
+        let strides = if self.tb {
+            [k * m, 1, k]
+        } else {
+            [k * m, m, 1]
+        };
+        minitorch::Layout::new(vec![b, k, m], strides.to_vec(), 0).unwrap()
+    }
+}
+
+fn shape_table() -> Vec<Shape> {
+    let s = |batch, n, k, m, ta, tb| Shape {
+        batch,
+        n,
+        k,
+        m,
+        ta,
+        tb,
+    };
+    let mut v = Vec::new();
+    for n in [1, 10, 50, 500] {
+        for k in [10, 100, 1000] {
+            for m in [100, 1000] {
+                v.push(s(1, n, k, m, false, false));
+            }
+        }
+    }
+    for n in [256, 512, 1024, 2048] {
+        v.push(s(1, n, n, n, false, false));
+    }
+    // Transposed operands, as the backward pass produces them.
+    v.push(s(1, 1000, 50, 1000, true, false));
+    v.push(s(1, 50, 1000, 1000, false, true));
+    v.push(s(1, 10, 1000, 1000, false, true));
+    v.push(s(1, 500, 1000, 1000, true, true));
+    // Batches.
+    v.push(s(8, 64, 64, 64, false, false));
+    v.push(s(4, 256, 256, 256, false, false));
+    v.push(s(16, 10, 100, 100, false, false));
+    v
+}
+
+/// The `gemm` crate on two threads, for one shape of the table.
+fn gemm_shape(sh: &Shape, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let (n, k, m) = (sh.n, sh.k, sh.m);
+    let (a_cs, a_rs) = if sh.ta { (n, 1) } else { (1, k) };
+    let (b_cs, b_rs) = if sh.tb { (k, 1) } else { (1, m) };
+    for z in 0..sh.batch {
+        let (a, b, o) = (&a[z * n * k..], &b[z * k * m..], &mut out[z * n * m..]);
+        // SAFETY: each batch of a, b and out holds its n*k, k*m, n*m values at these strides.
+        unsafe {
+            gemm::gemm(
+                n,
+                m,
+                k,
+                o.as_mut_ptr(),
+                1,
+                m as isize,
+                false,
+                a.as_ptr(),
+                a_cs as isize,
+                a_rs as isize,
+                b.as_ptr(),
+                b_cs as isize,
+                b_rs as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(2),
+            );
+        }
+    }
+}
+
+fn matmul_shapes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul_shapes");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for sh in shape_table() {
+        let (al, bl) = (sh.a_layout(), sh.b_layout());
+        let a = Tensor::rand(&[sh.batch * sh.n * sh.k], 1, Device::Cpu).unwrap();
+        let b = Tensor::rand(&[sh.batch * sh.k * sh.m], 2, Device::Cpu).unwrap();
+        let (av, bv) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+        let dims = (sh.batch, sh.n, sh.k, sh.m);
+        let mut out = vec![0.0f32; sh.batch * sh.n * sh.m];
+        g.throughput(Throughput::Elements((sh.batch * sh.n * sh.k * sh.m) as u64));
+        g.bench_function(BenchmarkId::new("minitorch", sh.id()), |bn| {
+            bn.iter(|| matmul::batched_into(&mut out, &av, &al, &bv, &bl, dims))
+        });
+        g.bench_function(BenchmarkId::new("gemm_crate_2_threads", sh.id()), |bn| {
+            bn.iter(|| gemm_shape(&sh, &av, &bv, &mut out))
+        });
+    }
+    g.finish();
+}
+
 fn epoch_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("train_epoch_cpu");
     g.sample_size(30)
@@ -114,5 +262,11 @@ fn epoch_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, elementwise, matmul_bench, epoch_bench);
+criterion_group!(
+    benches,
+    elementwise,
+    matmul_bench,
+    matmul_shapes,
+    epoch_bench
+);
 criterion_main!(benches);

@@ -16,6 +16,9 @@ use crate::layout::{Layout, StridedCursor};
 use crate::operators as ops;
 
 pub mod matmul;
+pub mod pool;
+
+use pool::HostBuf;
 
 /// Below this many output elements an op runs on the calling thread.
 pub const PARALLEL_MIN: usize = 1 << 15;
@@ -84,7 +87,9 @@ impl CpuBackend {
         B.get_or_init(|| Arc::new(CpuBackend)).clone()
     }
 
-    fn wrap(v: Vec<f32>) -> Storage {
+    /// Storage holding `v`: a [`HostBuf`], whose memory returns to the pool when dropped.
+    fn wrap(v: impl Into<HostBuf>) -> Storage {
+        let v = v.into();
         let n = v.len();
         Storage::new(v, n, Device::Cpu)
     }
@@ -105,6 +110,14 @@ impl CpuBackend {
         // Output positions: the product of the other dimensions (also when len is 0).
         let n = layout.reduced_shape(dim).iter().product();
         Plan::new(n, len, layout.strides().get(dim) == Some(&1) || len <= 1)
+    }
+}
+
+/// The values of a CPU storage (a pooled [`HostBuf`]; a plain `Vec<f32>` is accepted too).
+pub fn host(x: &Storage) -> Result<&[f32]> {
+    match x.downcast::<HostBuf>(NAME) {
+        Ok(b) => Ok(&b[..]),
+        Err(e) => x.downcast::<Vec<f32>>(NAME).map(|v| &v[..]).map_err(|_| e),
     }
 }
 
@@ -196,9 +209,9 @@ macro_rules! with_binary {
     };
 }
 
-fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> Vec<f32> {
+fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> HostBuf {
     let plan = CpuBackend::map_plan(l);
-    let mut out = vec![0.0; l.size()];
+    let mut out = HostBuf::take(l.size());
     if plan.aligned {
         let src = contiguous_slice(x, l);
         run_chunks(plan, &mut out, |start, chunk| {
@@ -225,9 +238,9 @@ fn zip_impl(
     al: &Layout,
     b: &[f32],
     bl: &Layout,
-) -> Vec<f32> {
+) -> HostBuf {
     let plan = CpuBackend::zip_plan(al, bl);
-    let mut out = vec![0.0; al.size()];
+    let mut out = HostBuf::take(al.size());
     if plan.aligned {
         let (sa, sb) = (contiguous_slice(a, al), contiguous_slice(b, bl));
         run_chunks(plan, &mut out, |start, chunk| {
@@ -250,14 +263,14 @@ fn zip_impl(
     out
 }
 
-fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> Vec<f32> {
+fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
     let len = l.shape()[dim];
     let stride = l.strides()[dim];
     // Walk the output positions through the input's strides with `dim` pinned to 0.
     let outer =
         Layout::new(l.reduced_shape(dim), l.strides().to_vec(), l.offset()).expect("same rank");
     let plan = CpuBackend::reduce_plan(l, dim);
-    let mut out = vec![0.0; outer.size()];
+    let mut out = HostBuf::take(outer.size());
     macro_rules! body {
         ($combine:expr, $init:expr) => {
             run_chunks(plan, &mut out, |start, chunk| {
@@ -298,20 +311,20 @@ impl Backend for CpuBackend {
     }
 
     fn full(&self, len: usize, value: f32) -> Result<Storage> {
-        Ok(Self::wrap(vec![value; len]))
+        Ok(Self::wrap(HostBuf::full(len, value)))
     }
 
     fn upload(&self, data: &[f32]) -> Result<Storage> {
-        Ok(Self::wrap(data.to_vec()))
+        Ok(Self::wrap(HostBuf::copy_of(data)))
     }
 
     fn download(&self, x: &Storage) -> Result<Vec<f32>> {
-        Ok(x.downcast::<Vec<f32>>(NAME)?.clone())
+        Ok(host(x)?.to_vec())
     }
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
         check::fits("map", x, layout)?;
-        let src = x.downcast::<Vec<f32>>(NAME)?;
+        let src = host(x)?;
         Ok(Self::wrap(with_unary!(op, f => map_impl(f, src, layout))))
     }
 
@@ -324,7 +337,7 @@ impl Backend for CpuBackend {
         bl: &Layout,
     ) -> Result<Storage> {
         check::zip(a, al, b, bl)?;
-        let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
+        let (sa, sb) = (host(a)?, host(b)?);
         Ok(Self::wrap(
             with_binary!(op, f => zip_impl(f, sa, al, sb, bl)),
         ))
@@ -332,14 +345,16 @@ impl Backend for CpuBackend {
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
         check::reduce(x, layout, dim)?;
-        let src = x.downcast::<Vec<f32>>(NAME)?;
+        let src = host(x)?;
         Ok(Self::wrap(reduce_impl(op, src, layout, dim)))
     }
 
     fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
         let dims = check::matmul(a, al, b, bl)?;
-        let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
-        Ok(Self::wrap(matmul::batched(sa, al, sb, bl, dims)))
+        let (sa, sb) = (host(a)?, host(b)?);
+        let mut out = HostBuf::take(dims.0 * dims.1 * dims.3);
+        matmul::batched_into(&mut out, sa, al, sb, bl, dims);
+        Ok(Self::wrap(out))
     }
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
