@@ -136,13 +136,24 @@ impl Case {
             Case::Matmul(a, b) => {
                 let (batch, n, k, m) = Self::mm_dims(a, b);
                 let r = b.dims();
-                let s: Split = matmul::split(batch, n, k, m, b.strides()[r - 1]);
-                let b_path = if s.pack_b && b.strides()[r - 1] == 1 {
-                    "A and B packed into panels once, shared by every task"
-                } else if s.pack_b {
-                    "A and B packed into panels once (B read through its strides: transposed in place)"
+                let s: Split =
+                    matmul::split(batch, n, k, m, (b.strides()[r - 2], b.strides()[r - 1]));
+                let a_words = if s.pack_a {
+                    "A packed into row panels once"
                 } else {
-                    "A packed; B read in place (few row panels would reuse a packed B)"
+                    "A read in place (few column panels would reuse a packed A)"
+                };
+                let b_words = if s.pack_b && b.strides()[r - 1] == 1 {
+                    "B packed into column panels once"
+                } else if s.pack_b {
+                    "B packed once, read through its strides (transposed in place)"
+                } else {
+                    "B read in place (few row panels would reuse a packed B)"
+                };
+                let b_path = if s.swapped {
+                    format!("B stored transposed and A small: run as C^T = B^T A^T, then transposed; {a_words} (B^T), {b_words} (A^T); every task shares them")
+                } else {
+                    format!("{a_words}, {b_words}; every task shares them")
                 };
                 let path = format!(
                     "{}x{} micro-kernel `{}`, {} depth block(s) of KC = {}; {b_path}",

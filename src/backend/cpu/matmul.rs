@@ -28,6 +28,7 @@
 
 use rayon::prelude::*;
 
+use super::pool::HostBuf;
 use crate::layout::{to_index, Layout};
 
 /// Depth of one block: a `KC x NR` panel of B and a `KC x MR` panel of A stay in L1.
@@ -43,6 +44,9 @@ pub const TASK_MIN_FLOPS: usize = 1 << 15;
 /// B is packed when at least this many row panels of A reuse it (or when its rows are not
 /// contiguous); below, the micro-kernel reads B in place.
 pub const PACK_B_MIN_ROW_PANELS: usize = 4;
+/// A is packed when at least this many column panels reuse it; below, the micro-kernel
+/// reads A in place (packing would cost as much as the product).
+pub const PACK_A_MIN_COL_PANELS: usize = 8;
 
 /// A micro-kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,18 +112,20 @@ impl Kernel {
         }
     }
 
-    /// The micro-kernel for a tile of `h` rows (1..=mr) and `w` columns (1..=nr).
-    fn micro(self, h: usize, w: usize) -> MicroFn {
+    /// The micro-kernel for a tile of `h` rows (1..=mr) and `w` columns (1..=nr), reading A
+    /// from a packed panel or in place.
+    fn micro(self, h: usize, w: usize, packed_a: bool) -> MicroFn {
+        let pa = usize::from(!packed_a);
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => x86::AVX512[h - 1],
+            Kernel::Avx512 => x86::AVX512[pa][h - 1],
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 if w == self.nr() => x86::AVX2_FULL[h - 1],
+            Kernel::Avx2 if w == self.nr() => x86::AVX2_FULL[pa][h - 1],
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => x86::AVX2_EDGE[h - 1],
+            Kernel::Avx2 => x86::AVX2_EDGE[pa][h - 1],
             _ => {
                 let _ = w;
-                PORTABLE[h - 1]
+                PORTABLE[pa][h - 1]
             }
         }
     }
@@ -138,6 +144,10 @@ pub(crate) struct Options {
     /// Pack B (`Some(true)`), read it in place where its rows are contiguous
     /// (`Some(false)`), or decide by shape (`None`).
     pub pack_b: Option<bool>,
+    /// Pack A (`Some(true)`), read it in place (`Some(false)`), or decide by shape.
+    pub pack_a: Option<bool>,
+    /// Whether a transposed B with few rows of A may run as `C^T = B^T A^T` (default yes).
+    pub swap: Option<bool>,
     /// Run the tasks on rayon (`Some(true)`), serially, or decide by size (`None`).
     pub parallel: Option<bool>,
     /// Row panels and column panels per task, instead of the automatic split.
@@ -150,6 +160,8 @@ impl Options {
         Options {
             kernel: Kernel::detect(),
             pack_b: None,
+            pack_a: None,
+            swap: None,
             parallel: None,
             block: None,
         }
@@ -175,6 +187,11 @@ pub struct Split {
     pub k_blocks: usize,
     /// Whether B is packed into panels (else the micro-kernel reads it in place).
     pub pack_b: bool,
+    /// Whether A is packed into panels (else the micro-kernel reads it in place).
+    pub pack_a: bool,
+    /// Whether the product runs as `C^T = B^T A^T` (a transposed B with few rows of A;
+    /// the other fields then describe that product).
+    pub swapped: bool,
     /// The micro-kernel ([`kernel_name`]).
     pub kernel: &'static str,
     /// Rows x columns of the micro-kernel's tile.
@@ -182,9 +199,25 @@ pub struct Split {
 }
 
 /// The split [`batched`] uses for `[batch, n, k] @ [batch, k, m]` in the current rayon pool,
-/// where B's column stride is `b_col_stride` (1 when its rows are contiguous).
-pub fn split(batch: usize, n: usize, k: usize, m: usize, b_col_stride: usize) -> Split {
-    plan(batch, n, k, m, b_col_stride, &Options::auto())
+/// where B's row and column strides are `b_strides` (column stride 1: rows contiguous).
+pub fn split(batch: usize, n: usize, k: usize, m: usize, b_strides: (usize, usize)) -> Split {
+    let opts = Options::auto();
+    if swaps(n, b_strides, &opts) {
+        // A^T is packed (its column stride is A's row stride, never 1 for a matrix).
+        return Split {
+            swapped: true,
+            ..plan(batch, m, k, n, 2, &opts)
+        };
+    }
+    plan(batch, n, k, m, b_strides.1, &opts)
+}
+
+/// Whether `batched_into_with` runs the product as `C^T = B^T A^T`.
+fn swaps(n: usize, (b_rs, b_cs): (usize, usize), opts: &Options) -> bool {
+    b_cs != 1
+        && b_rs == 1
+        && n.div_ceil(opts.kernel.mr()) < PACK_B_MIN_ROW_PANELS
+        && opts.swap != Some(false)
 }
 
 fn plan(batch: usize, n: usize, k: usize, m: usize, b_cs: usize, opts: &Options) -> Split {
@@ -197,6 +230,7 @@ fn plan(batch: usize, n: usize, k: usize, m: usize, b_cs: usize, opts: &Options)
         .parallel
         .unwrap_or(threads > 1 && flops >= PARALLEL_MIN_FLOPS);
     let pack_b = b_cs != 1 || opts.pack_b.unwrap_or(rp >= PACK_B_MIN_ROW_PANELS);
+    let pack_a = opts.pack_a.unwrap_or(cp >= PACK_A_MIN_COL_PANELS);
     let (mut rb, mut cb) = ((MC / mr).min(rp), (NC / nr).min(cp));
     if let Some((r, c)) = opts.block {
         (rb, cb) = (r.clamp(1, rp), c.clamp(1, cp));
@@ -225,6 +259,8 @@ fn plan(batch: usize, n: usize, k: usize, m: usize, b_cs: usize, opts: &Options)
         cols_per_task: (cb * nr).min(m),
         k_blocks: k.div_ceil(KC),
         pack_b,
+        pack_a,
+        swapped: false,
         kernel: kern.name(),
         tile: (mr, nr),
     }
@@ -329,12 +365,23 @@ pub(crate) fn batched_into_with(
     let (rp, cp) = (n.div_ceil(mr), m.div_ceil(nr));
     let (amats, a_shared) = operands(al, batch);
     let (bmats, b_shared) = operands(bl, batch);
+    if swaps(n, (bmats[0].rs, bmats[0].cs), opts) {
+        // B is stored transposed and few rows of A would reuse a packed B: compute
+        // C^T = B^T A^T instead, which reads B^T in place (rows contiguous) and packs only
+        // the small A^T, then transpose the small result.
+        swapped(out, a, al, b, bl, (batch, n, k, m), opts);
+        return;
+    }
     let s = plan(batch, n, k, m, bmats[0].cs, opts);
 
     // 1. Pack A (every batch, or once when broadcast) and B where the plan says so.
     let a_len = rp * k * mr;
-    let a_count = if a_shared { 1 } else { batch };
-    let mut apack = vec![0.0f32; a_count * a_len];
+    let a_count = match (s.pack_a, a_shared) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => batch,
+    };
+    let mut apack = HostBuf::take(a_count * a_len);
     let pack_a_panel = |idx: usize, panel: &mut [f32]| {
         let (z, ip) = (idx / rp, idx % rp);
         let h = mr.min(n - ip * mr);
@@ -350,7 +397,7 @@ pub(crate) fn batched_into_with(
     } else {
         0
     };
-    let mut bpack = vec![0.0f32; b_count * b_len];
+    let mut bpack = HostBuf::take(b_count * b_len);
     let pack_b_panel = |idx: usize, panel: &mut [f32]| {
         let (z, jp) = (idx / cp, idx % cp);
         let w = nr.min(m - jp * nr);
@@ -398,7 +445,16 @@ pub(crate) fn batched_into_with(
             let kc = KC.min(k - p0);
             for ip in bi * rb..((bi + 1) * rb).min(rp) {
                 let h = mr.min(n - ip * mr);
-                let ap = &apack[a_z * a_len + ip * k * mr + p0 * mr..][..kc * mr];
+                let (aptr, a_rs, a_cs) = if s.pack_a {
+                    let off = a_z * a_len + ip * k * mr + p0 * mr;
+                    (apack[off..off + kc * mr].as_ptr(), 1, mr)
+                } else {
+                    let am = &amats[z];
+                    let first = am.base + ip * mr * am.rs + p0 * am.cs;
+                    // The tile reads rows ip*mr..+h, columns p0..p0+kc of A.
+                    assert!(first + (h - 1) * am.rs + (kc - 1) * am.cs < a.len());
+                    (a[first..].as_ptr(), am.rs, am.cs)
+                };
                 for jp in bj * cb..((bj + 1) * cb).min(cp) {
                     let w = nr.min(m - jp * nr);
                     let (bptr, b_rs) = if s.pack_b {
@@ -413,7 +469,9 @@ pub(crate) fn batched_into_with(
                     };
                     let tile = Tile {
                         kc,
-                        a: ap.as_ptr(),
+                        a: aptr,
+                        a_rs,
+                        a_cs,
                         b: bptr,
                         b_rs,
                         // Inside `out`: batch z, row ip*mr, column jp*nr.
@@ -427,7 +485,7 @@ pub(crate) fn batched_into_with(
                     // stride b_rs (checked above); the C tile (h rows of w values at
                     // stride m) lies inside `out` and belongs to this task alone, as the
                     // tasks' row and column blocks are disjoint.
-                    unsafe { kern.micro(h, w)(&tile) };
+                    unsafe { kern.micro(h, w, s.pack_a)(&tile) };
                 }
             }
             p0 += kc;
@@ -437,6 +495,39 @@ pub(crate) fn batched_into_with(
         (0..s.tasks).into_par_iter().for_each(task);
     } else {
         (0..s.tasks).for_each(task);
+    }
+}
+
+/// `C = A B` as `(B^T A^T)^T`, for a transposed B and a small A (see `batched_into_with`).
+fn swapped(
+    out: &mut [f32],
+    a: &[f32],
+    al: &Layout,
+    b: &[f32],
+    bl: &Layout,
+    (batch, n, k, m): (usize, usize, usize, usize),
+    opts: &Options,
+) {
+    let t = |l: &Layout| {
+        let (r, st) = (l.dims(), l.strides());
+        let mut shape = l.shape().to_vec();
+        let mut strides = st.to_vec();
+        shape.swap(r - 2, r - 1);
+        strides.swap(r - 2, r - 1);
+        Layout::new(shape, strides, l.offset()).expect("same rank")
+    };
+    let mut ct = HostBuf::take(batch * m * n);
+    let inner = Options {
+        swap: Some(false),
+        ..*opts
+    };
+    batched_into_with(&mut ct, b, &t(bl), a, &t(al), (batch, m, k, n), &inner);
+    for (o, c) in out.chunks_mut(n * m).zip(ct.chunks(m * n)) {
+        for (i, row) in o.chunks_mut(m).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = c[j * n + i];
+            }
+        }
     }
 }
 
@@ -493,8 +584,10 @@ fn pack_b(b: &[f32], mb: &Mat, c0: usize, w: usize, k: usize, nr: usize, panel: 
 struct Tile {
     /// Depth.
     kc: usize,
-    /// Packed A panel: step p holds the tile's rows at `a[p * mr ..]`.
+    /// A: row i of step p at `a[i * a_rs + p * a_cs]` (a packed panel: `a_rs` 1, `a_cs` mr).
     a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
     /// B: step p holds the tile's columns at `b[p * b_rs ..]` (`w` readable values).
     b: *const f32,
     b_rs: usize,
@@ -517,14 +610,19 @@ const PORTABLE_NR: usize = 16;
 ///
 /// # Safety
 /// The pointers in `t` must be valid as [`Tile`] describes.
-unsafe fn portable<const H: usize>(t: &Tile) {
+unsafe fn portable<const H: usize, const PA: bool>(t: &Tile) {
     let mut acc = [[0.0f32; PORTABLE_NR]; H];
     let mut bv = [0.0f32; PORTABLE_NR];
+    let (a_rs, a_cs) = if PA {
+        (1, PORTABLE_MR)
+    } else {
+        (t.a_rs, t.a_cs)
+    };
     for p in 0..t.kc {
-        let a = std::slice::from_raw_parts(t.a.add(p * PORTABLE_MR), H);
         let b = std::slice::from_raw_parts(t.b.wrapping_add(p * t.b_rs), t.w);
         bv[..t.w].copy_from_slice(b);
-        for (row, &av) in acc.iter_mut().zip(a) {
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = *t.a.add(i * a_rs + p * a_cs);
             for (c, &x) in row.iter_mut().zip(&bv) {
                 *c += av * x;
             }
@@ -538,11 +636,14 @@ unsafe fn portable<const H: usize>(t: &Tile) {
     }
 }
 
+/// Kernels for every tile height, with A packed (`[0]`) and in place (`[1]`).
 macro_rules! table {
-    ($f:ident; $($h:literal),*) => { [$($f::<$h> as MicroFn),*] };
+    ($f:ident; $($h:literal),*) => {
+        [[$($f::<$h, true> as MicroFn),*], [$($f::<$h, false> as MicroFn),*]]
+    };
 }
 
-const PORTABLE: [MicroFn; PORTABLE_MR] = table!(portable; 1, 2, 3, 4, 5, 6);
+const PORTABLE: [[MicroFn; PORTABLE_MR]; 2] = table!(portable; 1, 2, 3, 4, 5, 6);
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -552,14 +653,19 @@ mod x86 {
     const MR512: usize = 12;
     const MR2: usize = 6;
 
-    pub(super) const AVX512: [MicroFn; MR512] =
+    pub(super) const AVX512: [[MicroFn; MR512]; 2] =
         table!(avx512; 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
 
     macro_rules! table2 {
-        ($full:literal; $($h:literal),*) => { [$(avx2::<$h, $full> as MicroFn),*] };
+        ($full:literal; $($h:literal),*) => {
+            [
+                [$(avx2::<$h, $full, true> as MicroFn),*],
+                [$(avx2::<$h, $full, false> as MicroFn),*],
+            ]
+        };
     }
-    pub(super) const AVX2_FULL: [MicroFn; MR2] = table2!(true; 1, 2, 3, 4, 5, 6);
-    pub(super) const AVX2_EDGE: [MicroFn; MR2] = table2!(false; 1, 2, 3, 4, 5, 6);
+    pub(super) const AVX2_FULL: [[MicroFn; MR2]; 2] = table2!(true; 1, 2, 3, 4, 5, 6);
+    pub(super) const AVX2_EDGE: [[MicroFn; MR2]; 2] = table2!(false; 1, 2, 3, 4, 5, 6);
 
     /// Mask of the first `n` (at most 16) lanes.
     #[inline]
@@ -577,19 +683,20 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX-512F; the pointers in `t` must be valid as [`Tile`] describes.
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512<const H: usize>(t: &Tile) {
+    unsafe fn avx512<const H: usize, const PA: bool>(t: &Tile) {
         let (m0, m1) = (mask16(t.w), mask16(t.w.saturating_sub(16)));
         let mut acc = [[_mm512_setzero_ps(); 2]; H];
+        let (a_rs, a_cs) = if PA { (1, MR512) } else { (t.a_rs, t.a_cs) };
         let (mut a, mut b) = (t.a, t.b);
         for _ in 0..t.kc {
             let b0 = _mm512_maskz_loadu_ps(m0, b);
             let b1 = _mm512_maskz_loadu_ps(m1, b.wrapping_add(16));
             for (i, c) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a.add(i));
+                let av = _mm512_set1_ps(*a.add(i * a_rs));
                 c[0] = _mm512_fmadd_ps(av, b0, c[0]);
                 c[1] = _mm512_fmadd_ps(av, b1, c[1]);
             }
-            a = a.wrapping_add(MR512);
+            a = a.wrapping_add(a_cs);
             b = b.wrapping_add(t.b_rs);
         }
         for (i, c) in acc.iter().enumerate() {
@@ -623,9 +730,10 @@ mod x86 {
     /// The CPU must have AVX2 and FMA; the pointers in `t` must be valid as [`Tile`]
     /// describes.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2<const H: usize, const FULL: bool>(t: &Tile) {
+    unsafe fn avx2<const H: usize, const FULL: bool, const PA: bool>(t: &Tile) {
         let (m0, m1) = (mask8(t.w), mask8(t.w.saturating_sub(8)));
         let mut acc = [[_mm256_setzero_ps(); 2]; H];
+        let (a_rs, a_cs) = if PA { (1, MR2) } else { (t.a_rs, t.a_cs) };
         let (mut a, mut b) = (t.a, t.b);
         for _ in 0..t.kc {
             let (b0, b1) = if FULL {
@@ -637,11 +745,11 @@ mod x86 {
                 )
             };
             for (i, c) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(i));
+                let av = _mm256_broadcast_ss(&*a.add(i * a_rs));
                 c[0] = _mm256_fmadd_ps(av, b0, c[0]);
                 c[1] = _mm256_fmadd_ps(av, b1, c[1]);
             }
-            a = a.wrapping_add(MR2);
+            a = a.wrapping_add(a_cs);
             b = b.wrapping_add(t.b_rs);
         }
         for (i, c) in acc.iter().enumerate() {

@@ -128,7 +128,13 @@ const FORMS: &[(Form, Form)] = &[
 #[test]
 fn every_kernel_and_path_matches_f64_reference() {
     for kernel in kernels() {
-        for pack_b in [Some(true), Some(false), None] {
+        for (pack_a, pack_b, swap) in [
+            (Some(true), Some(true), Some(false)),
+            (Some(false), Some(false), None),
+            (Some(true), Some(false), None),
+            (Some(false), Some(true), Some(false)),
+            (None, None, None),
+        ] {
             for (parallel, block) in [
                 (Some(false), None),
                 (Some(true), Some((1, 1))),
@@ -136,7 +142,9 @@ fn every_kernel_and_path_matches_f64_reference() {
             ] {
                 let opts = Options {
                     kernel,
+                    pack_a,
                     pack_b,
+                    swap,
                     parallel,
                     block,
                 };
@@ -159,7 +167,7 @@ fn automatic_split_on_large_skinny_and_square_products() {
         }
     }
     let threads = rayon::current_num_threads();
-    let s = split(1, 10, 1000, 1000, 1);
+    let s = split(1, 10, 1000, 1000, (1000, 1));
     if threads > 1 {
         assert!(s.parallel && s.tasks >= threads, "{s:?}");
         assert!(
@@ -170,8 +178,10 @@ fn automatic_split_on_large_skinny_and_square_products() {
     } else {
         println!("SKIPPED split checks: rayon has one thread");
     }
-    let t = split(1, 10, 1000, 1000, 1000);
-    assert!(t.pack_b, "a transposed B is always packed: {t:?}");
+    let t = split(1, 100, 1000, 1000, (1, 1000));
+    assert!(t.pack_b && !t.swapped, "a transposed B is packed: {t:?}");
+    let u = split(1, 10, 1000, 1000, (1, 1000));
+    assert!(u.swapped && u.pack_b && !u.pack_a, "(B^T A^T)^T: {u:?}");
 }
 
 #[test]
@@ -281,14 +291,14 @@ fn plan_cuts_many_rows_by_rows_and_batches_first() {
         println!("SKIPPED: rayon has one thread");
         return;
     }
-    let s = split(8, 64, 64, 64, 1);
+    let s = split(8, 64, 64, 64, (64, 1));
     assert!(s.parallel && s.tasks >= 8, "{s:?}");
-    let sq = split(1, 1024, 1024, 1024, 1);
+    let sq = split(1, 1024, 1024, 1024, (1024, 1));
     assert!(sq.parallel && sq.tasks >= 2 * threads, "{sq:?}");
     assert!(
         sq.pack_b && sq.rows_per_task <= MC && sq.cols_per_task <= NC,
         "{sq:?}"
     );
-    let small = split(1, 4, 4, 4, 1);
+    let small = split(1, 4, 4, 4, (4, 1));
     assert!(!small.parallel && small.tasks == 1, "{small:?}");
 }
