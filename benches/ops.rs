@@ -17,6 +17,11 @@ use minitorch::backend::cpu::matmul;
 use minitorch::datasets::DatasetKind;
 use minitorch::train::{TrainConfig, Trainer};
 use minitorch::{Device, Tensor};
+use shapes::{gemm_shape, shape_table};
+
+/// The shape table and the gemm reference, shared with `examples/matmul_vs_gemm.rs`.
+#[path = "common/shapes.rs"]
+mod shapes;
 
 fn elementwise(c: &mut Criterion) {
     let mut g = c.benchmark_group("cpu_elementwise_1M");
@@ -99,125 +104,6 @@ fn matmul_bench(c: &mut Criterion) {
         }
     }
     g.finish();
-}
-
-/// One product of the shape table: `[batch, n, k] @ [batch, k, m]`, A and / or B stored
-/// transposed.
-#[derive(Clone, Copy)]
-struct Shape {
-    batch: usize,
-    n: usize,
-    k: usize,
-    m: usize,
-    ta: bool,
-    tb: bool,
-}
-
-impl Shape {
-    fn id(&self) -> String {
-        let t = |x: bool| if x { "T" } else { "" };
-        let batch = if self.batch > 1 {
-            format!("{}x", self.batch)
-        } else {
-            String::new()
-        };
-        format!(
-            "{batch}{}x{}{}@{}x{}{}",
-            self.n,
-            self.k,
-            t(self.ta),
-            self.k,
-            self.m,
-            t(self.tb)
-        )
-    }
-
-    /// Layout of A: `[batch, n, k]`, over storage `[batch, k, n]` when transposed.
-    fn a_layout(&self) -> minitorch::Layout {
-        let (b, n, k) = (self.batch, self.n, self.k);
-        let strides = if self.ta {
-            [n * k, 1, n]
-        } else {
-            [n * k, k, 1]
-        };
-        minitorch::Layout::new(vec![b, n, k], strides.to_vec(), 0).unwrap()
-    }
-
-    fn b_layout(&self) -> minitorch::Layout {
-        let (b, k, m) = (self.batch, self.k, self.m);
-        let strides = if self.tb {
-            [k * m, 1, k]
-        } else {
-            [k * m, m, 1]
-        };
-        minitorch::Layout::new(vec![b, k, m], strides.to_vec(), 0).unwrap()
-    }
-}
-
-fn shape_table() -> Vec<Shape> {
-    let s = |batch, n, k, m, ta, tb| Shape {
-        batch,
-        n,
-        k,
-        m,
-        ta,
-        tb,
-    };
-    let mut v = Vec::new();
-    for n in [1, 10, 50, 500] {
-        for k in [10, 100, 1000] {
-            for m in [100, 1000] {
-                v.push(s(1, n, k, m, false, false));
-            }
-        }
-    }
-    for n in [256, 512, 1024, 2048] {
-        v.push(s(1, n, n, n, false, false));
-    }
-    // Transposed operands, as the backward pass produces them.
-    v.push(s(1, 1000, 50, 1000, true, false));
-    v.push(s(1, 50, 1000, 1000, false, true));
-    v.push(s(1, 10, 1000, 1000, false, true));
-    v.push(s(1, 500, 1000, 1000, true, true));
-    // Batches.
-    v.push(s(8, 64, 64, 64, false, false));
-    v.push(s(4, 256, 256, 256, false, false));
-    v.push(s(16, 10, 100, 100, false, false));
-    v
-}
-
-/// The `gemm` crate on two threads, for one shape of the table.
-fn gemm_shape(sh: &Shape, a: &[f32], b: &[f32], out: &mut [f32]) {
-    let (n, k, m) = (sh.n, sh.k, sh.m);
-    let (a_cs, a_rs) = if sh.ta { (n, 1) } else { (1, k) };
-    let (b_cs, b_rs) = if sh.tb { (k, 1) } else { (1, m) };
-    for z in 0..sh.batch {
-        let (a, b, o) = (&a[z * n * k..], &b[z * k * m..], &mut out[z * n * m..]);
-        // SAFETY: each batch of a, b and out holds its n*k, k*m, n*m values at these strides.
-        unsafe {
-            gemm::gemm(
-                n,
-                m,
-                k,
-                o.as_mut_ptr(),
-                1,
-                m as isize,
-                false,
-                a.as_ptr(),
-                a_cs as isize,
-                a_rs as isize,
-                b.as_ptr(),
-                b_cs as isize,
-                b_rs as isize,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(2),
-            );
-        }
-    }
 }
 
 fn matmul_shapes(c: &mut Criterion) {

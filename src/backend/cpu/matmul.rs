@@ -29,7 +29,7 @@
 use rayon::prelude::*;
 
 use super::pool::HostBuf;
-use crate::layout::{to_index, Layout};
+use crate::layout::Layout;
 
 /// Depth of one block: a `KC x NR` panel of B and a `KC x MR` panel of A stay in L1.
 pub const KC: usize = 256;
@@ -38,7 +38,7 @@ pub const MC: usize = 192;
 /// Most output columns per task (a `KC x NC` block of B stays in L2).
 pub const NC: usize = 1024;
 /// Below this many multiply-adds a product runs on the calling thread.
-pub const PARALLEL_MIN_FLOPS: usize = 1 << 17;
+pub const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 /// A task is not cut below this many multiply-adds to make more tasks.
 pub const TASK_MIN_FLOPS: usize = 1 << 15;
 /// B is packed when at least this many row panels of A reuse it (or when its rows are not
@@ -47,6 +47,11 @@ pub const PACK_B_MIN_ROW_PANELS: usize = 4;
 /// A is packed when at least this many column panels reuse it; below, the micro-kernel
 /// reads A in place (packing would cost as much as the product).
 pub const PACK_A_MIN_COL_PANELS: usize = 8;
+/// Packing runs on the calling thread below this many packed values.
+const PARALLEL_PACK_MIN: usize = 1 << 16;
+/// Rows of B the micro-kernel prefetches ahead when it reads B in place (strided rows
+/// defeat the hardware prefetcher).
+const PREFETCH_ROWS: usize = 32;
 
 /// A micro-kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,11 +217,12 @@ pub fn split(batch: usize, n: usize, k: usize, m: usize, b_strides: (usize, usiz
     plan(batch, n, k, m, b_strides.1, &opts)
 }
 
-/// Whether `batched_into_with` runs the product as `C^T = B^T A^T`.
+/// Whether `batched_into_with` runs the product as `C^T = B^T A^T`: B stored transposed,
+/// and few enough rows of A that B^T is read in place there (`n` becomes its column count).
 fn swaps(n: usize, (b_rs, b_cs): (usize, usize), opts: &Options) -> bool {
     b_cs != 1
         && b_rs == 1
-        && n.div_ceil(opts.kernel.mr()) < PACK_B_MIN_ROW_PANELS
+        && n.div_ceil(opts.kernel.nr()) < PACK_A_MIN_COL_PANELS
         && opts.swap != Some(false)
 }
 
@@ -274,32 +280,30 @@ struct Mat {
     cs: usize,
 }
 
-/// Base storage position of batch `z` of a `[..batch, r, c]` layout.
-fn batch_base(l: &Layout, z: usize, index: &mut [usize]) -> usize {
-    let nb = l.dims() - 2;
-    to_index(z, &l.shape()[..nb], &mut index[..nb]);
-    l.offset()
-        + index[..nb]
-            .iter()
-            .zip(l.strides())
-            .map(|(i, s)| i * s)
-            .sum::<usize>()
+/// The matrix of batch `z` of a `[..batch, r, c]` layout (no allocation: small products
+/// should not pay for their setup).
+fn mat(l: &Layout, mut z: usize) -> Mat {
+    let r = l.dims();
+    let mut base = l.offset();
+    // Batch dimensions from the last: the row-major ordinal's digits.
+    for (&d, &st) in l.shape()[..r - 2].iter().zip(l.strides()).rev() {
+        base += (z % d) * st;
+        z /= d;
+    }
+    Mat {
+        base,
+        rs: l.strides()[r - 2],
+        cs: l.strides()[r - 1],
+    }
 }
 
-/// The operand of every batch; `shared` when all batches read the same matrix (a
-/// broadcast batch), so it is packed once.
-fn operands(l: &Layout, batch: usize) -> (Vec<Mat>, bool) {
-    let r = l.dims();
-    let mut idx = vec![0; r];
-    let mats: Vec<Mat> = (0..batch)
-        .map(|z| Mat {
-            base: batch_base(l, z, &mut idx),
-            rs: l.strides()[r - 2],
-            cs: l.strides()[r - 1],
-        })
-        .collect();
-    let shared = mats.iter().all(|x| x.base == mats[0].base);
-    (mats, shared)
+/// Whether every batch of `l` reads the same matrix (a broadcast batch: pack it once).
+fn shared(l: &Layout) -> bool {
+    let nb = l.dims() - 2;
+    l.shape()[..nb]
+        .iter()
+        .zip(l.strides())
+        .all(|(&d, &st)| d <= 1 || st == 0)
 }
 
 /// `[..batch, n, k] @ [..batch, k, m]` into a fresh contiguous `[..batch, n, m]`.
@@ -363,16 +367,16 @@ pub(crate) fn batched_into_with(
     let kern = opts.kernel;
     let (mr, nr) = (kern.mr(), kern.nr());
     let (rp, cp) = (n.div_ceil(mr), m.div_ceil(nr));
-    let (amats, a_shared) = operands(al, batch);
-    let (bmats, b_shared) = operands(bl, batch);
-    if swaps(n, (bmats[0].rs, bmats[0].cs), opts) {
+    let (a_shared, b_shared) = (shared(al), shared(bl));
+    let b0 = mat(bl, 0);
+    if swaps(n, (b0.rs, b0.cs), opts) {
         // B is stored transposed and few rows of A would reuse a packed B: compute
         // C^T = B^T A^T instead, which reads B^T in place (rows contiguous) and packs only
         // the small A^T, then transpose the small result.
         swapped(out, a, al, b, bl, (batch, n, k, m), opts);
         return;
     }
-    let s = plan(batch, n, k, m, bmats[0].cs, opts);
+    let s = plan(batch, n, k, m, b0.cs, opts);
 
     // 1. Pack A (every batch, or once when broadcast) and B where the plan says so.
     let a_len = rp * k * mr;
@@ -385,7 +389,7 @@ pub(crate) fn batched_into_with(
     let pack_a_panel = |idx: usize, panel: &mut [f32]| {
         let (z, ip) = (idx / rp, idx % rp);
         let h = mr.min(n - ip * mr);
-        pack_a(a, &amats[z], ip * mr, h, k, mr, panel);
+        pack_a(a, &mat(al, z), ip * mr, h, k, mr, panel);
     };
     let b_len = cp * k * nr;
     let b_count = if s.pack_b {
@@ -401,9 +405,9 @@ pub(crate) fn batched_into_with(
     let pack_b_panel = |idx: usize, panel: &mut [f32]| {
         let (z, jp) = (idx / cp, idx % cp);
         let w = nr.min(m - jp * nr);
-        pack_b(b, &bmats[z], jp * nr, w, k, nr, panel);
+        pack_b(b, &mat(bl, z), jp * nr, w, k, nr, panel);
     };
-    if s.parallel {
+    if s.parallel && apack.len() + bpack.len() >= PARALLEL_PACK_MIN {
         rayon::join(
             || {
                 apack
@@ -438,6 +442,7 @@ pub(crate) fn batched_into_with(
         let _flush = FlushSubnormals::new();
         let z = t / per_batch;
         let (bi, bj) = ((t % per_batch) / s.col_blocks, t % s.col_blocks);
+        let (am, bm) = (mat(al, z), mat(bl, z));
         let a_z = if a_shared { 0 } else { z };
         let b_z = if b_shared { 0 } else { z };
         let mut p0 = 0;
@@ -449,7 +454,6 @@ pub(crate) fn batched_into_with(
                     let off = a_z * a_len + ip * k * mr + p0 * mr;
                     (apack[off..off + kc * mr].as_ptr(), 1, mr)
                 } else {
-                    let am = &amats[z];
                     let first = am.base + ip * mr * am.rs + p0 * am.cs;
                     // The tile reads rows ip*mr..+h, columns p0..p0+kc of A.
                     assert!(first + (h - 1) * am.rs + (kc - 1) * am.cs < a.len());
@@ -461,7 +465,6 @@ pub(crate) fn batched_into_with(
                         let off = b_z * b_len + jp * k * nr + p0 * nr;
                         (bpack[off..off + kc * nr].as_ptr(), nr)
                     } else {
-                        let bm = &bmats[z];
                         let first = bm.base + p0 * bm.rs + jp * nr;
                         // The tile reads rows p0..p0+kc, columns jp*nr..+w of B.
                         assert!(first + (kc - 1) * bm.rs + w <= b.len());
@@ -479,6 +482,7 @@ pub(crate) fn batched_into_with(
                         c_rs: m,
                         w,
                         accumulate: p0 > 0,
+                        prefetch: !s.pack_b,
                     };
                     // SAFETY: the kernel is available (asserted above); A holds kc steps of
                     // a packed panel; B holds kc rows of w (packed: nr) readable values at
@@ -563,11 +567,15 @@ fn pack_b(b: &[f32], mb: &Mat, c0: usize, w: usize, k: usize, nr: usize, panel: 
             panel[p * nr..p * nr + w].copy_from_slice(&b[s..s + w]);
         }
     } else if mb.rs < mb.cs {
-        // Transposed B: read down its columns, which are contiguous.
-        for jj in 0..w {
-            let col = base + jj * mb.cs;
-            for p in 0..k {
-                panel[p * nr + jj] = b[col + p * mb.rs];
+        // Transposed B: read down its columns, which are contiguous, in blocks of rows
+        // so the panel rows written stay in L1.
+        for p0 in (0..k).step_by(64) {
+            let p1 = (p0 + 64).min(k);
+            for jj in 0..w {
+                let col = base + jj * mb.cs;
+                for p in p0..p1 {
+                    panel[p * nr + jj] = b[col + p * mb.rs];
+                }
             }
         }
     } else {
@@ -598,6 +606,8 @@ struct Tile {
     w: usize,
     /// Add to C (later depth blocks) instead of overwriting it (the first).
     accumulate: bool,
+    /// Prefetch B [`PREFETCH_ROWS`] rows ahead (B read in place).
+    prefetch: bool,
 }
 
 /// A micro-kernel for a fixed number of rows.
@@ -689,6 +699,11 @@ mod x86 {
         let (a_rs, a_cs) = if PA { (1, MR512) } else { (t.a_rs, t.a_cs) };
         let (mut a, mut b) = (t.a, t.b);
         for _ in 0..t.kc {
+            if t.prefetch {
+                let ahead = b.wrapping_add(super::PREFETCH_ROWS * t.b_rs) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+            }
             let b0 = _mm512_maskz_loadu_ps(m0, b);
             let b1 = _mm512_maskz_loadu_ps(m1, b.wrapping_add(16));
             for (i, c) in acc.iter_mut().enumerate() {
@@ -736,6 +751,10 @@ mod x86 {
         let (a_rs, a_cs) = if PA { (1, MR2) } else { (t.a_rs, t.a_cs) };
         let (mut a, mut b) = (t.a, t.b);
         for _ in 0..t.kc {
+            if t.prefetch {
+                let ahead = b.wrapping_add(super::PREFETCH_ROWS * t.b_rs) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+            }
             let (b0, b1) = if FULL {
                 (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
             } else {

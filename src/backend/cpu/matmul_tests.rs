@@ -178,7 +178,7 @@ fn automatic_split_on_large_skinny_and_square_products() {
     } else {
         println!("SKIPPED split checks: rayon has one thread");
     }
-    let t = split(1, 100, 1000, 1000, (1, 1000));
+    let t = split(1, 300, 1000, 1000, (1, 1000));
     assert!(t.pack_b && !t.swapped, "a transposed B is packed: {t:?}");
     let u = split(1, 10, 1000, 1000, (1, 1000));
     assert!(u.swapped && u.pack_b && !u.pack_a, "(B^T A^T)^T: {u:?}");
