@@ -17,6 +17,8 @@ use crate::operators as ops;
 
 pub mod matmul;
 pub mod pool;
+#[cfg(test)]
+mod zip_tests;
 
 use pool::HostBuf;
 
@@ -249,6 +251,19 @@ fn zip_impl(
                 *o = f(x, y);
             }
         });
+    } else if let (true, Some(p)) = (al.is_contiguous(), broadcast_period(bl)) {
+        // B repeats one block (a scalar, a bias row): slice loops, no index math.
+        let (sa, row) = (contiguous_slice(a, al), &b[bl.offset()..bl.offset() + p]);
+        run_chunks(plan, &mut out, |start, chunk| {
+            let xs = &sa[start..start + chunk.len()];
+            zip_repeat(chunk, xs, row, start % p, &f)
+        });
+    } else if let (Some(p), true) = (broadcast_period(al), bl.is_contiguous()) {
+        let (row, sb) = (&a[al.offset()..al.offset() + p], contiguous_slice(b, bl));
+        run_chunks(plan, &mut out, |start, chunk| {
+            let ys = &sb[start..start + chunk.len()];
+            zip_repeat(chunk, ys, row, start % p, &|y: f32, x: f32| f(x, y))
+        });
     } else {
         run_chunks(plan, &mut out, |start, chunk| {
             let mut ca = StridedCursor::new(al, start);
@@ -261,6 +276,48 @@ fn zip_impl(
         });
     }
     out
+}
+
+/// When `l` (of non-zero size) repeats one contiguous block of its trailing dimensions
+/// over broadcast leading ones (a scalar, a bias row), the block's length.
+fn broadcast_period(l: &Layout) -> Option<usize> {
+    let (shape, strides) = (l.shape(), l.strides());
+    if l.size() == 0 {
+        return None;
+    }
+    let (mut s, mut period) = (shape.len(), 1);
+    while s > 0 && (strides[s - 1] == period || shape[s - 1] == 1) {
+        period *= shape[s - 1];
+        s -= 1;
+    }
+    let broadcast = shape[..s]
+        .iter()
+        .zip(strides)
+        .all(|(&d, &st)| st == 0 || d == 1);
+    broadcast.then_some(period)
+}
+
+/// `out[i] = f(xs[i], row[(j0 + i) % row.len()])`, in runs of the row.
+fn zip_repeat(out: &mut [f32], xs: &[f32], row: &[f32], j0: usize, f: &impl Fn(f32, f32) -> f32) {
+    if let [y] = row {
+        for (o, &x) in out.iter_mut().zip(xs) {
+            *o = f(x, *y);
+        }
+        return;
+    }
+    let (mut i, mut j) = (0, j0);
+    while i < out.len() {
+        let n = (row.len() - j).min(out.len() - i);
+        for ((o, &x), &y) in out[i..i + n]
+            .iter_mut()
+            .zip(&xs[i..i + n])
+            .zip(&row[j..j + n])
+        {
+            *o = f(x, y);
+        }
+        i += n;
+        j = 0;
+    }
 }
 
 fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
