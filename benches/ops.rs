@@ -2,6 +2,12 @@
 //! batched (2, N, N) matmul naive vs the parallel backend vs the `gemm` crate (reference,
 //! two threads) in the same run, and one training epoch of the course network.
 //!
+//! `matmul_shapes` is the shape table of issue 13: rows 1, 10, 50, 500 x inner 10, 100,
+//! 1000 x columns 100, 1000, squares 256-2048, transposed operands and batches, each as the
+//! backend's matmul (into a preallocated output) and the `gemm` crate (two threads) one
+//! after the other in the same run; `scripts/matmul_table.py` turns the criterion results
+//! into the ratio table.
+//!
 //! `cargo bench --bench ops`; filter with e.g. `cargo bench --bench ops -- matmul`.
 
 use std::time::Duration;
@@ -11,6 +17,11 @@ use minitorch::backend::cpu::matmul;
 use minitorch::datasets::DatasetKind;
 use minitorch::train::{TrainConfig, Trainer};
 use minitorch::{Device, Tensor};
+use shapes::{gemm_shape, shape_table};
+
+/// The shape table and the gemm reference, shared with `examples/matmul_vs_gemm.rs`.
+#[path = "common/shapes.rs"]
+mod shapes;
 
 fn elementwise(c: &mut Criterion) {
     let mut g = c.benchmark_group("cpu_elementwise_1M");
@@ -95,6 +106,29 @@ fn matmul_bench(c: &mut Criterion) {
     g.finish();
 }
 
+fn matmul_shapes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul_shapes");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for sh in shape_table() {
+        let (al, bl) = (sh.a_layout(), sh.b_layout());
+        let a = Tensor::rand(&[sh.batch * sh.n * sh.k], 1, Device::Cpu).unwrap();
+        let b = Tensor::rand(&[sh.batch * sh.k * sh.m], 2, Device::Cpu).unwrap();
+        let (av, bv) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+        let dims = (sh.batch, sh.n, sh.k, sh.m);
+        let mut out = vec![0.0f32; sh.batch * sh.n * sh.m];
+        g.throughput(Throughput::Elements((sh.batch * sh.n * sh.k * sh.m) as u64));
+        g.bench_function(BenchmarkId::new("minitorch", sh.id()), |bn| {
+            bn.iter(|| matmul::batched_into(&mut out, &av, &al, &bv, &bl, dims))
+        });
+        g.bench_function(BenchmarkId::new("gemm_crate_2_threads", sh.id()), |bn| {
+            bn.iter(|| gemm_shape(&sh, &av, &bv, &mut out))
+        });
+    }
+    g.finish();
+}
+
 fn epoch_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("train_epoch_cpu");
     g.sample_size(30)
@@ -114,5 +148,11 @@ fn epoch_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, elementwise, matmul_bench, epoch_bench);
+criterion_group!(
+    benches,
+    elementwise,
+    matmul_bench,
+    matmul_shapes,
+    epoch_bench
+);
 criterion_main!(benches);

@@ -135,27 +135,43 @@ impl Case {
             }
             Case::Matmul(a, b) => {
                 let (batch, n, k, m) = Self::mm_dims(a, b);
-                let s: Split = matmul::split(batch, n, k, m);
                 let r = b.dims();
-                let b_path = if b.strides()[r - 1] == 1 {
-                    "B rows copied into panels"
+                let s: Split =
+                    matmul::split(batch, n, k, m, (b.strides()[r - 2], b.strides()[r - 1]));
+                let a_words = if s.pack_a {
+                    "A packed into row panels once"
                 } else {
-                    "B read through its strides while packing (transposed in place)"
+                    "A read in place (few column panels would reuse a packed A)"
+                };
+                let b_words = if s.pack_b && b.strides()[r - 1] == 1 {
+                    "B packed into column panels once"
+                } else if s.pack_b {
+                    "B packed once, read through its strides (transposed in place)"
+                } else {
+                    "B read in place (few row panels would reuse a packed B)"
+                };
+                let b_path = if s.swapped {
+                    format!("B stored transposed and A small: run as C^T = B^T A^T, then transposed; {a_words} (B^T), {b_words} (A^T); every task shares them")
+                } else {
+                    format!("{a_words}, {b_words}; every task shares them")
                 };
                 let path = format!(
-                    "packed {}x{} micro-kernel `{}`, {} depth block(s) of KC = {}; {b_path}",
-                    matmul::MR,
-                    matmul::NR,
+                    "{}x{} micro-kernel `{}`, {} depth block(s) of KC = {}; {b_path}",
+                    s.tile.0,
+                    s.tile.1,
                     s.kernel,
                     s.k_blocks,
                     matmul::KC
                 );
                 let how = format!(
-                    "{} task(s) = {batch} batch x {} row block(s) of {} rows (MC = {})",
+                    "{} task(s) = {batch} batch x {} row block(s) of {} rows x {} column block(s) of {} columns (at most MC = {} x NC = {})",
                     s.tasks,
-                    n.div_ceil(matmul::MC),
+                    s.row_blocks,
                     s.rows_per_task,
-                    matmul::MC
+                    s.col_blocks,
+                    s.cols_per_task,
+                    matmul::MC,
+                    matmul::NC
                 );
                 let split = if s.parallel {
                     format!(
@@ -332,6 +348,11 @@ fn run(args: Args) -> Result<()> {
         Case::Matmul(
             Layout::contiguous(&[2, 512, 512]),
             permuted(&[2, 512, 512], &[0, 2, 1])?,
+        ),
+        // A skinny product: few rows, so the split cuts columns and B is read in place.
+        Case::Matmul(
+            Layout::contiguous(&[1, 10, 1000]),
+            Layout::contiguous(&[1, 1000, 1000]),
         ),
     ];
     for case in &big {

@@ -16,6 +16,11 @@ use crate::layout::{Layout, StridedCursor};
 use crate::operators as ops;
 
 pub mod matmul;
+pub mod pool;
+#[cfg(test)]
+mod zip_tests;
+
+use pool::HostBuf;
 
 /// Below this many output elements an op runs on the calling thread.
 pub const PARALLEL_MIN: usize = 1 << 15;
@@ -84,7 +89,9 @@ impl CpuBackend {
         B.get_or_init(|| Arc::new(CpuBackend)).clone()
     }
 
-    fn wrap(v: Vec<f32>) -> Storage {
+    /// Storage holding `v`: a [`HostBuf`], whose memory returns to the pool when dropped.
+    fn wrap(v: impl Into<HostBuf>) -> Storage {
+        let v = v.into();
         let n = v.len();
         Storage::new(v, n, Device::Cpu)
     }
@@ -105,6 +112,14 @@ impl CpuBackend {
         // Output positions: the product of the other dimensions (also when len is 0).
         let n = layout.reduced_shape(dim).iter().product();
         Plan::new(n, len, layout.strides().get(dim) == Some(&1) || len <= 1)
+    }
+}
+
+/// The values of a CPU storage (a pooled [`HostBuf`]; a plain `Vec<f32>` is accepted too).
+pub fn host(x: &Storage) -> Result<&[f32]> {
+    match x.downcast::<HostBuf>(NAME) {
+        Ok(b) => Ok(&b[..]),
+        Err(e) => x.downcast::<Vec<f32>>(NAME).map(|v| &v[..]).map_err(|_| e),
     }
 }
 
@@ -196,9 +211,9 @@ macro_rules! with_binary {
     };
 }
 
-fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> Vec<f32> {
+fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> HostBuf {
     let plan = CpuBackend::map_plan(l);
-    let mut out = vec![0.0; l.size()];
+    let mut out = HostBuf::take(l.size());
     if plan.aligned {
         let src = contiguous_slice(x, l);
         run_chunks(plan, &mut out, |start, chunk| {
@@ -225,9 +240,9 @@ fn zip_impl(
     al: &Layout,
     b: &[f32],
     bl: &Layout,
-) -> Vec<f32> {
+) -> HostBuf {
     let plan = CpuBackend::zip_plan(al, bl);
-    let mut out = vec![0.0; al.size()];
+    let mut out = HostBuf::take(al.size());
     if plan.aligned {
         let (sa, sb) = (contiguous_slice(a, al), contiguous_slice(b, bl));
         run_chunks(plan, &mut out, |start, chunk| {
@@ -235,6 +250,19 @@ fn zip_impl(
             for ((o, &x), &y) in chunk.iter_mut().zip(&sa[start..end]).zip(&sb[start..end]) {
                 *o = f(x, y);
             }
+        });
+    } else if let (true, Some(p)) = (al.is_contiguous(), broadcast_period(bl)) {
+        // B repeats one block (a scalar, a bias row): slice loops, no index math.
+        let (sa, row) = (contiguous_slice(a, al), &b[bl.offset()..bl.offset() + p]);
+        run_chunks(plan, &mut out, |start, chunk| {
+            let xs = &sa[start..start + chunk.len()];
+            zip_repeat(chunk, xs, row, start % p, &f)
+        });
+    } else if let (Some(p), true) = (broadcast_period(al), bl.is_contiguous()) {
+        let (row, sb) = (&a[al.offset()..al.offset() + p], contiguous_slice(b, bl));
+        run_chunks(plan, &mut out, |start, chunk| {
+            let ys = &sb[start..start + chunk.len()];
+            zip_repeat(chunk, ys, row, start % p, &|y: f32, x: f32| f(x, y))
         });
     } else {
         run_chunks(plan, &mut out, |start, chunk| {
@@ -250,14 +278,56 @@ fn zip_impl(
     out
 }
 
-fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> Vec<f32> {
+/// When `l` (of non-zero size) repeats one contiguous block of its trailing dimensions
+/// over broadcast leading ones (a scalar, a bias row), the block's length.
+fn broadcast_period(l: &Layout) -> Option<usize> {
+    let (shape, strides) = (l.shape(), l.strides());
+    if l.size() == 0 {
+        return None;
+    }
+    let (mut s, mut period) = (shape.len(), 1);
+    while s > 0 && (strides[s - 1] == period || shape[s - 1] == 1) {
+        period *= shape[s - 1];
+        s -= 1;
+    }
+    let broadcast = shape[..s]
+        .iter()
+        .zip(strides)
+        .all(|(&d, &st)| st == 0 || d == 1);
+    broadcast.then_some(period)
+}
+
+/// `out[i] = f(xs[i], row[(j0 + i) % row.len()])`, in runs of the row.
+fn zip_repeat(out: &mut [f32], xs: &[f32], row: &[f32], j0: usize, f: &impl Fn(f32, f32) -> f32) {
+    if let [y] = row {
+        for (o, &x) in out.iter_mut().zip(xs) {
+            *o = f(x, *y);
+        }
+        return;
+    }
+    let (mut i, mut j) = (0, j0);
+    while i < out.len() {
+        let n = (row.len() - j).min(out.len() - i);
+        for ((o, &x), &y) in out[i..i + n]
+            .iter_mut()
+            .zip(&xs[i..i + n])
+            .zip(&row[j..j + n])
+        {
+            *o = f(x, y);
+        }
+        i += n;
+        j = 0;
+    }
+}
+
+fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
     let len = l.shape()[dim];
     let stride = l.strides()[dim];
     // Walk the output positions through the input's strides with `dim` pinned to 0.
     let outer =
         Layout::new(l.reduced_shape(dim), l.strides().to_vec(), l.offset()).expect("same rank");
     let plan = CpuBackend::reduce_plan(l, dim);
-    let mut out = vec![0.0; outer.size()];
+    let mut out = HostBuf::take(outer.size());
     macro_rules! body {
         ($combine:expr, $init:expr) => {
             run_chunks(plan, &mut out, |start, chunk| {
@@ -298,22 +368,23 @@ impl Backend for CpuBackend {
     }
 
     fn full(&self, len: usize, value: f32) -> Result<Storage> {
-        Ok(Self::wrap(check::host_vec("full", len, value)?))
+        check::host_alloc("full", len)?;
+        Ok(Self::wrap(HostBuf::full(len, value)))
     }
 
     fn upload(&self, data: &[f32]) -> Result<Storage> {
         check::host_alloc("upload", data.len())?;
-        Ok(Self::wrap(data.to_vec()))
+        Ok(Self::wrap(HostBuf::copy_of(data)))
     }
 
     fn download(&self, x: &Storage) -> Result<Vec<f32>> {
-        Ok(x.downcast::<Vec<f32>>(NAME)?.clone())
+        Ok(host(x)?.to_vec())
     }
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
         check::fits("map", x, layout)?;
         check::host_alloc("map", layout.size())?;
-        let src = x.downcast::<Vec<f32>>(NAME)?;
+        let src = host(x)?;
         Ok(Self::wrap(with_unary!(op, f => map_impl(f, src, layout))))
     }
 
@@ -327,7 +398,7 @@ impl Backend for CpuBackend {
     ) -> Result<Storage> {
         check::zip(a, al, b, bl)?;
         check::host_alloc("zip", al.size())?;
-        let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
+        let (sa, sb) = (host(a)?, host(b)?);
         Ok(Self::wrap(
             with_binary!(op, f => zip_impl(f, sa, al, sb, bl)),
         ))
@@ -336,7 +407,7 @@ impl Backend for CpuBackend {
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
         check::reduce(x, layout, dim)?;
         check::host_alloc("reduce", layout.size() / layout.shape()[dim].max(1))?;
-        let src = x.downcast::<Vec<f32>>(NAME)?;
+        let src = host(x)?;
         Ok(Self::wrap(reduce_impl(op, src, layout, dim)))
     }
 
@@ -346,8 +417,10 @@ impl Backend for CpuBackend {
             "matmul",
             dims.0.saturating_mul(dims.1).saturating_mul(dims.3),
         )?;
-        let (sa, sb) = (a.downcast::<Vec<f32>>(NAME)?, b.downcast::<Vec<f32>>(NAME)?);
-        Ok(Self::wrap(matmul::batched(sa, al, sb, bl, dims)))
+        let (sa, sb) = (host(a)?, host(b)?);
+        let mut out = HostBuf::take(dims.0 * dims.1 * dims.3);
+        matmul::batched_into(&mut out, sa, al, sb, bl, dims);
+        Ok(Self::wrap(out))
     }
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {

@@ -1,0 +1,304 @@
+//! The matmul paths against a naive f64 reference: every micro-kernel (forced, so the AVX2
+//! and portable kernels run on an AVX-512 machine too), packed and in-place B, serial and
+//! 2-D parallel splits, odd sizes, transposed / strided / offset / broadcast-batch
+//! operands, sizes 0 and 1, subnormal, NaN and infinite inputs.
+
+use super::*;
+use crate::layout::Layout;
+
+/// A deterministic value stream in [-1, 1) with a few exact zeros.
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// How an operand `[batch, r, c]` is laid out in its storage.
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    /// Row-major, offset 0.
+    Contiguous,
+    /// Stored as `[batch, c, r]` and transposed.
+    Transposed,
+    /// Every other column of a twice-as-wide matrix, starting at offset 3.
+    Strided,
+    /// One matrix broadcast over the batch (batch stride 0).
+    BroadcastBatch,
+}
+
+/// Storage and layout of a `[batch, r, c]` operand in `form`.
+fn operand(batch: usize, r: usize, c: usize, form: Form, seed: u64) -> (Vec<f32>, Layout) {
+    let shape = vec![batch, r, c];
+    let (len, strides, offset) = match form {
+        Form::Contiguous => (batch * r * c, vec![r * c, c, 1], 0),
+        Form::Transposed => (batch * r * c, vec![r * c, 1, r], 0),
+        Form::Strided => (3 + batch * r * c * 2, vec![r * c * 2, c * 2, 2], 3),
+        Form::BroadcastBatch => (r * c, vec![0, c, 1], 0),
+    };
+    let layout = Layout::new(shape, strides, offset).unwrap();
+    (values(len, seed), layout)
+}
+
+/// The product in f64 and, per element, the error bound `k eps sum |a b| + k MIN_POSITIVE`
+/// (the floor lets a matmul flush subnormals, as the numeric rule allows).
+fn reference(
+    a: &[f32],
+    al: &Layout,
+    b: &[f32],
+    bl: &Layout,
+    (batch, n, k, m): (usize, usize, usize, usize),
+) -> (Vec<f64>, Vec<f64>) {
+    let mut out = vec![0.0; batch * n * m];
+    let mut bound = vec![0.0; batch * n * m];
+    for z in 0..batch {
+        for i in 0..n {
+            for j in 0..m {
+                let (mut s, mut sa) = (0.0f64, 0.0f64);
+                for p in 0..k {
+                    let x = a[al.position(&[z, i, p])] as f64;
+                    let y = b[bl.position(&[z, p, j])] as f64;
+                    s += x * y;
+                    sa += (x * y).abs();
+                }
+                out[(z * n + i) * m + j] = s;
+                bound[(z * n + i) * m + j] = (k as f64 + 2.0) * f32::EPSILON as f64 * sa
+                    + k as f64 * f32::MIN_POSITIVE as f64;
+            }
+        }
+    }
+    (out, bound)
+}
+
+fn check_case(dims: (usize, usize, usize, usize), fa: Form, fb: Form, opts: &Options) {
+    let (batch, n, k, m) = dims;
+    let (a, al) = operand(batch, n, k, fa, (n * 31 + k) as u64);
+    let (b, bl) = operand(batch, k, m, fb, (k * 17 + m) as u64);
+    let mut out = vec![f32::NAN; batch * n * m];
+    batched_into_with(&mut out, &a, &al, &b, &bl, dims, opts);
+    let (want, bound) = reference(&a, &al, &b, &bl, dims);
+    for (idx, ((&got, &w), &tol)) in out.iter().zip(&want).zip(&bound).enumerate() {
+        assert!(
+            (got as f64 - w).abs() <= tol,
+            "{opts:?} dims {dims:?} A {fa:?} B {fb:?}: element {idx} = {got}, want {w} (tol {tol})"
+        );
+    }
+}
+
+/// Every kernel this CPU can run; prints SKIPPED for the others.
+fn kernels() -> Vec<Kernel> {
+    let all = [Kernel::Avx512, Kernel::Avx2, Kernel::Portable];
+    all.into_iter()
+        .filter(|k| {
+            let ok = k.is_available();
+            if !ok {
+                println!("SKIPPED kernel {}: this CPU lacks it", k.name());
+            }
+            ok
+        })
+        .collect()
+}
+
+const SHAPES: &[(usize, usize, usize, usize)] = &[
+    (1, 1, 1, 1),
+    (1, 1, 7, 1),
+    (1, 1, 300, 45),
+    (2, 13, 17, 33),
+    (1, 12, 5, 32),
+    (1, 25, 9, 64),
+    (3, 10, 100, 100),
+    (1, 50, 260, 70),
+    (2, 7, 513, 3),
+];
+
+const FORMS: &[(Form, Form)] = &[
+    (Form::Contiguous, Form::Contiguous),
+    (Form::Transposed, Form::Contiguous),
+    (Form::Contiguous, Form::Transposed),
+    (Form::Strided, Form::Strided),
+    (Form::Transposed, Form::BroadcastBatch),
+    (Form::BroadcastBatch, Form::Contiguous),
+];
+
+#[test]
+fn every_kernel_and_path_matches_f64_reference() {
+    for kernel in kernels() {
+        for (pack_a, pack_b, swap) in [
+            (Some(true), Some(true), Some(false)),
+            (Some(false), Some(false), None),
+            (Some(true), Some(false), None),
+            (Some(false), Some(true), Some(false)),
+            (None, None, None),
+        ] {
+            for (parallel, block) in [
+                (Some(false), None),
+                (Some(true), Some((1, 1))),
+                (None, None),
+            ] {
+                let opts = Options {
+                    kernel,
+                    pack_a,
+                    pack_b,
+                    swap,
+                    parallel,
+                    block,
+                };
+                for &dims in SHAPES {
+                    for &(fa, fb) in FORMS {
+                        check_case(dims, fa, fb, &opts);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn automatic_split_on_large_skinny_and_square_products() {
+    // Sizes where the automatic plan goes parallel and cuts columns (skinny) or rows.
+    for dims in [(1, 10, 300, 1000), (1, 1, 1000, 600), (1, 200, 300, 130)] {
+        for &(fa, fb) in &FORMS[..3] {
+            check_case(dims, fa, fb, &Options::auto());
+        }
+    }
+    let threads = rayon::current_num_threads();
+    let s = split(1, 10, 1000, 1000, (1000, 1));
+    if threads > 1 {
+        assert!(s.parallel && s.tasks >= threads, "{s:?}");
+        assert!(
+            s.col_blocks >= threads,
+            "skinny products split columns: {s:?}"
+        );
+        assert!(!s.pack_b, "a 10-row product reads B in place: {s:?}");
+    } else {
+        println!("SKIPPED split checks: rayon has one thread");
+    }
+    let t = split(1, 300, 1000, 1000, (1, 1000));
+    assert!(t.pack_b && !t.swapped, "a transposed B is packed: {t:?}");
+    let u = split(1, 10, 1000, 1000, (1, 1000));
+    assert!(u.swapped && u.pack_b && !u.pack_a, "(B^T A^T)^T: {u:?}");
+}
+
+#[test]
+fn zero_sizes_give_zeros_or_nothing() {
+    let opts = Options::auto();
+    for dims in [
+        (1, 0, 3, 4),
+        (1, 3, 0, 4),
+        (1, 3, 4, 0),
+        (0, 3, 4, 5),
+        (2, 5, 0, 1),
+    ] {
+        let (batch, n, k, m) = dims;
+        let al = Layout::contiguous(&[batch, n, k]);
+        let bl = Layout::contiguous(&[batch, k, m]);
+        let (a, b) = (values(al.size(), 1), values(bl.size(), 2));
+        let mut out = vec![f32::NAN; batch * n * m];
+        batched_into_with(&mut out, &a, &al, &b, &bl, dims, &opts);
+        assert!(out.iter().all(|&v| v == 0.0), "{dims:?}: {out:?}");
+    }
+}
+
+#[test]
+fn nan_and_inf_propagate_and_padding_stays_out() {
+    for kernel in kernels() {
+        let opts = Options {
+            kernel,
+            ..Options::auto()
+        };
+        // 3 x 4 @ 4 x 5: row 1 of A has an infinity, B column 2 a NaN.
+        let (n, k, m) = (3, 4, 5);
+        let mut a = values(n * k, 3);
+        let mut b = values(k * m, 4);
+        a[k + 1] = f32::INFINITY;
+        b[2 * m + 2] = f32::NAN;
+        let (al, bl) = (
+            Layout::contiguous(&[1, n, k]),
+            Layout::contiguous(&[1, k, m]),
+        );
+        let mut out = vec![0.0; n * m];
+        batched_into_with(&mut out, &a, &al, &b, &bl, (1, n, k, m), &opts);
+        for i in 0..n {
+            for j in 0..m {
+                let v = out[i * m + j];
+                if j == 2 || (i == 1 && b[m + j] == 0.0) {
+                    assert!(v.is_nan(), "{kernel:?} ({i},{j}) = {v}");
+                } else if i == 1 {
+                    assert!(v.is_infinite() || v.is_nan(), "{kernel:?} ({i},{j}) = {v}");
+                } else {
+                    assert!(v.is_finite(), "{kernel:?} ({i},{j}) = {v}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn subnormal_inputs_flush_or_are_exact_and_thread_state_is_restored() {
+    let tiny = f32::MIN_POSITIVE / 8.0; // subnormal
+    assert!(tiny != 0.0 && !tiny.is_normal());
+    for kernel in kernels() {
+        let opts = Options {
+            kernel,
+            parallel: Some(false),
+            ..Options::auto()
+        };
+        // Subnormal A times normal B, plus one normal row to check nothing else changes.
+        let (n, k, m) = (3, 40, 20);
+        let mut a = vec![tiny; n * k];
+        for v in &mut a[2 * k..] {
+            *v = 0.5;
+        }
+        let b = vec![1.0f32; k * m];
+        let (al, bl) = (
+            Layout::contiguous(&[1, n, k]),
+            Layout::contiguous(&[1, k, m]),
+        );
+        #[cfg(target_arch = "x86_64")]
+        let before = mxcsr();
+        let mut out = vec![f32::NAN; n * m];
+        batched_into_with(&mut out, &a, &al, &b, &bl, (1, n, k, m), &opts);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(mxcsr(), before, "MXCSR restored on the calling thread");
+        for (i, row) in out.chunks(m).enumerate() {
+            for &v in row {
+                if i < 2 {
+                    let exact = tiny * k as f32;
+                    assert!(v == 0.0 || v == exact, "{kernel:?}: {v} (exact {exact})");
+                } else {
+                    assert_eq!(v, 0.5 * k as f32);
+                }
+            }
+        }
+        // The caller's arithmetic still produces subnormals after the matmul.
+        let x = std::hint::black_box(f32::MIN_POSITIVE);
+        assert!(
+            x * std::hint::black_box(0.5f32) != 0.0,
+            "caller's FTZ left set"
+        );
+    }
+}
+
+#[test]
+fn plan_cuts_many_rows_by_rows_and_batches_first() {
+    let threads = rayon::current_num_threads();
+    if threads < 2 {
+        println!("SKIPPED: rayon has one thread");
+        return;
+    }
+    let s = split(8, 64, 64, 64, (64, 1));
+    assert!(s.parallel && s.tasks >= 8, "{s:?}");
+    let sq = split(1, 1024, 1024, 1024, (1024, 1));
+    assert!(sq.parallel && sq.tasks >= 2 * threads, "{sq:?}");
+    assert!(
+        sq.pack_b && sq.rows_per_task <= MC && sq.cols_per_task <= NC,
+        "{sq:?}"
+    );
+    let small = split(1, 4, 4, 4, (4, 1));
+    assert!(!small.parallel && small.tasks == 1, "{small:?}");
+}
