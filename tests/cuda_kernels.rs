@@ -696,7 +696,7 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
                 );
                 let _ = writeln!(
                     main,
-                    "    emu_launch({{1, 1, {batch}}}, {{16, 16}}, [&] {{ {ns}::fused_matmul(out, a, b, bias, m); }});\n    printf(\"%s\", \"{label}\"); for (int i = 0; i < {size}; ++i) printf(\" %.9g\", out[i]); printf(\"\\n\");\n  }}"
+                    "    emu_launch({{1}}, {{64}}, [&] {{ {ns}::fused_matmul(out, a, b, bias, m); }});\n    printf(\"%s\", \"{label}\"); for (int i = 0; i < {size}; ++i) printf(\" %.9g\", out[i]); printf(\"\\n\");\n  }}"
                 );
             }
         }

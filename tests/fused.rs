@@ -568,3 +568,45 @@ fn training_losses_of_the_six_datasets_match_the_primitive_loop() {
         }
     }
 }
+
+#[test]
+fn large_products_take_the_tiled_path_with_the_same_results() {
+    // 256^3 multiply-adds: past FUSED_MATMUL_MAX_WORK, so the GPUs run the tiled primitive
+    // and then the epilogue; forward and gradients still match the chain.
+    assert!(256usize.pow(3) > minitorch::backend::fused::FUSED_MATMUL_MAX_WORK);
+    let inputs = [
+        t(&[256, 256], Domain::General, 50),
+        t(&[256, 256], Domain::General, 51),
+        t(&[256], Domain::General, 52),
+    ];
+    check_pair(
+        "linear sigmoid 256^3",
+        &|x: &[Tensor]| x[0].linear(&x[1], &x[2], Activation::Sigmoid),
+        &|x: &[Tensor]| x[0].matmul(&x[1])?.add(&x[2])?.sigmoid(),
+        &inputs,
+    );
+}
+
+#[test]
+fn several_outputs_on_a_million_elements() {
+    // The CPU's parallel path assembles every output from its blocks.
+    let prog = {
+        let mut p = ProgramBuilder::new();
+        let (a, b) = (p.input(0), p.input(1));
+        let s = p.add(a, b);
+        let m = p.mul(a, b);
+        p.build(&[s, m, a])
+    };
+    let (av, bv) = (data(1 << 20, Domain::General, 60), data(1 << 20, Domain::General, 61));
+    for col in columns() {
+        let a = Tensor::from_vec(av.clone(), &[1 << 20], col.device).unwrap();
+        let b = Tensor::from_vec(bv.clone(), &[1 << 20], col.device).unwrap();
+        let outs = Tensor::fused(&prog, &[&a, &b], &[]).unwrap();
+        let got: Vec<Vec<f32>> = outs.iter().map(|o| o.to_vec().unwrap()).collect();
+        for i in (0..1 << 20).step_by(997) {
+            assert_eq!(got[0][i], av[i] + bv[i], "{} sum at {i}", col.device);
+            assert_eq!(got[1][i], av[i] * bv[i], "{} product at {i}", col.device);
+            assert_eq!(got[2][i], av[i], "{} copy at {i}", col.device);
+        }
+    }
+}

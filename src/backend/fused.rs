@@ -137,6 +137,18 @@ impl Program {
         self.params
     }
 
+    /// The program `in0` (a plain matmul as a `matmul_fused` epilogue).
+    pub fn identity() -> Program {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(0);
+        b.build(&[x])
+    }
+
+    /// True for the program that returns its only input unchanged.
+    pub fn is_identity(&self) -> bool {
+        self.nodes == [Node::Input(0)] && self.outputs == [0]
+    }
+
     /// The program on one element: the reference every backend must agree with.
     pub fn eval(&self, inputs: &[f32], params: &[f32]) -> Vec<f32> {
         let mut v = Vec::with_capacity(self.nodes.len());
@@ -404,8 +416,11 @@ pub enum Variant {
     Strided,
     /// Elementwise, every input contiguous: element `i` at `offset + i` (`fused`).
     Contiguous,
-    /// A tiled matmul whose result goes through the program (input 0: the product) before
-    /// it is stored (`fused_matmul`).
+    /// A matmul whose result goes through the program (input 0: the product) before it is
+    /// stored (`fused_matmul`): one thread per result element, a plain loop over k (no
+    /// shared memory, no barriers: at the sizes it serves, launch and barrier costs
+    /// dominate; larger products use the tiled primitive matmul, see
+    /// [`FUSED_MATMUL_MAX_WORK`]).
     Matmul,
 }
 
@@ -417,9 +432,10 @@ pub fn entry_point(variant: Variant) -> &'static str {
     }
 }
 
-/// Edge of the square output tile (and of the k step) of the generated matmul; its
-/// workgroup (block) is `MATMUL_TILE x MATMUL_TILE` threads.
-pub const MATMUL_TILE: u32 = 16;
+/// Largest product (`batch * n * k * m` multiply-adds) the GPU backends run as one
+/// generated `fused_matmul` kernel; a larger one is the tiled primitive matmul followed by
+/// the epilogue as a `fused` kernel (two launches, but the tiled kernel's speed).
+pub const FUSED_MATMUL_MAX_WORK: usize = 1 << 22;
 
 /// The metadata the generated kernels read (u32 words; parameters as f32 bits), shared by
 /// WGSL and CUDA:
@@ -532,47 +548,27 @@ pub fn wgsl_source(p: &Program, variant: Variant, indexing: &str) -> String {
             };
             let _ = write!(
                 s,
-                r#"var<workgroup> As: array<f32, 256>;
-var<workgroup> Bs: array<f32, 256>;
-
-@compute @workgroup_size(16, 16, 1)
-fn fused_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {{
+                r#"@compute @workgroup_size(256)
+fn fused_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {{
+    let i = global_linear(wg, nwg, lid);
+    let e = 10u + 3u * md[3];
+    if (i >= md[e]) {{
+        return;
+    }}
     let n = md[0];
     let k = md[1];
     let m = md[2];
     let br = md[3];
-    let a_rs = md[6];
-    let a_cs = md[7];
-    let b_rs = md[8];
-    let b_cs = md[9];
-    let z = wg.z;
-    let a_base = strided_position(z, br, 10u, 10u + br, md[4]);
-    let b_base = strided_position(z, br, 10u, 10u + 2u * br, md[5]);
-    let row = wg.y * 16u + l.y;
-    let col = wg.x * 16u + l.x;
+    let col = i % m;
+    let row = (i / m) % n;
+    let z = i / (m * n);
+    let a_row = strided_position(z, br, 10u, 10u + br, md[4]) + row * md[6];
+    let b_col = strided_position(z, br, 10u, 10u + 2u * br, md[5]) + col * md[9];
     var acc = 0.0;
-    for (var t = 0u; t < k; t = t + 16u) {{
-        var va = 0.0;
-        if (row < n && t + l.x < k) {{
-            va = ma[a_base + row * a_rs + (t + l.x) * a_cs];
-        }}
-        As[l.y * 16u + l.x] = va;
-        var vb = 0.0;
-        if (t + l.y < k && col < m) {{
-            vb = mb[b_base + (t + l.y) * b_rs + col * b_cs];
-        }}
-        Bs[l.y * 16u + l.x] = vb;
-        workgroupBarrier();
-        for (var q = 0u; q < 16u; q = q + 1u) {{
-            acc = acc + As[l.y * 16u + q] * Bs[q * 16u + l.x];
-        }}
-        workgroupBarrier();
+    for (var q = 0u; q < k; q = q + 1u) {{
+        acc = acc + ma[a_row + q * md[7]] * mb[b_col + q * md[8]];
     }}
-    if (row >= n || col >= m) {{
-        return;
-    }}
-    let i = z * n * m + row * m + col;
-    let e = 10u + 3u * br;
 {}{}{}}}
 "#,
                 header("e + "),
@@ -644,46 +640,34 @@ pub fn cuda_source(p: &Program, variant: Variant) -> String {
                     )
                 }
             };
+            let body = body(Lang::Cuda, p, load, param).replace("\n    ", "\n        ");
+            let stores = stores.replace("    out", "        out");
             let _ = write!(
                 s,
-                r#"extern "C" __global__ void __launch_bounds__(256) fused_matmul({}) {{
-    __shared__ float As[256];
-    __shared__ float Bs[256];
+                r#"extern "C" __global__ void __launch_bounds__(BLOCK) fused_matmul({}) {{
     const u32 n = meta.w[0];
     const u32 k = meta.w[1];
     const u32 m = meta.w[2];
     const u32 br = meta.w[3];
-    const u32 a_rs = meta.w[6];
-    const u32 a_cs = meta.w[7];
-    const u32 b_rs = meta.w[8];
-    const u32 b_cs = meta.w[9];
-    const u32 z = blockIdx.z;
-    const u32 a_base = strided_position(z, &meta.w[10], &meta.w[10 + br], br, meta.w[4]);
-    const u32 b_base = strided_position(z, &meta.w[10], &meta.w[10 + 2 * br], br, meta.w[5]);
-    const u32 tx = threadIdx.x;
-    const u32 ty = threadIdx.y;
-    const u32 row = blockIdx.y * 16 + ty;
-    const u32 col = blockIdx.x * 16 + tx;
-    float acc = 0.0f;
-    for (u32 t = 0; t < k; t += 16) {{
-        As[ty * 16 + tx] = (row < n && t + tx < k) ? ma[a_base + row * a_rs + (t + tx) * a_cs] : 0.0f;
-        Bs[ty * 16 + tx] = (t + ty < k && col < m) ? mb[b_base + (t + ty) * b_rs + col * b_cs] : 0.0f;
-        __syncthreads();
-        for (u32 q = 0; q < 16; ++q) {{
-            acc += As[ty * 16 + q] * Bs[q * 16 + tx];
-        }}
-        __syncthreads();
-    }}
-    if (row >= n || col >= m) {{
-        return;
-    }}
-    const u32 i = z * n * m + row * m + col;
     const u32 e = 10 + 3 * br;
-{}{}{}}}
+    const u32 size = meta.w[e];
+{}    for (u64 i64 = grid_start(); i64 < size; i64 += grid_stride()) {{
+        const u32 i = (u32)i64;
+        const u32 col = i % m;
+        const u32 row = (i / m) % n;
+        const u32 z = i / (m * n);
+        const u32 a_row = strided_position(z, &meta.w[10], &meta.w[10 + br], br, meta.w[4]) + row * meta.w[6];
+        const u32 b_col = strided_position(z, &meta.w[10], &meta.w[10 + 2 * br], br, meta.w[5]) + col * meta.w[9];
+        float acc = 0.0f;
+        for (u32 q = 0; q < k; ++q) {{
+            acc = __fadd_rn(acc, __fmul_rn(ma[a_row + q * meta.w[7]], mb[b_col + q * meta.w[8]]));
+        }}
+    {}{}    }}
+}}
 "#,
                 args.join(", "),
                 header("e + "),
-                body(Lang::Cuda, p, load, param),
+                body,
                 stores
             );
         }

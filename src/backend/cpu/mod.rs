@@ -380,6 +380,9 @@ impl Backend for CpuBackend {
         // The epilogue runs over the product right after it (one pass, no kernel to fuse).
         let (_, shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
         let product = self.matmul(a, al, b, bl)?;
+        if epilogue.is_identity() {
+            return Ok(product);
+        }
         let pl = Layout::contiguous(&shape);
         let mut ins = vec![(&product, &pl)];
         ins.extend(extra.iter().copied());

@@ -12,7 +12,8 @@ use cudarc::nvrtc::Ptx;
 use super::kernels::{self, Meta, HEADERS, META_WORDS};
 use super::runtime::{Output, Program as NvrtcProgram};
 use super::{count_launch, CudaBackend, NAME};
-use crate::backend::fused::{self, Program, Variant, MATMUL_TILE};
+use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
+use crate::backend::Backend;
 use crate::backend::{check, Storage};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -192,7 +193,8 @@ pub fn fused(
     Ok(outs.into_iter().map(CudaBackend::wrap).collect())
 }
 
-/// `epilogue(a @ b, extra...)` as one launch of a generated tiled matmul.
+/// `epilogue(a @ b, extra...)` as one launch of a generated matmul (two launches, the
+/// tiled primitive and the epilogue, past [`FUSED_MATMUL_MAX_WORK`]).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_fused(
     be: &CudaBackend,
@@ -206,6 +208,14 @@ pub fn matmul_fused(
 ) -> Result<Storage> {
     let ((batch, n, k, m), shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
     let size = batch * n * m;
+    if size.saturating_mul(k) > FUSED_MATMUL_MAX_WORK {
+        // Large: the tiled primitive, then the epilogue over its result.
+        let product = be.matmul(a, al, b, bl)?;
+        let pl = Layout::contiguous(&shape);
+        let mut ins = vec![(&product, &pl)];
+        ins.extend(extra.iter().copied());
+        return Ok(fused(be, epilogue, &ins, params)?.remove(0));
+    }
     let out = be.pool.alloc(size)?;
     if size > 0 {
         // The same checks (u32 positions, rank) as the primitive matmul.
@@ -235,22 +245,14 @@ pub fn matmul_fused(
         for (x, _) in extra {
             ptrs.push(be.buffer(x)?.ptr());
         }
-        let tile = MATMUL_TILE as usize;
-        let grid = (m.div_ceil(tile), n.div_ceil(tile), batch);
-        let yz = kernels::GRID_YZ_MAX as usize;
-        if grid.0 > u32::MAX as usize || grid.1 > yz || grid.2 > yz {
-            return Err(Error::backend(
-                NAME,
-                "matmul_fused",
-                format!("a grid of {grid:?} blocks exceeds CUDA's limits"),
-            ));
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (grid.0 as u32, grid.1 as u32, grid.2 as u32),
-            block_dim: (MATMUL_TILE, MATMUL_TILE, 1),
-            shared_mem_bytes: 0,
-        };
-        launch(be, "matmul_fused", &kern, cfg, &ptrs, &Meta(meta.words))?;
+        launch(
+            be,
+            "matmul_fused",
+            &kern,
+            be.elementwise_cfg(size),
+            &ptrs,
+            &Meta(meta.words),
+        )?;
     }
     Ok(CudaBackend::wrap(out))
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::runtime::{storage_entry, Runtime, INDEXING, NAME};
 use super::{buffer, to_u32, WgpuBackend};
-use crate::backend::fused::{self, Program, Variant, MATMUL_TILE};
+use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
 use crate::backend::{check, Storage};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -144,7 +144,8 @@ pub fn fused(
         .collect())
 }
 
-/// `epilogue(a @ b, extra...)` as one dispatch of a generated tiled matmul.
+/// `epilogue(a @ b, extra...)` as one dispatch of a generated matmul (two dispatches, the
+/// tiled primitive and the epilogue, past [`FUSED_MATMUL_MAX_WORK`]).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_fused(
     rt: &Runtime,
@@ -158,6 +159,14 @@ pub fn matmul_fused(
 ) -> Result<Storage> {
     let ((batch, n, k, m), shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
     let size = batch * n * m;
+    if size.saturating_mul(k) > FUSED_MATMUL_MAX_WORK {
+        // Large: the tiled primitive, then the epilogue over its result.
+        let product = super::matmul::matmul(rt, a, al, b, bl)?;
+        let pl = Layout::contiguous(&shape);
+        let mut ins = vec![(&product, &pl)];
+        ins.extend(extra.iter().copied());
+        return Ok(fused(rt, epilogue, &ins, params)?.remove(0));
+    }
     let out = rt.alloc("matmul_fused", size)?;
     if size > 0 {
         let kern = kernel(rt, epilogue, Variant::Matmul, 2 + extra.len() + 1)?;
@@ -185,17 +194,7 @@ pub fn matmul_fused(
         for (x, _) in extra {
             ins.push(buffer(x)?);
         }
-        let tile = MATMUL_TILE as usize;
-        let max = rt.limits.max_compute_workgroups_per_dimension as usize;
-        let groups = (m.div_ceil(tile), n.div_ceil(tile), batch);
-        if groups.0 > max || groups.1 > max || groups.2 > max {
-            return Err(Error::backend(
-                NAME,
-                "matmul_fused",
-                format!("{groups:?} workgroups exceed {max} per dimension"),
-            ));
-        }
-        let groups = (groups.0 as u32, groups.1 as u32, groups.2 as u32);
+        let groups = rt.groups_1d("matmul_fused", size.div_ceil(256))?;
         rt.dispatch_bound(
             "matmul_fused",
             &kern.pipeline,
