@@ -63,7 +63,11 @@ impl Sgd {
                     continue;
                 };
                 let prev = if self.momentum != 0.0 { v.take() } else { None };
-                let program = step_program(self.weight_decay != 0.0, self.momentum != 0.0, prev.is_some());
+                let program = step_program(
+                    self.weight_decay != 0.0,
+                    self.momentum != 0.0,
+                    prev.is_some(),
+                );
                 let mut inputs = vec![&value, &g];
                 inputs.extend(prev.as_ref());
                 let mut outs = Tensor::fused(&program, &inputs, &params[..program.params()])?;

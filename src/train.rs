@@ -187,10 +187,13 @@ impl Trainer {
             // Keep the running loss on the device: one download per epoch, not per batch.
             // The batch's loss is its mean times b: one kernel adds it to the total.
             let batch = b as f32;
-            total = Some(no_grad(|| match &total {
-                Some(t) => Tensor::fused(&accumulate_program(), &[t, &objective], &[batch]),
-                None => Tensor::fused(&scale_program(), &[&objective], &[batch]),
-            })?.remove(0));
+            total = Some(
+                no_grad(|| match &total {
+                    Some(t) => Tensor::fused(&accumulate_program(), &[t, &objective], &[batch]),
+                    None => Tensor::fused(&scale_program(), &[&objective], &[batch]),
+                })?
+                .remove(0),
+            );
             self.optim.step()?;
         }
         match total {

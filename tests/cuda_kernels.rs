@@ -467,7 +467,9 @@ fn fused_programs() -> Vec<(&'static str, minitorch::backend::fused::Program)> {
         let r = b.mul(neg, scale);
         b.build(&[r])
     };
-    let grad = loss.gradient(0, &[0, 1]).expect("the loss is differentiable");
+    let grad = loss
+        .gradient(0, &[0, 1])
+        .expect("the loss is differentiable");
     let sgd = {
         let mut b = ProgramBuilder::new();
         let (p, g, v) = (b.input(0), b.input(1), b.input(2));
@@ -573,10 +575,18 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
     let vals = |n: usize, seed: u32| -> Vec<f32> {
         // Deterministic values in (0.05, 0.95): valid probabilities, labels and weights.
         (0..n)
-            .map(|i| 0.05 + 0.9 * (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 1000.0)
+            .map(|i| {
+                0.05 + 0.9 * (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32
+                    / 1000.0
+            })
             .collect()
     };
-    let arr = |v: &[f32]| v.iter().map(|x| format!("{x:?}f")).collect::<Vec<_>>().join(", ");
+    let arr = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:?}f"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let meta_arr = |shape: &[usize], ls: &[&Layout], params: &[f32]| {
         let mut w = Vec::new();
         elementwise_meta(shape, ls, params, |_, v| {
@@ -618,19 +628,25 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
                 let shape = [5usize, 7];
                 let layouts: Vec<Layout> = (0..p.inputs())
                     .map(|j| match (v, j) {
-                        (Variant::Contiguous, _) => Layout::new(vec![5, 7], vec![7, 1], 1 + j).unwrap(),
+                        (Variant::Contiguous, _) => {
+                            Layout::new(vec![5, 7], vec![7, 1], 1 + j).unwrap()
+                        }
                         (_, 0) => Layout::new(vec![5, 7], vec![1, 5], 3).unwrap(),
                         (_, 1) => Layout::new(vec![5, 7], vec![0, 1], 0).unwrap(),
                         _ => Layout::new(vec![5, 7], vec![7, 1], 2).unwrap(),
                     })
                     .collect();
                 let lrefs: Vec<&Layout> = layouts.iter().collect();
-                let data: Vec<Vec<f32>> = (0..p.inputs()).map(|j| vals(40, j as u32 * 7 + 1)).collect();
+                let data: Vec<Vec<f32>> = (0..p.inputs())
+                    .map(|j| vals(40, j as u32 * 7 + 1))
+                    .collect();
                 let meta = meta_arr(&shape, &lrefs, &params);
                 let mut want = Vec::new();
                 for o in 0..p.outputs().len() {
                     for i in 0..35 {
-                        let ins: Vec<f32> = (0..p.inputs()).map(|j| data[j][pos(&layouts[j], i)]).collect();
+                        let ins: Vec<f32> = (0..p.inputs())
+                            .map(|j| data[j][pos(&layouts[j], i)])
+                            .collect();
                         want.push(p.eval(&ins, &params)[o]);
                     }
                 }
@@ -666,7 +682,9 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
                 let bias = vals(m, 9);
                 let shape = [batch, n, m];
                 let bl = Layout::new(vec![batch, n, m], vec![0, 0, 1], 0).unwrap();
-                let mut meta: Vec<u32> = vec![n as u32, kk as u32, m as u32, 1, 0, 0, kk as u32, 1, m as u32, 1];
+                let mut meta: Vec<u32> = vec![
+                    n as u32, kk as u32, m as u32, 1, 0, 0, kk as u32, 1, m as u32, 1,
+                ];
                 meta.extend([batch as u32, (n * kk) as u32, 0]);
                 meta.extend(meta_arr(&shape, &[&bl], &params));
                 let mut want = Vec::new();
@@ -713,7 +731,14 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
     let (src, exe) = (work.join("fused_emu.cpp"), work.join("fused_emu"));
     std::fs::write(&src, &source).unwrap();
     let built = Command::new(compiler)
-        .args(["-std=c++20", "-O1", "-pthread", "-ffp-contract=off", "-x", "c++"])
+        .args([
+            "-std=c++20",
+            "-O1",
+            "-pthread",
+            "-ffp-contract=off",
+            "-x",
+            "c++",
+        ])
         .arg("-I")
         .arg(&dir)
         .arg(&src)

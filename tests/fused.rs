@@ -66,7 +66,10 @@ fn check_pair_with(name: &str, fused: &Fwd, chain: &Fwd, inputs: &[Tensor], exac
                 continue;
             }
         };
-        let refs = [("the cpu chain", &want_y, &want_g), ("its own chain", &same.0, &same.1)];
+        let refs = [
+            ("the cpu chain", &want_y, &want_g),
+            ("its own chain", &same.0, &same.1),
+        ];
         for (what, ry, rg) in refs {
             let exact = exact_on_cpu && d == Device::Cpu;
             let bound = |w: f32| {
@@ -153,7 +156,12 @@ fn linear_reads_transposed_inputs_in_place() {
             x[0].transpose()?
                 .linear(&x[1].transpose()?, &x[2], Activation::Relu)
         },
-        &|x: &[Tensor]| x[0].transpose()?.matmul(&x[1].transpose()?)?.add(&x[2])?.relu(),
+        &|x: &[Tensor]| {
+            x[0].transpose()?
+                .matmul(&x[1].transpose()?)?
+                .add(&x[2])?
+                .relu()
+        },
         &inputs,
     );
 }
@@ -161,9 +169,17 @@ fn linear_reads_transposed_inputs_in_place() {
 #[test]
 fn linear_saturates_like_the_chain() {
     // |z| up to ~1000: sigmoid at exactly 0 and 1, relu far on both sides.
-    let x = Tensor::from_vec(vec![300.0, -300.0, 0.0, 1e-30, -1e-30, 2.0], &[3, 2], Device::Cpu)
-        .unwrap();
-    let inputs = [x, t(&[2, 4], Domain::General, 7), t(&[4], Domain::General, 8)];
+    let x = Tensor::from_vec(
+        vec![300.0, -300.0, 0.0, 1e-30, -1e-30, 2.0],
+        &[3, 2],
+        Device::Cpu,
+    )
+    .unwrap();
+    let inputs = [
+        x,
+        t(&[2, 4], Domain::General, 7),
+        t(&[4], Domain::General, 8),
+    ];
     for act in [Activation::Relu, Activation::Sigmoid] {
         check_pair(
             &format!("linear {act:?} saturated"),
@@ -190,7 +206,19 @@ fn loss_chain(out: &Tensor, y: &Tensor, kind: LossKind, scale: f32) -> minitorch
 fn loss_matches_its_chain() {
     // Probabilities near 0 and 1 (log near 0 and near the guard), labels 0 and 1.
     let out = Tensor::from_vec(
-        vec![0.5, 1e-7, 1.0 - 1e-7, 0.999, 0.001, 0.3, 0.7, 0.0, 1.0, 0.25, 0.9999],
+        vec![
+            0.5,
+            1e-7,
+            1.0 - 1e-7,
+            0.999,
+            0.001,
+            0.3,
+            0.7,
+            0.0,
+            1.0,
+            0.25,
+            0.9999,
+        ],
         &[11],
         Device::Cpu,
     )
@@ -215,7 +243,10 @@ fn loss_matches_its_chain() {
     // The exact loss at a saturated probability is inf with a NaN/inf gradient, as the chain.
     let out = Tensor::from_vec(vec![0.0, 1.0], &[2], Device::Cpu).unwrap();
     let y = Tensor::from_vec(vec![1.0, 0.0], &[2], Device::Cpu).unwrap();
-    let l = Trainer::batch_loss(&out, &y, LossKind::Exact).unwrap().to_vec().unwrap();
+    let l = Trainer::batch_loss(&out, &y, LossKind::Exact)
+        .unwrap()
+        .to_vec()
+        .unwrap();
     assert_eq!(l, vec![f32::INFINITY, f32::INFINITY]);
 }
 
@@ -247,7 +278,10 @@ fn every_op_chain(x: &[Tensor], p0: f32) -> minitorch::Result<Tensor> {
     let t1 = a.exp()?.mul(b)?;
     let t2 = a.sigmoid()?.mul(&b.inv()?)?;
     let t3 = a.lt(b)?.mul_scalar(p0)?;
-    t1.add(&t2)?.add(&c.log()?)?.add(&a.relu()?.neg()?)?.add(&t3)
+    t1.add(&t2)?
+        .add(&c.log()?)?
+        .add(&a.relu()?.neg()?)?
+        .add(&t3)
 }
 
 #[test]
@@ -256,7 +290,11 @@ fn general_fused_program_matches_its_chain_with_broadcasting() {
     let p0 = 0.75;
     // Broadcast shapes, and a permuted (non-contiguous) first input.
     let a = t(&[5, 3], Domain::General, 10).transpose().unwrap();
-    let inputs = [a, t(&[5], Domain::NonZero, 11), t(&[3, 1], Domain::Positive, 12)];
+    let inputs = [
+        a,
+        t(&[5], Domain::NonZero, 11),
+        t(&[3, 1], Domain::Positive, 12),
+    ];
     let pr = prog.clone();
     check_pair_with(
         "every op, broadcast and permuted",
@@ -291,7 +329,9 @@ fn large_fused_kernels_match_the_cpu() {
     let run = |d: Device| -> Vec<f32> {
         let on = |x: &Tensor| x.to_device(d).unwrap();
         let (a, b, c) = (on(&a), on(&b).transpose().unwrap(), on(&c));
-        Tensor::fused(&prog, &[&a, &b, &c], &[0.5]).unwrap()[0].to_vec().unwrap()
+        Tensor::fused(&prog, &[&a, &b, &c], &[0.5]).unwrap()[0]
+            .to_vec()
+            .unwrap()
     };
     let want: Vec<f32> = {
         let (av, bv, cv) = (
@@ -305,9 +345,15 @@ fn large_fused_kernels_match_the_cpu() {
     };
     for col in columns() {
         let got = run(col.device);
-        compare("every op 1M", "[1024, 1024]", "fused", col.device, &got, &want, |i| {
-            Bound::composite(1e-4, want[i])
-        })
+        compare(
+            "every op 1M",
+            "[1024, 1024]",
+            "fused",
+            col.device,
+            &got,
+            &want,
+            |i| Bound::composite(1e-4, want[i]),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -315,7 +361,17 @@ fn large_fused_kernels_match_the_cpu() {
 #[test]
 fn special_values_propagate_like_the_primitives() {
     let prog = every_op();
-    let specials = [0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -1e-40, 88.0, -88.0];
+    let specials = [
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-40,
+        -1e-40,
+        88.0,
+        -88.0,
+    ];
     let n = specials.len();
     let mut av = Vec::new();
     let mut bv = Vec::new();
@@ -343,13 +399,21 @@ fn special_values_propagate_like_the_primitives() {
             every_op_chain(&[a, b, c], 1.5).unwrap().to_vec().unwrap()
         };
         // NaN must match NaN, infinities exactly; finite values within the composite bound.
-        compare("every op on specials", "[81]", "fused", d, &got, &want, |i| {
-            if want[i].is_finite() {
-                Bound::composite(1e-4, want[i])
-            } else {
-                Bound::EXACT
-            }
-        })
+        compare(
+            "every op on specials",
+            "[81]",
+            "fused",
+            d,
+            &got,
+            &want,
+            |i| {
+                if want[i].is_finite() {
+                    Bound::composite(1e-4, want[i])
+                } else {
+                    Bound::EXACT
+                }
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -362,8 +426,12 @@ fn matmul_epilogue_with_broadcast_batches_at_the_backend() {
     let bv = data(k * m, Domain::General, 31);
     let cv = data(m, Domain::General, 32);
     let al = Layout::contiguous(&[2, 3, n, k]);
-    let bl = Layout::contiguous(&[1, 1, k, m]).broadcast_to(&[2, 3, k, m]).unwrap();
-    let cl = Layout::contiguous(&[m]).broadcast_to(&[2, 3, n, m]).unwrap();
+    let bl = Layout::contiguous(&[1, 1, k, m])
+        .broadcast_to(&[2, 3, k, m])
+        .unwrap();
+    let cl = Layout::contiguous(&[m])
+        .broadcast_to(&[2, 3, n, m])
+        .unwrap();
     let epi = {
         let mut p = ProgramBuilder::new();
         let (acc, c, s) = (p.input(0), p.input(1), p.param(0));
@@ -385,14 +453,24 @@ fn matmul_epilogue_with_broadcast_batches_at_the_backend() {
     }
     for col in columns() {
         let be = &col.backend;
-        let (a, b, c) = (be.upload(&av).unwrap(), be.upload(&bv).unwrap(), be.upload(&cv).unwrap());
+        let (a, b, c) = (
+            be.upload(&av).unwrap(),
+            be.upload(&bv).unwrap(),
+            be.upload(&cv).unwrap(),
+        );
         let s = be
             .matmul_fused(&a, &al, &b, &bl, &epi, &[(&c, &cl)], &[0.5])
             .unwrap();
         let got = be.download(&s).unwrap();
-        compare("matmul_fused batch", "[2,3,17,20]@[3,20,18]", "epilogue", col.device, &got, &want, |i| {
-            Bound::abs(1e-5 * (want[i].abs() as f64).max(1.0))
-        })
+        compare(
+            "matmul_fused batch",
+            "[2,3,17,20]@[3,20,18]",
+            "epilogue",
+            col.device,
+            &got,
+            &want,
+            |i| Bound::abs(1e-5 * (want[i].abs() as f64).max(1.0)),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -433,7 +511,14 @@ fn zero_size_and_bad_calls() {
 }
 
 /// SGD before fusion, in primitives: `g += wd p`, `v = m v + g`, `p += -lr v`.
-fn sgd_chain(p: &Tensor, g: &Tensor, v: Option<&Tensor>, lr: f32, m: f32, wd: f32) -> (Tensor, Option<Tensor>) {
+fn sgd_chain(
+    p: &Tensor,
+    g: &Tensor,
+    v: Option<&Tensor>,
+    lr: f32,
+    m: f32,
+    wd: f32,
+) -> (Tensor, Option<Tensor>) {
     let mut g = g.clone();
     if wd != 0.0 {
         g = g.add(&p.mul_scalar(wd).unwrap()).unwrap();
@@ -451,18 +536,32 @@ fn sgd_chain(p: &Tensor, g: &Tensor, v: Option<&Tensor>, lr: f32, m: f32, wd: f3
 
 #[test]
 fn sgd_step_matches_its_chain() {
-    for &(lr, m, wd) in &[(0.05, 0.0, 0.0), (0.1, 0.9, 0.0), (0.1, 0.0, 0.01), (0.3, 0.5, 0.1)] {
+    for &(lr, m, wd) in &[
+        (0.05, 0.0, 0.0),
+        (0.1, 0.9, 0.0),
+        (0.1, 0.0, 0.01),
+        (0.3, 0.5, 0.1),
+    ] {
         for col in columns() {
             let d = col.device;
             let p0 = Tensor::from_vec(data(35, Domain::General, 40), &[5, 7], d).unwrap();
             let param = minitorch::nn::Parameter::new(p0.clone());
-            let mut opt = Sgd::new(vec![param.clone()], lr).with_momentum(m).with_weight_decay(wd);
+            let mut opt = Sgd::new(vec![param.clone()], lr)
+                .with_momentum(m)
+                .with_weight_decay(wd);
             let (mut want, mut v) = (p0.clone(), None);
             for step in 0..3 {
                 // The gradient of sum(p * w) is w.
                 let w = Tensor::from_vec(data(35, Domain::General, 41 + step), &[5, 7], d).unwrap();
                 opt.zero_grad();
-                param.value().mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+                param
+                    .value()
+                    .mul(&w)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
                 opt.step().unwrap();
                 let (p, nv) = no_grad(|| sgd_chain(&want, &w, v.as_ref(), lr, m, wd));
                 want = p;
@@ -475,8 +574,16 @@ fn sgd_step_matches_its_chain() {
                         Bound::composite(1e-5, exp[i])
                     }
                 };
-                compare(&format!("sgd lr {lr} momentum {m} decay {wd} step {step}"), "[5, 7]", "fused step", d, &got, &exp, bound)
-                    .unwrap_or_else(|e| panic!("{e}"));
+                compare(
+                    &format!("sgd lr {lr} momentum {m} decay {wd} step {step}"),
+                    "[5, 7]",
+                    "fused step",
+                    d,
+                    &got,
+                    &exp,
+                    bound,
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
             }
         }
     }
@@ -493,8 +600,14 @@ struct PrimitiveTrainer {
 
 impl PrimitiveTrainer {
     fn new(config: TrainConfig) -> PrimitiveTrainer {
-        let data = minitorch::datasets::Graph::new(config.dataset, config.points, config.seed).unwrap();
-        let net = Network::new(config.hidden, &mut minitorch::train::weight_rng(config.seed), config.device).unwrap();
+        let data =
+            minitorch::datasets::Graph::new(config.dataset, config.points, config.seed).unwrap();
+        let net = Network::new(
+            config.hidden,
+            &mut minitorch::train::weight_rng(config.seed),
+            config.device,
+        )
+        .unwrap();
         PrimitiveTrainer {
             rng: minitorch::train::shuffle_rng(config.seed),
             net,
@@ -523,12 +636,25 @@ impl PrimitiveTrainer {
             self.net.parameters().iter().for_each(|p| p.zero_grad());
             let mut h = x;
             for (k, l) in layers.iter().enumerate() {
-                let z = h.matmul(&l.weights.value()).unwrap().add(&l.bias.value()).unwrap();
-                h = if k < 2 { z.relu().unwrap() } else { z.sigmoid().unwrap() };
+                let z = h
+                    .matmul(&l.weights.value())
+                    .unwrap()
+                    .add(&l.bias.value())
+                    .unwrap();
+                h = if k < 2 {
+                    z.relu().unwrap()
+                } else {
+                    z.sigmoid().unwrap()
+                };
             }
             let out = h.view(&[b]).unwrap();
             let loss = loss_chain(&out, &y, self.config.loss, 1.0).unwrap();
-            loss.mul_scalar(1.0 / b as f32).unwrap().sum_all().unwrap().backward().unwrap();
+            loss.mul_scalar(1.0 / b as f32)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             total += loss.sum_all().unwrap().item().unwrap();
             no_grad(|| {
                 for p in self.net.parameters() {
@@ -597,7 +723,10 @@ fn several_outputs_on_a_million_elements() {
         let m = p.mul(a, b);
         p.build(&[s, m, a])
     };
-    let (av, bv) = (data(1 << 20, Domain::General, 60), data(1 << 20, Domain::General, 61));
+    let (av, bv) = (
+        data(1 << 20, Domain::General, 60),
+        data(1 << 20, Domain::General, 61),
+    );
     for col in columns() {
         let a = Tensor::from_vec(av.clone(), &[1 << 20], col.device).unwrap();
         let b = Tensor::from_vec(bv.clone(), &[1 << 20], col.device).unwrap();

@@ -373,9 +373,9 @@ pub fn binary_expr(lang: Lang, op: BinaryOp, a: &str, b: &str) -> String {
         (BinaryOp::SigmoidBack, Wgsl) => {
             format!("{b} * sigmoid_f({a}) * (1.0 - sigmoid_f({a}))")
         }
-        (BinaryOp::SigmoidBack, Cuda) => format!(
-            "__fmul_rn(__fmul_rn({b}, sigmoid_f({a})), __fsub_rn(1.0f, sigmoid_f({a})))"
-        ),
+        (BinaryOp::SigmoidBack, Cuda) => {
+            format!("__fmul_rn(__fmul_rn({b}, sigmoid_f({a})), __fsub_rn(1.0f, sigmoid_f({a})))")
+        }
     }
 }
 
@@ -523,7 +523,9 @@ pub fn wgsl_source(p: &Program, variant: Variant, indexing: &str) -> String {
                 if contiguous {
                     format!("in{j}[md[off + {j}u] + i]")
                 } else {
-                    format!("in{j}[strided_position(i, rank, 2u, st + {j}u * rank, md[off + {j}u])]")
+                    format!(
+                        "in{j}[strided_position(i, rank, 2u, st + {j}u * rank, md[off + {j}u])]"
+                    )
                 }
             };
             let _ = write!(
@@ -714,8 +716,14 @@ mod tests {
             let h = 1e-4;
             let dx = (f(x as f64 + h, y as f64) - f(x as f64 - h, y as f64)) / (2.0 * h);
             let dy = (f(x as f64, y as f64 + h) - f(x as f64, y as f64 - h)) / (2.0 * h);
-            assert!((d[0] as f64 - dx).abs() < 1e-3 * dx.abs().max(1.0), "{d:?} {dx}");
-            assert!((d[1] as f64 - dy).abs() < 1e-3 * dy.abs().max(1.0), "{d:?} {dy}");
+            assert!(
+                (d[0] as f64 - dx).abs() < 1e-3 * dx.abs().max(1.0),
+                "{d:?} {dx}"
+            );
+            assert!(
+                (d[1] as f64 - dy).abs() < 1e-3 * dy.abs().max(1.0),
+                "{d:?} {dy}"
+            );
         }
     }
 

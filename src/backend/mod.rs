@@ -499,7 +499,10 @@ pub mod check {
     ) -> Result<()> {
         program.check("fused", inputs.len(), params.len())?;
         let Some((_, first)) = inputs.first() else {
-            return Err(Error::invalid("fused", "a fused kernel needs at least one input"));
+            return Err(Error::invalid(
+                "fused",
+                "a fused kernel needs at least one input",
+            ));
         };
         let shape = first.shape();
         for (x, l) in inputs {
@@ -515,6 +518,9 @@ pub mod check {
         Ok(())
     }
 
+    /// A matmul's `(batch, n, k, m)`.
+    pub type MatmulDims = (usize, usize, usize, usize);
+
     /// Inputs of `matmul_fused`; returns the matmul's `(batch, n, k, m)` and the result's
     /// shape.
     pub fn matmul_fused(
@@ -525,7 +531,7 @@ pub mod check {
         epilogue: &fused::Program,
         extra: &[(&Storage, &Layout)],
         params: &[f32],
-    ) -> Result<((usize, usize, usize, usize), Vec<usize>)> {
+    ) -> Result<(MatmulDims, Vec<usize>)> {
         let dims = matmul(a, al, b, bl)?;
         epilogue.check("matmul_fused", extra.len() + 1, params.len())?;
         if epilogue.outputs().len() != 1 {

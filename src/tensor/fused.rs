@@ -70,7 +70,10 @@ fn same_device(op: &'static str, inputs: &[&Tensor]) -> Result<()> {
 /// Run `program` on broadcast inputs; no history.
 fn run(program: &Program, inputs: &[&Tensor], params: &[f32]) -> Result<(Vec<Storage>, Layout)> {
     if inputs.is_empty() {
-        return Err(Error::invalid("fused", "a fused function needs at least one input"));
+        return Err(Error::invalid(
+            "fused",
+            "a fused function needs at least one input",
+        ));
     }
     same_device("fused", inputs)?;
     let (shape, layouts) = broadcast_all("fused", inputs)?;
@@ -221,8 +224,7 @@ impl Tensor {
     pub fn linear(&self, w: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
         same_device("linear", &[self, w, b])?;
         let (sx, sw, sb) = (self.shape(), w.shape(), b.shape());
-        if sx.len() != 2 || sw.len() != 2 || sb.len() != 1 || sx[1] != sw[0] || sb[0] != sw[1]
-        {
+        if sx.len() != 2 || sw.len() != 2 || sb.len() != 1 || sx[1] != sw[0] || sb[0] != sw[1] {
             return Err(Error::shape(
                 "linear",
                 &[sx, sw, sb],

@@ -93,7 +93,12 @@ fn block(
 
 /// Run `p` over `size` elements; `inputs` are storages with layouts of one shape of `size`
 /// elements (checked by the caller). One vector per output.
-pub fn run(p: &Program, inputs: &[(&[f32], &Layout)], params: &[f32], size: usize) -> Vec<Vec<f32>> {
+pub fn run(
+    p: &Program,
+    inputs: &[(&[f32], &Layout)],
+    params: &[f32],
+    size: usize,
+) -> Vec<Vec<f32>> {
     let n_out = p.outputs().len();
     let fresh_vals = || vec![vec![0.0f32; BLOCK]; p.nodes().len()];
     let threads = rayon::current_num_threads();

@@ -136,7 +136,15 @@ pub fn fused(
             .collect::<Result<Vec<_>>>()?;
         let out_bufs: Vec<&wgpu::Buffer> = outs.iter().map(|o| o.raw()).collect();
         let groups = rt.groups_1d("fused", size.div_ceil(256))?;
-        rt.dispatch_bound("fused", &k.pipeline, &k.layout, groups, &ins, &out_bufs, &meta)?;
+        rt.dispatch_bound(
+            "fused",
+            &k.pipeline,
+            &k.layout,
+            groups,
+            &ins,
+            &out_bufs,
+            &meta,
+        )?;
     }
     Ok(outs
         .into_iter()
@@ -185,7 +193,11 @@ pub fn matmul_fused(
         }
         for l in [al, bl] {
             for (&d, &s) in batch_dims.iter().zip(l.strides()) {
-                meta.push(if d == 1 { 0 } else { to_u32("matmul_fused", "stride", s)? });
+                meta.push(if d == 1 {
+                    0
+                } else {
+                    to_u32("matmul_fused", "stride", s)?
+                });
             }
         }
         let layouts: Vec<&Layout> = extra.iter().map(|(_, l)| *l).collect();
