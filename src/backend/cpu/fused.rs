@@ -100,7 +100,8 @@ pub fn run(
     size: usize,
 ) -> Vec<Vec<f32>> {
     let n_out = p.outputs().len();
-    let fresh_vals = || vec![vec![0.0f32; BLOCK]; p.nodes().len()];
+    // Small tensors (most of a training step) need blocks only as long as themselves.
+    let fresh_vals = || vec![vec![0.0f32; BLOCK.min(size)]; p.nodes().len()];
     let threads = rayon::current_num_threads();
     if size < PARALLEL_MIN || threads == 1 {
         let mut outs = vec![vec![0.0f32; size]; n_out];
