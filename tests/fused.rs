@@ -739,3 +739,41 @@ fn several_outputs_on_a_million_elements() {
         }
     }
 }
+
+#[test]
+fn grad_check_linear_and_loss_on_every_backend() {
+    for col in columns() {
+        let d = col.device;
+        let on = |x: Tensor| x.to_device(d).unwrap();
+        let xs = [
+            on(t(&[6, 5], Domain::General, 70)),
+            on(t(&[5, 4], Domain::General, 71)),
+            on(t(&[4], Domain::General, 72)),
+        ];
+        for act in [Activation::Identity, Activation::Relu, Activation::Sigmoid] {
+            grad_check(
+                move |x: &[Tensor]| x[0].linear(&x[1], &x[2], act),
+                &xs,
+                10,
+                3,
+            )
+            .unwrap_or_else(|e| panic!("grad_check linear {act:?} on {d}: {e}"));
+        }
+        // Probabilities away from 0 and 1, so the central difference stays accurate.
+        let out =
+            on(
+                Tensor::from_vec(vec![0.2, 0.35, 0.5, 0.65, 0.8, 0.3, 0.6], &[7], Device::Cpu)
+                    .unwrap(),
+            );
+        let y = on(
+            Tensor::from_vec(vec![1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0], &[7], Device::Cpu).unwrap(),
+        );
+        grad_check(
+            |x: &[Tensor]| Trainer::scaled_batch_loss(&x[0], &x[1], LossKind::Guarded, 0.5),
+            &[out, y],
+            7,
+            4,
+        )
+        .unwrap_or_else(|e| panic!("grad_check loss on {d}: {e}"));
+    }
+}

@@ -1,5 +1,5 @@
 //! Fused programs on CUDA: one CUDA C kernel generated per distinct program and variant
-//! ([`fused::cuda_source`](crate::backend::fused::cuda_source), the twin of the WGSL one),
+//! ([`fused::cuda_source`], the twin of the WGSL one),
 //! compiled with NVRTC once and cached, launched on the backend's stream with the
 //! metadata and scalar parameters by value (nothing is uploaded per launch).
 

@@ -1,5 +1,5 @@
 //! Fused programs on wgpu: one WGSL kernel generated per distinct program and variant
-//! ([`fused::wgsl_source`](crate::backend::fused::wgsl_source)), compiled once and cached
+//! ([`fused::wgsl_source`]), compiled once and cached
 //! with its bind group layout (inputs, outputs, metadata), then dispatched through the
 //! runtime's batch like every other kernel.
 
