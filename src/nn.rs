@@ -10,7 +10,7 @@ use rand::Rng;
 
 use crate::backend::Device;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Activation, Tensor};
 
 /// A trainable value: a shared, replaceable tensor that collects gradients. Cloning shares
 /// the parameter (the optimiser and the module see the same one).
@@ -145,7 +145,22 @@ impl Linear {
 
     /// `x @ weights + bias` for `x` of shape `(batch, in)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weights.value())?.add(&self.bias.value())
+        self.forward_act(x, Activation::Identity)
+    }
+
+    /// `act(x @ weights + bias)`: one fused kernel (and a fused backward) for `x` of shape
+    /// `(batch, in)`; other shapes go through the primitives.
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        let (w, b) = (self.weights.value(), self.bias.value());
+        if x.dims() == 2 {
+            return x.linear(&w, &b, act);
+        }
+        let z = x.matmul(&w)?.add(&b)?;
+        match act {
+            Activation::Identity => Ok(z),
+            Activation::Relu => z.relu(),
+            Activation::Sigmoid => z.sigmoid(),
+        }
     }
 }
 
@@ -186,9 +201,9 @@ impl Network {
 
     /// Probabilities of class 1, shape `(batch, 1)`, for points `x` of shape `(batch, 2)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.layer1.forward(x)?.relu()?;
-        let h = self.layer2.forward(&h)?.relu()?;
-        self.layer3.forward(&h)?.sigmoid()
+        let h = self.layer1.forward_act(x, Activation::Relu)?;
+        let h = self.layer2.forward_act(&h, Activation::Relu)?;
+        self.layer3.forward_act(&h, Activation::Sigmoid)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Optimisers (MiniTorch's `optim.py`): stochastic gradient descent with optional
 //! momentum and weight decay.
 
+use crate::backend::fused::{Program, ProgramBuilder};
 use crate::error::{Error, Result};
 use crate::nn::Parameter;
 use crate::tensor::{no_grad, Tensor};
@@ -78,29 +79,60 @@ impl Sgd {
         self.params.iter().for_each(Parameter::zero_grad);
     }
 
-    /// Update every parameter that has a gradient.
+    /// Update every parameter that has a gradient: one fused kernel per parameter (the new
+    /// value, and the new velocity with momentum), with the learning rate, weight decay and
+    /// momentum as kernel parameters.
     pub fn step(&mut self) -> Result<()> {
         self.validate()?;
+        let params = [-self.lr, self.weight_decay, self.momentum];
         no_grad(|| {
             for (p, v) in self.params.iter().zip(self.velocity.iter_mut()) {
                 let value = p.value();
-                let Some(mut g) = value.grad() else {
+                let Some(g) = value.grad() else {
                     continue;
                 };
-                if self.weight_decay != 0.0 {
-                    g = g.add(&value.mul_scalar(self.weight_decay)?)?;
-                }
+                let prev = if self.momentum != 0.0 { v.take() } else { None };
+                let program = step_program(
+                    self.weight_decay != 0.0,
+                    self.momentum != 0.0,
+                    prev.is_some(),
+                );
+                let mut inputs = vec![&value, &g];
+                inputs.extend(prev.as_ref());
+                let mut outs = Tensor::fused(&program, &inputs, &params[..program.params()])?;
                 if self.momentum != 0.0 {
-                    g = match v.take() {
-                        Some(prev) => prev.mul_scalar(self.momentum)?.add(&g)?,
-                        None => g,
-                    };
-                    *v = Some(g.clone());
+                    *v = outs.pop();
                 }
-                // p + (-lr) g: two kernels (scale, add) rather than sub's three.
-                p.update(value.add(&g.mul_scalar(-self.lr)?)?);
+                p.update(outs.swap_remove(0));
             }
             Ok(())
         })
+    }
+}
+
+/// The update of one parameter as a program over `p`, `g` (and the velocity `v` when there
+/// is one) with parameters `[-lr, weight_decay, momentum]`: the primitives' formulas, in
+/// their order: `g += p * wd`; `v = v * momentum + g` (or `g` on the first step);
+/// `p + v * (-lr)`. Outputs the new value, then the new velocity with momentum.
+fn step_program(decay: bool, momentum: bool, has_velocity: bool) -> Program {
+    let mut b = ProgramBuilder::new();
+    let (p, mut g) = (b.input(0), b.input(1));
+    if decay {
+        let wd = b.param(1);
+        let pd = b.mul(p, wd);
+        g = b.add(g, pd);
+    }
+    if has_velocity {
+        let (v, m) = (b.input(2), b.param(2));
+        let vm = b.mul(v, m);
+        g = b.add(vm, g);
+    }
+    let neg_lr = b.param(0);
+    let step = b.mul(g, neg_lr);
+    let new_p = b.add(p, step);
+    if momentum {
+        b.build(&[new_p, g])
+    } else {
+        b.build(&[new_p])
     }
 }

@@ -16,7 +16,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::Device;
+use crate::backend::fused::{Program, ProgramBuilder};
+use crate::backend::{Device, UnaryOp};
 use crate::datasets::{DatasetKind, Graph};
 use crate::error::{Error, Result};
 use crate::nn::{Module, Network};
@@ -142,14 +143,24 @@ impl Trainer {
 
     /// The loss of one batch: `-log(prob)` per point (guarded or exact), shape `(n,)`.
     pub fn batch_loss(out: &Tensor, y: &Tensor, kind: LossKind) -> Result<Tensor> {
-        let prob = out
-            .mul(y)?
-            .add(&out.add_scalar(-1.0)?.mul(&y.add_scalar(-1.0)?)?)?;
-        let prob = match kind {
-            LossKind::Guarded => prob.add_scalar(LOG_GUARD)?,
-            LossKind::Exact => prob,
+        Self::scaled_batch_loss(out, y, kind, 1.0)
+    }
+
+    /// `scale * -log(prob)` per point as one fused kernel (and one for its backward), the
+    /// guard and the scale passed as kernel parameters: the primitives' chain
+    /// `prob = out * y + (out - 1) * (y - 1)`, `-log(prob [+ guard]) * scale`.
+    pub fn scaled_batch_loss(
+        out: &Tensor,
+        y: &Tensor,
+        kind: LossKind,
+        scale: f32,
+    ) -> Result<Tensor> {
+        let program = loss_program(kind);
+        let params: &[f32] = match kind {
+            LossKind::Guarded => &[scale, LOG_GUARD],
+            LossKind::Exact => &[scale],
         };
-        prob.log()?.neg()
+        Ok(Tensor::fused(&program, &[out, y], params)?.remove(0))
     }
 
     /// Train one epoch; returns the sum of the batches' losses.
@@ -170,14 +181,19 @@ impl Trainer {
             let y = Tensor::from_vec(ys, &[b], device)?;
             self.optim.zero_grad();
             let out = self.model.forward(&x)?.view(&[b])?;
-            let loss = Self::batch_loss(&out, &y, self.config.loss)?;
-            loss.mul_scalar(1.0 / b as f32)?.sum_all()?.backward()?;
+            let scale = 1.0 / b as f32;
+            let objective = Self::scaled_batch_loss(&out, &y, self.config.loss, scale)?.sum(0)?;
+            objective.backward()?;
             // Keep the running loss on the device: one download per epoch, not per batch.
-            let batch_sum = no_grad(|| loss.sum_all())?;
-            total = Some(match total {
-                Some(t) => no_grad(|| t.add(&batch_sum))?,
-                None => batch_sum,
-            });
+            // The batch's loss is its mean times b: one kernel adds it to the total.
+            let batch = b as f32;
+            total = Some(
+                no_grad(|| match &total {
+                    Some(t) => Tensor::fused(&accumulate_program(), &[t, &objective], &[batch]),
+                    None => Tensor::fused(&scale_program(), &[&objective], &[batch]),
+                })?
+                .remove(0),
+            );
             self.optim.step()?;
         }
         match total {
@@ -207,6 +223,45 @@ impl Trainer {
             self.model.forward(&x)?.to_vec()
         })
     }
+}
+
+/// The course's loss as a program over `(out, y)` with parameters `[scale, guard]`
+/// (`[scale]` for the exact loss): `-log(out * y + (out - 1) * (y - 1) [+ guard]) * scale`.
+fn loss_program(kind: LossKind) -> Program {
+    let mut b = ProgramBuilder::new();
+    let (out, y) = (b.input(0), b.input(1));
+    let m1 = b.constant(-1.0);
+    let oy = b.mul(out, y);
+    let o1 = b.add(out, m1);
+    let y1 = b.add(y, m1);
+    let t = b.mul(o1, y1);
+    let mut prob = b.add(oy, t);
+    if kind == LossKind::Guarded {
+        let guard = b.param(1);
+        prob = b.add(prob, guard);
+    }
+    let log = b.unary(UnaryOp::Log, prob);
+    let loss = b.unary(UnaryOp::Neg, log);
+    let scale = b.param(0);
+    let scaled = b.mul(loss, scale);
+    b.build(&[scaled])
+}
+
+/// `total + x * c` over `(total, x)` with parameter `[c]`.
+fn accumulate_program() -> Program {
+    let mut b = ProgramBuilder::new();
+    let (t, x, c) = (b.input(0), b.input(1), b.param(0));
+    let xc = b.mul(x, c);
+    let r = b.add(t, xc);
+    b.build(&[r])
+}
+
+/// `x * c` with parameter `[c]`.
+fn scale_program() -> Program {
+    let mut b = ProgramBuilder::new();
+    let (x, c) = (b.input(0), b.param(0));
+    let r = b.mul(x, c);
+    b.build(&[r])
 }
 
 /// What one logging interval reports.

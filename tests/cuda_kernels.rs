@@ -603,3 +603,341 @@ void test_math() {
 }
 int main() { test_map(); test_zip(); test_reduce(); test_matmul(); test_matmul_fast(); test_math(); printf("%d failures\n", failures); return failures != 0; }
 "##;
+
+// ----- generated (fused) kernels -------------------------------------------------------------
+
+/// Programs whose generated kernels the two tests below check: the course's loss, its
+/// gradient, a two-output SGD step with momentum, and a linear layer's epilogue.
+fn fused_programs() -> Vec<(&'static str, minitorch::backend::fused::Program)> {
+    use minitorch::backend::fused::ProgramBuilder;
+    use minitorch::UnaryOp;
+    let loss = {
+        let mut b = ProgramBuilder::new();
+        let (out, y) = (b.input(0), b.input(1));
+        let m1 = b.constant(-1.0);
+        let oy = b.mul(out, y);
+        let o1 = b.add(out, m1);
+        let y1 = b.add(y, m1);
+        let t = b.mul(o1, y1);
+        let prob = b.add(oy, t);
+        let guard = b.param(1);
+        let pg = b.add(prob, guard);
+        let log = b.unary(UnaryOp::Log, pg);
+        let neg = b.unary(UnaryOp::Neg, log);
+        let scale = b.param(0);
+        let r = b.mul(neg, scale);
+        b.build(&[r])
+    };
+    let grad = loss
+        .gradient(0, &[0, 1])
+        .expect("the loss is differentiable");
+    let sgd = {
+        let mut b = ProgramBuilder::new();
+        let (p, g, v) = (b.input(0), b.input(1), b.input(2));
+        let (lr, m) = (b.param(0), b.param(1));
+        let vm = b.mul(v, m);
+        let nv = b.add(vm, g);
+        let st = b.mul(nv, lr);
+        let np = b.add(p, st);
+        b.build(&[np, nv])
+    };
+    let epilogue = {
+        let mut b = ProgramBuilder::new();
+        let (acc, bias) = (b.input(0), b.input(1));
+        let z = b.add(acc, bias);
+        let s = b.unary(UnaryOp::Sigmoid, z);
+        b.build(&[s])
+    };
+    vec![
+        ("loss", loss),
+        ("loss gradient", grad),
+        ("sgd momentum", sgd),
+        ("linear sigmoid epilogue", epilogue),
+    ]
+}
+
+/// Every generated kernel variant compiles with NVRTC to sm_90 PTX and CUBIN and defines
+/// its entry point.
+#[cfg(feature = "cuda")]
+#[test]
+fn generated_fused_kernels_compile_with_nvrtc() {
+    use minitorch::backend::cuda::kernels::HEADERS;
+    use minitorch::backend::cuda::runtime::{self, Output, Program};
+    use minitorch::backend::fused::{cuda_source, entry_point, Variant};
+
+    if let Err(e) = runtime::nvrtc_version() {
+        assert!(
+            !nvrtc_required(),
+            "MINITORCH_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}"
+        );
+        println!("SKIPPED: generated kernel compile test: {e}");
+        return;
+    }
+    let mut failures = Vec::new();
+    for (name, p) in fused_programs() {
+        let variants: &[Variant] = if name.contains("epilogue") {
+            &[Variant::Matmul, Variant::Strided]
+        } else {
+            &[Variant::Strided, Variant::Contiguous]
+        };
+        for &v in variants {
+            let source = cuda_source(&p, v);
+            let program = Program {
+                name: "fused.cu",
+                source: &source,
+                headers: &HEADERS,
+                include_dirs: &[],
+            };
+            match program.compile(90, Output::Ptx) {
+                Ok(image) => {
+                    let ptx = String::from_utf8_lossy(&image);
+                    if !ptx.contains(&format!(".entry {}(", entry_point(v))) {
+                        failures.push(format!("{name} {v:?}: entry point missing"));
+                    }
+                    println!("{name} {v:?}: {} bytes of PTX", image.len());
+                }
+                Err(e) => failures.push(format!("{name} {v:?}: {e}\n{source}")),
+            }
+            if let Err(e) = program.compile(90, Output::Cubin) {
+                failures.push(format!("{name} {v:?} (CUBIN): {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The generated CUDA kernels run under the CPU emulation of
+/// `cuda_kernels_run_in_cpu_emulation` and agree with `Program::eval` (elementwise, strided
+/// with a transposed and a broadcast input, contiguous at offsets, two outputs) and with a
+/// naive matmul followed by the epilogue (batch of 2 with a broadcast operand, sizes off
+/// the 16-tile edges). Skipped (with a message) without a C++20 compiler.
+#[test]
+fn generated_fused_kernels_run_in_cpu_emulation() {
+    use std::fmt::Write as _;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use minitorch::backend::fused::{cuda_source, elementwise_meta, Variant};
+    use minitorch::Layout;
+
+    let dir = std::env::var_os("MINITORCH_CUDA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda"));
+    let compiler = ["c++", "g++", "clang++"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(compiler) = compiler else {
+        println!("SKIPPED: generated kernel emulation: no C++ compiler found");
+        return;
+    };
+    let vals = |n: usize, seed: u32| -> Vec<f32> {
+        // Deterministic values in (0.05, 0.95): valid probabilities, labels and weights.
+        (0..n)
+            .map(|i| {
+                0.05 + 0.9 * (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32
+                    / 1000.0
+            })
+            .collect()
+    };
+    let arr = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:?}f"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let meta_arr = |shape: &[usize], ls: &[&Layout], params: &[f32]| {
+        let mut w = Vec::new();
+        elementwise_meta(shape, ls, params, |_, v| {
+            w.push(v as u32);
+            Ok(())
+        })
+        .unwrap();
+        w
+    };
+    let pos = |l: &Layout, ord: usize| -> usize {
+        let mut idx = vec![0; l.dims()];
+        minitorch::layout::to_index(ord, l.shape(), &mut idx);
+        l.position(&idx)
+    };
+
+    let mut kernels = String::new();
+    let mut main = String::new();
+    let mut expected: Vec<(String, Vec<f32>)> = Vec::new();
+    let programs = fused_programs();
+    for (k, (name, p)) in programs.iter().enumerate() {
+        let matmul = name.contains("epilogue");
+        let variants: &[Variant] = if matmul {
+            &[Variant::Matmul]
+        } else {
+            &[Variant::Strided, Variant::Contiguous]
+        };
+        for (vi, &v) in variants.iter().enumerate() {
+            let ns = format!("k{k}v{vi}");
+            let src = cuda_source(p, v)
+                .replace("#include \"indexing.cuh\"", "")
+                .replace("extern \"C\" ", "");
+            let _ = writeln!(kernels, "namespace {ns} {{\n{src}\n}}");
+            let label = format!("{name} {v:?}");
+            let params: Vec<f32> = (0..p.params()).map(|i| 0.5 + i as f32 * 0.25).collect();
+            if !matmul {
+                // Shape [5, 7]; input 0 transposed from a [7, 5] storage at offset 3, input 1
+                // a broadcast row, the others contiguous at offset 2 (Contiguous: all at
+                // offsets 1 + j).
+                let shape = [5usize, 7];
+                let layouts: Vec<Layout> = (0..p.inputs())
+                    .map(|j| match (v, j) {
+                        (Variant::Contiguous, _) => {
+                            Layout::new(vec![5, 7], vec![7, 1], 1 + j).unwrap()
+                        }
+                        (_, 0) => Layout::new(vec![5, 7], vec![1, 5], 3).unwrap(),
+                        (_, 1) => Layout::new(vec![5, 7], vec![0, 1], 0).unwrap(),
+                        _ => Layout::new(vec![5, 7], vec![7, 1], 2).unwrap(),
+                    })
+                    .collect();
+                let lrefs: Vec<&Layout> = layouts.iter().collect();
+                let data: Vec<Vec<f32>> = (0..p.inputs())
+                    .map(|j| vals(40, j as u32 * 7 + 1))
+                    .collect();
+                let meta = meta_arr(&shape, &lrefs, &params);
+                let mut want = Vec::new();
+                for o in 0..p.outputs().len() {
+                    for i in 0..35 {
+                        let ins: Vec<f32> = (0..p.inputs())
+                            .map(|j| data[j][pos(&layouts[j], i)])
+                            .collect();
+                        want.push(p.eval(&ins, &params)[o]);
+                    }
+                }
+                expected.push((label.clone(), want));
+                let _ = writeln!(main, "  {{");
+                for (j, d) in data.iter().enumerate() {
+                    let _ = writeln!(main, "    static float in{j}[] = {{{}}};", arr(d));
+                }
+                let outs = p.outputs().len();
+                let _ = writeln!(main, "    static float out[{}][35];", outs);
+                let _ = writeln!(
+                    main,
+                    "    Meta m{{}}; u32 w[] = {{{}}}; for (size_t i = 0; i < sizeof(w) / 4; ++i) m.w[i] = w[i];",
+                    meta.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+                );
+                let args: Vec<String> = (0..outs)
+                    .map(|o| format!("out[{o}]"))
+                    .chain((0..p.inputs()).map(|j| format!("in{j}")))
+                    .collect();
+                let _ = writeln!(
+                    main,
+                    "    emu_launch({{1}}, {{16}}, [&] {{ {ns}::fused({}, m); }});",
+                    args.join(", ")
+                );
+                let _ = writeln!(
+                    main,
+                    "    printf(\"%s\", \"{label}\"); for (int o = 0; o < {outs}; ++o) for (int i = 0; i < 35; ++i) printf(\" %.9g\", out[o][i]); printf(\"\\n\");\n  }}"
+                );
+            } else {
+                let (batch, n, kk, m) = (2usize, 9usize, 13usize, 11usize);
+                let a = vals(batch * n * kk, 3);
+                let b = vals(kk * m, 5);
+                let bias = vals(m, 9);
+                let shape = [batch, n, m];
+                let bl = Layout::new(vec![batch, n, m], vec![0, 0, 1], 0).unwrap();
+                let mut meta: Vec<u32> = vec![
+                    n as u32, kk as u32, m as u32, 1, 0, 0, kk as u32, 1, m as u32, 1,
+                ];
+                meta.extend([batch as u32, (n * kk) as u32, 0]);
+                meta.extend(meta_arr(&shape, &[&bl], &params));
+                let mut want = Vec::new();
+                for z in 0..batch {
+                    for i in 0..n {
+                        for j in 0..m {
+                            let dot: f64 = (0..kk)
+                                .map(|q| a[z * n * kk + i * kk + q] as f64 * b[q * m + j] as f64)
+                                .sum();
+                            want.push(p.eval(&[dot as f32, bias[j]], &params)[0]);
+                        }
+                    }
+                }
+                expected.push((label.clone(), want));
+                let size = batch * n * m;
+                let _ = writeln!(
+                    main,
+                    "  {{\n    static float a[] = {{{}}};\n    static float b[] = {{{}}};\n    static float bias[] = {{{}}};\n    static float out[{size}];",
+                    arr(&a),
+                    arr(&b),
+                    arr(&bias)
+                );
+                let _ = writeln!(
+                    main,
+                    "    Meta m{{}}; u32 w[] = {{{}}}; for (size_t i = 0; i < sizeof(w) / 4; ++i) m.w[i] = w[i];",
+                    meta.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+                );
+                let _ = writeln!(
+                    main,
+                    "    emu_launch({{1}}, {{64}}, [&] {{ {ns}::fused_matmul(out, a, b, bias, m); }});\n    printf(\"%s\", \"{label}\"); for (int i = 0; i < {size}; ++i) printf(\" %.9g\", out[i]); printf(\"\\n\");\n  }}"
+                );
+            }
+        }
+    }
+    let prelude_end = EMULATION_CPP
+        .find("#include \"map.cu\"")
+        .expect("the emulation prelude");
+    let source = format!(
+        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\n#include \"indexing.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
+        &EMULATION_CPP[..prelude_end]
+    );
+    let work = std::env::temp_dir().join(format!("minitorch-fused-emu-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let (src, exe) = (work.join("fused_emu.cpp"), work.join("fused_emu"));
+    std::fs::write(&src, &source).unwrap();
+    let built = Command::new(compiler)
+        .args([
+            "-std=c++20",
+            "-O1",
+            "-pthread",
+            "-ffp-contract=off",
+            "-x",
+            "c++",
+        ])
+        .arg("-I")
+        .arg(&dir)
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        let err = String::from_utf8_lossy(&built.stderr);
+        if err.contains("barrier") && err.contains("No such file") {
+            println!("SKIPPED: generated kernel emulation: {compiler} lacks C++20 <barrier>");
+            return;
+        }
+        panic!("compiling the emulation of the generated kernels failed:\n{err}\n{source}");
+    }
+    let run = Command::new(&exe).output().unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(run.status.success(), "emulation failed");
+    let out = String::from_utf8_lossy(&run.stdout);
+    let mut checked = 0;
+    for (label, want) in &expected {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(label.as_str()))
+            .unwrap_or_else(|| panic!("no output for {label}:\n{out}"));
+        let got: Vec<f32> = line[label.len()..]
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len(), "{label}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{label}: element {i}: emulated kernel gives {g}, Program::eval {w}"
+            );
+        }
+        println!("ok   {label} ({} values)", got.len());
+        checked += 1;
+    }
+    assert_eq!(checked, 7);
+}

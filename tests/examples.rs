@@ -363,3 +363,27 @@ fn accuracy_writes_the_ulp_table() {
     let (ok, _, err) = run_example("accuracy", &["--device", "tpu"]);
     assert!(!ok && err.contains("tpu"), "{err}");
 }
+
+#[test]
+fn step_cost_counts_launches_and_prints_losses() {
+    let (ok, out, err) = run_example(
+        "step_cost",
+        &["--hidden", "8", "--epochs", "1", "--loss-epochs", "1"],
+    );
+    assert!(ok, "step_cost failed:\n{out}\n{err}");
+    assert!(out.contains("cpu: launches per step not counted"), "{out}");
+    for d in present_gpus() {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{d}: launches per step ")))
+            .unwrap_or_else(|| panic!("no {d} line in:\n{out}"));
+        let n: f64 = line
+            .split("launches per step ")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no launch count in {line:?}"));
+        assert!(n > 0.0 && n <= 24.0, "{line}");
+    }
+    assert_eq!(out.matches("losses ").count(), 6, "{out}");
+}

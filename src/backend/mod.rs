@@ -23,6 +23,7 @@ use crate::operators as ops;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod fused;
 pub mod gpu_plan;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
@@ -384,6 +385,29 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// buffers for reuse, up to a cap); call it after dropping a large graph. Buffers in
     /// use are not touched. Nothing to do for backends without a pool.
     fn trim_pool(&self) {}
+    /// Run the elementwise `program` as one kernel: `inputs` are read through layouts of
+    /// one shape (broadcast by the caller, as for `zip`), `params` are kernel parameters;
+    /// one contiguous storage of that shape per program output.
+    fn fused(
+        &self,
+        program: &fused::Program,
+        inputs: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Vec<Storage>>;
+    /// `matmul(a, b)` with the elementwise `epilogue` applied to every result element
+    /// before it is stored, as one kernel: epilogue input 0 is the product, inputs 1.. are
+    /// `extra`, read through layouts of the result's shape; the epilogue has one output.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_fused(
+        &self,
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+        epilogue: &fused::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Storage>;
 }
 
 /// Contract checks every backend runs before launching work, so a misuse of the trait is
@@ -517,5 +541,70 @@ pub mod check {
         crate::layout::checked_shape_size("matmul", &out)?;
         let batch = sa[..r - 2].iter().product();
         Ok((batch, sa[r - 2], sa[r - 1], sb[r - 1]))
+    }
+
+    /// Inputs of `fused`: the program's counts, one shape, every layout inside its storage.
+    pub fn fused(
+        program: &fused::Program,
+        inputs: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<()> {
+        program.check("fused", inputs.len(), params.len())?;
+        let Some((_, first)) = inputs.first() else {
+            return Err(Error::invalid(
+                "fused",
+                "a fused kernel needs at least one input",
+            ));
+        };
+        let shape = first.shape();
+        for (x, l) in inputs {
+            if l.shape() != shape {
+                return Err(Error::shape(
+                    "fused",
+                    &[shape, l.shape()],
+                    "fused inputs need layouts of one shape; broadcast them first",
+                ));
+            }
+            fits("fused", x, l)?;
+        }
+        Ok(())
+    }
+
+    /// A matmul's `(batch, n, k, m)`.
+    pub type MatmulDims = (usize, usize, usize, usize);
+
+    /// Inputs of `matmul_fused`; returns the matmul's `(batch, n, k, m)` and the result's
+    /// shape.
+    pub fn matmul_fused(
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+        epilogue: &fused::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<(MatmulDims, Vec<usize>)> {
+        let dims = matmul(a, al, b, bl)?;
+        epilogue.check("matmul_fused", extra.len() + 1, params.len())?;
+        if epilogue.outputs().len() != 1 {
+            return Err(Error::invalid(
+                "matmul_fused",
+                "a matmul epilogue has exactly one output",
+            ));
+        }
+        let r = al.dims();
+        let mut shape = al.shape()[..r - 2].to_vec();
+        shape.extend([dims.1, dims.3]);
+        for (x, l) in extra {
+            if l.shape() != shape.as_slice() {
+                return Err(Error::shape(
+                    "matmul_fused",
+                    &[shape.as_slice(), l.shape()],
+                    "epilogue inputs need layouts of the result's shape; broadcast them first",
+                ));
+            }
+            fits("matmul_fused", x, l)?;
+        }
+        Ok((dims, shape))
     }
 }

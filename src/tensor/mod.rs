@@ -6,6 +6,7 @@
 //! nothing but that trait, so it runs unchanged on every backend.
 
 mod functions;
+mod fused;
 pub mod grad_check;
 mod ops;
 
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::layout::{checked_shape_size, shape_size, Layout};
 
 pub(crate) use functions::Function;
+pub use fused::Activation;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 

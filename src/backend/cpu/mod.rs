@@ -10,11 +10,12 @@ use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
-use super::{check, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
+use super::{check, fused as fusion, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
 use crate::error::Result;
 use crate::layout::{Layout, StridedCursor};
 use crate::operators as ops;
 
+pub mod fused;
 pub mod matmul;
 pub mod pool;
 #[cfg(test)]
@@ -429,6 +430,45 @@ impl Backend for CpuBackend {
 
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn fused(
+        &self,
+        program: &fusion::Program,
+        inputs: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Vec<Storage>> {
+        check::fused(program, inputs, params)?;
+        let size = inputs[0].1.size();
+        let ins = inputs
+            .iter()
+            .map(|(x, l)| Ok((x.downcast::<Vec<f32>>(NAME)?.as_slice(), *l)))
+            .collect::<Result<Vec<_>>>()?;
+        let outs = fused::run(program, &ins, params, size);
+        Ok(outs.into_iter().map(Self::wrap).collect())
+    }
+
+    fn matmul_fused(
+        &self,
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+        epilogue: &fusion::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Storage> {
+        // The epilogue runs over the product right after it (one pass, no kernel to fuse).
+        let (_, shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
+        let product = self.matmul(a, al, b, bl)?;
+        if epilogue.is_identity() {
+            return Ok(product);
+        }
+        let pl = Layout::contiguous(&shape);
+        let mut ins = vec![(&product, &pl)];
+        ins.extend(extra.iter().copied());
+        let mut out = self.fused(epilogue, &ins, params)?;
+        Ok(out.remove(0))
     }
 }
 

@@ -21,10 +21,11 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{sys as dsys, LaunchConfig, PushKernelArg};
 
 use super::gpu_plan::ReducePlan;
-use super::{check, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
+use super::{check, fused as fusion, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
+pub mod fused;
 pub mod kernels;
 pub mod nvrtc;
 pub mod pool;
@@ -41,6 +42,13 @@ unsafe impl cudarc::driver::DeviceRepr for Meta {}
 
 /// Name used in errors.
 const NAME: &str = "cuda";
+
+/// Kernel launches of this process, counted like wgpu's dispatches (for benchmarks).
+static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_launch() {
+    LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// The CUDA backend: storage is a [`CudaBuffer`] on the device.
 #[derive(Debug)]
@@ -119,6 +127,12 @@ impl CudaBackend {
         &self.rt
     }
 
+    /// Kernel launches so far (every kernel, primitive or fused), for counting launches
+    /// per training step.
+    pub fn launches(&self) -> u64 {
+        LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The buffer of a storage of this backend.
     pub fn buffer<'a>(&self, x: &'a Storage) -> Result<&'a CudaBuffer> {
         x.downcast::<CudaBuffer>(NAME)
@@ -156,6 +170,7 @@ impl CudaBackend {
         // Meta by value); the metadata was built from layouts checked to lie inside their
         // storages, and the output buffer holds the result's element count.
         unsafe { b.launch(cfg) }.map_err(launch_err(op))?;
+        count_launch();
         Ok(())
     }
 
@@ -335,5 +350,27 @@ impl Backend for CudaBackend {
 
     fn trim_pool(&self) {
         self.pool.trim();
+    }
+
+    fn fused(
+        &self,
+        program: &fusion::Program,
+        inputs: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Vec<Storage>> {
+        fused::fused(self, program, inputs, params)
+    }
+
+    fn matmul_fused(
+        &self,
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+        epilogue: &fusion::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Storage> {
+        fused::matmul_fused(self, a, al, b, bl, epilogue, extra, params)
     }
 }

@@ -12,10 +12,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::{Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
+use super::{fused as fusion, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
+pub mod fused;
 pub mod map;
 pub mod matmul;
 pub mod pool;
@@ -167,6 +168,30 @@ impl Backend for WgpuBackend {
 
     fn trim_pool(&self) {
         self.rt.pool.trim();
+    }
+
+    fn fused(
+        &self,
+        program: &fusion::Program,
+        inputs: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Vec<Storage>> {
+        let _serial = self.rt.serial();
+        fused::fused(&self.rt, program, inputs, params)
+    }
+
+    fn matmul_fused(
+        &self,
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+        epilogue: &fusion::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        fused::matmul_fused(&self.rt, a, al, b, bl, epilogue, extra, params)
     }
 }
 

@@ -43,9 +43,9 @@ pub enum Kernel {
     Matmul,
 }
 
-const INDEXING: &str = include_str!("../../../shaders/indexing.wgsl");
+pub(super) const INDEXING: &str = include_str!("../../../shaders/indexing.wgsl");
 /// log, exp and sigmoid within 2 ULP, for the elementwise kernels.
-const MATH: &str = include_str!("../../../shaders/math.wgsl");
+pub(super) const MATH: &str = include_str!("../../../shaders/math.wgsl");
 
 impl Kernel {
     fn template(self) -> &'static str {
@@ -209,7 +209,7 @@ pub fn preference(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (kind, api)
 }
 
-fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+pub(super) fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -455,7 +455,25 @@ impl Runtime {
             pipeline,
             groups,
         } = *launch;
-        if inputs.contains(&output) {
+        let layout = &self.layouts[kernel.inputs() - 1];
+        self.dispatch_bound(op, pipeline, layout, groups, inputs, &[output], meta)
+    }
+
+    /// Record one dispatch of `pipeline` whose bind group `layout` binds `inputs`, then
+    /// `outputs`, then the metadata buffer holding `meta`, in binding order (the general
+    /// form of [`Runtime::dispatch`], for generated kernels). Submits the batch when full.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_bound(
+        &self,
+        op: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        layout: &wgpu::BindGroupLayout,
+        groups: (u32, u32, u32),
+        inputs: &[&wgpu::Buffer],
+        outputs: &[&wgpu::Buffer],
+        meta: &[u32],
+    ) -> Result<()> {
+        if outputs.iter().any(|o| inputs.contains(o)) {
             // Never happens with fresh outputs; checked because aliasing is undefined.
             return Err(Error::backend(
                 NAME,
@@ -466,19 +484,19 @@ impl Runtime {
         let meta_buf = self.pool.acquire(Kind::Meta, (meta.len() * 4) as u64);
         self.queue
             .write_buffer(meta_buf.raw(), 0, bytemuck::cast_slice(meta));
-        let mut entries: Vec<wgpu::BindGroupEntry> = inputs
+        let entries: Vec<wgpu::BindGroupEntry> = inputs
             .iter()
-            .chain([&output, &meta_buf.raw()])
+            .chain(outputs)
+            .chain([&meta_buf.raw()])
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
                 resource: b.as_entire_binding(),
             })
             .collect();
-        entries.truncate(inputs.len() + 2);
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &self.layouts[kernel.inputs() - 1],
+            layout,
             entries: &entries,
         });
         let full = {

@@ -1,0 +1,148 @@
+//! Fused elementwise programs on the CPU: the program is interpreted a block of elements at
+//! a time (each node over the whole block, so the op dispatch happens once per block and
+//! the inner loops are plain slice loops), serial below [`PARALLEL_MIN`] elements, else
+//! parallel over blocks. One pass over the data and one allocation per output, where the
+//! chain of primitives makes one of each per op.
+
+use rayon::prelude::*;
+
+use super::{contiguous_slice, PARALLEL_MIN};
+use crate::backend::fused::{Node, Program};
+use crate::backend::{BinaryOp, UnaryOp};
+use crate::layout::{Layout, StridedCursor};
+use crate::operators as ops;
+
+/// Elements per block of the interpreter (every node's block stays in L1).
+const BLOCK: usize = 256;
+
+fn each1(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32) {
+    for (o, &x) in out.iter_mut().zip(a) {
+        *o = f(x);
+    }
+}
+
+fn each2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = f(x, y);
+    }
+}
+
+/// `op` over a block, one monomorphised loop per op.
+fn unary(op: UnaryOp, out: &mut [f32], a: &[f32]) {
+    match op {
+        UnaryOp::Neg => each1(out, a, ops::neg::<f32>),
+        UnaryOp::Id => each1(out, a, ops::id::<f32>),
+        UnaryOp::Inv => each1(out, a, ops::inv::<f32>),
+        UnaryOp::Relu => each1(out, a, ops::relu::<f32>),
+        UnaryOp::Sigmoid => each1(out, a, ops::sigmoid::<f32>),
+        UnaryOp::Log => each1(out, a, ops::log::<f32>),
+        UnaryOp::Exp => each1(out, a, ops::exp::<f32>),
+    }
+}
+
+fn binary(op: BinaryOp, out: &mut [f32], a: &[f32], b: &[f32]) {
+    match op {
+        BinaryOp::Add => each2(out, a, b, ops::add::<f32>),
+        BinaryOp::Mul => each2(out, a, b, ops::mul::<f32>),
+        BinaryOp::Lt => each2(out, a, b, ops::lt::<f32>),
+        BinaryOp::Eq => each2(out, a, b, ops::eq::<f32>),
+        BinaryOp::IsClose => each2(out, a, b, ops::is_close::<f32>),
+        BinaryOp::ReluBack => each2(out, a, b, ops::relu_back::<f32>),
+        BinaryOp::LogBack => each2(out, a, b, ops::log_back::<f32>),
+        BinaryOp::InvBack => each2(out, a, b, ops::inv_back::<f32>),
+        BinaryOp::SigmoidBack => each2(out, a, b, ops::sigmoid_back::<f32>),
+    }
+}
+
+/// Evaluate `p` on the elements `start..start + len` into `outs` (one slice per output).
+fn block(
+    p: &Program,
+    inputs: &[(&[f32], &Layout)],
+    params: &[f32],
+    start: usize,
+    vals: &mut [Vec<f32>],
+    outs: &mut [&mut [f32]],
+) {
+    let len = outs[0].len();
+    for (k, n) in p.nodes().iter().enumerate() {
+        let (done, rest) = vals.split_at_mut(k);
+        let v = &mut rest[0][..len];
+        match *n {
+            Node::Input(i) => {
+                let (x, l) = inputs[i];
+                if l.is_contiguous() {
+                    v.copy_from_slice(&contiguous_slice(x, l)[start..start + len]);
+                } else {
+                    let mut cur = StridedCursor::new(l, start);
+                    for o in v.iter_mut() {
+                        *o = x[cur.pos()];
+                        cur.advance();
+                    }
+                }
+            }
+            Node::Param(i) => v.fill(params[i]),
+            Node::Const(bits) => v.fill(f32::from_bits(bits)),
+            Node::Unary(op, a) => unary(op, v, &done[a][..len]),
+            Node::Binary(op, a, b) => binary(op, v, &done[a][..len], &done[b][..len]),
+        }
+    }
+    for (o, &node) in outs.iter_mut().zip(p.outputs()) {
+        o.copy_from_slice(&vals[node][..len]);
+    }
+}
+
+/// Run `p` over `size` elements; `inputs` are storages with layouts of one shape of `size`
+/// elements (checked by the caller). One vector per output.
+pub fn run(
+    p: &Program,
+    inputs: &[(&[f32], &Layout)],
+    params: &[f32],
+    size: usize,
+) -> Vec<Vec<f32>> {
+    let n_out = p.outputs().len();
+    // Small tensors (most of a training step) need blocks only as long as themselves.
+    let fresh_vals = || vec![vec![0.0f32; BLOCK.min(size)]; p.nodes().len()];
+    let threads = rayon::current_num_threads();
+    if size < PARALLEL_MIN || threads == 1 {
+        let mut outs = vec![vec![0.0f32; size]; n_out];
+        let mut vals = fresh_vals();
+        let mut start = 0;
+        while start < size {
+            let end = (start + BLOCK).min(size);
+            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[start..end]).collect();
+            block(p, inputs, params, start, &mut vals, &mut slices);
+            start = end;
+        }
+        return outs;
+    }
+    // Parallel: each task fills a contiguous run of blocks of every output.
+    let run_len = size.div_ceil(threads * 4).next_multiple_of(BLOCK);
+    let parts: Vec<Vec<Vec<f32>>> = (0..size.div_ceil(run_len))
+        .into_par_iter()
+        .map(|r| {
+            let (lo, hi) = (r * run_len, ((r + 1) * run_len).min(size));
+            let mut outs = vec![vec![0.0f32; hi - lo]; n_out];
+            let mut vals = fresh_vals();
+            let mut start = lo;
+            while start < hi {
+                let end = (start + BLOCK).min(hi);
+                let mut slices: Vec<&mut [f32]> = outs
+                    .iter_mut()
+                    .map(|o| &mut o[start - lo..end - lo])
+                    .collect();
+                block(p, inputs, params, start, &mut vals, &mut slices);
+                start = end;
+            }
+            outs
+        })
+        .collect();
+    (0..n_out)
+        .map(|o| {
+            let mut v = Vec::with_capacity(size);
+            for part in &parts {
+                v.extend_from_slice(&part[o]);
+            }
+            v
+        })
+        .collect()
+}

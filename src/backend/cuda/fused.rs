@@ -1,0 +1,258 @@
+//! Fused programs on CUDA: one CUDA C kernel generated per distinct program and variant
+//! ([`fused::cuda_source`], the twin of the WGSL one),
+//! compiled with NVRTC once and cached, launched on the backend's stream with the
+//! metadata and scalar parameters by value (nothing is uploaded per launch).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::Ptx;
+
+use super::kernels::{self, Meta, HEADERS, META_WORDS};
+use super::runtime::{Output, Program as NvrtcProgram};
+use super::{count_launch, CudaBackend, NAME};
+use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
+use crate::backend::Backend;
+use crate::backend::{check, Storage};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+
+/// A loaded generated kernel (the module is kept alive with its function).
+struct Loaded {
+    func: CudaFunction,
+    _module: Arc<CudaModule>,
+}
+
+type Cache = Mutex<HashMap<(Program, Variant), Arc<Loaded>>>;
+
+fn cache() -> &'static Cache {
+    static C: OnceLock<Cache> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// The NVRTC program name of a generated kernel (NVRTC logs say `fused.cu(12)`).
+pub const FILE_NAME: &str = "fused.cu";
+
+/// The kernel of `p` and `variant`, compiled and loaded on first use.
+fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>> {
+    let key = (p.clone(), variant);
+    if let Some(k) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(k.clone());
+    }
+    let rt = be.runtime();
+    let source = fused::cuda_source(p, variant);
+    let program = NvrtcProgram {
+        name: FILE_NAME,
+        source: &source,
+        headers: &HEADERS,
+        include_dirs: &[],
+    };
+    let order: &[Output] = if rt.native_arch {
+        &[Output::Cubin, Output::Ptx]
+    } else {
+        &[Output::Ptx]
+    };
+    let mut failures = Vec::new();
+    for &output in order {
+        let image = program.compile(rt.arch, output)?;
+        let module = match output {
+            Output::Ptx => Ptx::from_src(
+                String::from_utf8_lossy(&image)
+                    .trim_end_matches('\0')
+                    .to_string(),
+            ),
+            Output::Cubin => Ptx::from_binary(image),
+        };
+        match rt.ctx.load_module(module) {
+            Ok(module) => {
+                let entry = fused::entry_point(variant);
+                let func = module.load_function(entry).map_err(|e| {
+                    Error::backend(NAME, "fused", format!("entry point {entry} not found: {e}"))
+                })?;
+                let k = Arc::new(Loaded {
+                    func,
+                    _module: module,
+                });
+                cache()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, k.clone());
+                return Ok(k);
+            }
+            Err(e) => failures.push(format!("{output:?}: {e}")),
+        }
+    }
+    Err(Error::backend(
+        NAME,
+        "fused",
+        format!(
+            "the driver could not load a generated kernel ({})",
+            failures.join("; ")
+        ),
+    ))
+}
+
+/// Builds the by-value metadata, checking its length and the u32 range.
+struct MetaWords {
+    op: &'static str,
+    words: [u32; META_WORDS],
+    len: usize,
+}
+
+impl MetaWords {
+    fn new(op: &'static str) -> Self {
+        MetaWords {
+            op,
+            words: [0; META_WORDS],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, what: &str, v: usize) -> Result<()> {
+        if self.len == META_WORDS {
+            return Err(Error::backend(
+                NAME,
+                self.op,
+                format!(
+                    "the fused kernel's metadata (shapes, strides and parameters) exceeds {META_WORDS} words; use fewer inputs or dimensions"
+                ),
+            ));
+        }
+        self.words[self.len] = kernels::to_u32(self.op, what, v)?;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn elementwise(&mut self, shape: &[usize], layouts: &[&Layout], params: &[f32]) -> Result<()> {
+        fused::elementwise_meta(shape, layouts, params, |what, v| self.push(what, v))
+    }
+}
+
+fn launch(
+    be: &CudaBackend,
+    op: &'static str,
+    k: &Loaded,
+    cfg: LaunchConfig,
+    ptrs: &[u64],
+    meta: &Meta,
+) -> Result<()> {
+    let mut b = be.runtime().stream.launch_builder(&k.func);
+    for p in ptrs {
+        b.arg(p);
+    }
+    b.arg(meta);
+    // SAFETY: the argument list matches the generated kernel's signature (outputs, inputs,
+    // then Meta by value); every layout was checked to lie inside its storage and each
+    // output holds the result's element count.
+    unsafe { b.launch(cfg) }
+        .map_err(|e| Error::backend(NAME, op, format!("kernel launch failed: {e}")))?;
+    count_launch();
+    Ok(())
+}
+
+/// `program` over `inputs` as one launch; one storage per output.
+pub fn fused(
+    be: &CudaBackend,
+    program: &Program,
+    inputs: &[(&Storage, &Layout)],
+    params: &[f32],
+) -> Result<Vec<Storage>> {
+    check::fused(program, inputs, params)?;
+    let shape = inputs[0].1.shape();
+    let size = inputs[0].1.size();
+    let outs = (0..program.outputs().len())
+        .map(|_| be.pool.alloc(size))
+        .collect::<Result<Vec<_>>>()?;
+    if size > 0 {
+        for (_, l) in inputs {
+            kernels::map_meta(l)?;
+        }
+        let variant = if inputs.iter().all(|(_, l)| l.is_contiguous()) {
+            Variant::Contiguous
+        } else {
+            Variant::Strided
+        };
+        let layouts: Vec<&Layout> = inputs.iter().map(|(_, l)| *l).collect();
+        let mut meta = MetaWords::new("fused");
+        meta.elementwise(shape, &layouts, params)?;
+        let k = kernel(be, program, variant)?;
+        let mut ptrs: Vec<u64> = outs.iter().map(|o| o.ptr()).collect();
+        for (x, _) in inputs {
+            ptrs.push(be.buffer(x)?.ptr());
+        }
+        launch(
+            be,
+            "fused",
+            &k,
+            be.elementwise_cfg(size),
+            &ptrs,
+            &Meta(meta.words),
+        )?;
+    }
+    Ok(outs.into_iter().map(CudaBackend::wrap).collect())
+}
+
+/// `epilogue(a @ b, extra...)` as one launch of a generated matmul (two launches, the
+/// tiled primitive and the epilogue, past [`FUSED_MATMUL_MAX_WORK`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_fused(
+    be: &CudaBackend,
+    a: &Storage,
+    al: &Layout,
+    b: &Storage,
+    bl: &Layout,
+    epilogue: &Program,
+    extra: &[(&Storage, &Layout)],
+    params: &[f32],
+) -> Result<Storage> {
+    let ((batch, n, k, m), shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
+    let size = batch * n * m;
+    if size.saturating_mul(k) > FUSED_MATMUL_MAX_WORK {
+        // Large: the tiled primitive, then the epilogue over its result.
+        let product = be.matmul(a, al, b, bl)?;
+        let pl = Layout::contiguous(&shape);
+        let mut ins = vec![(&product, &pl)];
+        ins.extend(extra.iter().copied());
+        return Ok(fused(be, epilogue, &ins, params)?.remove(0));
+    }
+    let out = be.pool.alloc(size)?;
+    if size > 0 {
+        // The same checks (u32 positions, rank) as the primitive matmul.
+        kernels::matmul_meta(al, bl)?;
+        let r = al.dims();
+        let (sa, sb) = (al.strides(), bl.strides());
+        let mut meta = MetaWords::new("matmul_fused");
+        for v in [n, k, m, r - 2, al.offset(), bl.offset()] {
+            meta.push("size", v)?;
+        }
+        for v in [sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]] {
+            meta.push("stride", v)?;
+        }
+        let batch_dims = &al.shape()[..r - 2];
+        for &v in batch_dims {
+            meta.push("dimension", v)?;
+        }
+        for l in [al, bl] {
+            for (&d, &s) in batch_dims.iter().zip(l.strides()) {
+                meta.push("stride", if d == 1 { 0 } else { s })?;
+            }
+        }
+        let layouts: Vec<&Layout> = extra.iter().map(|(_, l)| *l).collect();
+        meta.elementwise(&shape, &layouts, params)?;
+        let kern = kernel(be, epilogue, Variant::Matmul)?;
+        let mut ptrs = vec![out.ptr(), be.buffer(a)?.ptr(), be.buffer(b)?.ptr()];
+        for (x, _) in extra {
+            ptrs.push(be.buffer(x)?.ptr());
+        }
+        launch(
+            be,
+            "matmul_fused",
+            &kern,
+            be.elementwise_cfg(size),
+            &ptrs,
+            &Meta(meta.words),
+        )?;
+    }
+    Ok(CudaBackend::wrap(out))
+}

@@ -1,0 +1,221 @@
+//! Fused programs on wgpu: one WGSL kernel generated per distinct program and variant
+//! ([`fused::wgsl_source`]), compiled once and cached
+//! with its bind group layout (inputs, outputs, metadata), then dispatched through the
+//! runtime's batch like every other kernel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::runtime::{storage_entry, Runtime, INDEXING, NAME};
+use super::{buffer, to_u32, WgpuBackend};
+use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
+use crate::backend::{check, Storage};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+
+/// A compiled generated kernel.
+struct Compiled {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+type Cache = Mutex<HashMap<(Program, Variant), Arc<Compiled>>>;
+
+/// The kernels compiled so far (the process has one wgpu runtime).
+fn cache() -> &'static Cache {
+    static C: OnceLock<Cache> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// Number of generated kernels compiled so far.
+pub fn compiled() -> usize {
+    cache().lock().map(|c| c.len()).unwrap_or(0)
+}
+
+/// The kernel of `p` and `variant`, compiled on first use.
+fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result<Arc<Compiled>> {
+    let key = (p.clone(), variant);
+    if let Some(k) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(k.clone());
+    }
+    let max = rt.limits.max_storage_buffers_per_shader_stage as usize;
+    if buffers + 1 > max {
+        return Err(Error::backend(
+            NAME,
+            "fused",
+            format!(
+                "a fused kernel of {buffers} tensors needs {} storage buffers; this device binds {max}",
+                buffers + 1
+            ),
+        ));
+    }
+    let outputs = p.outputs().len();
+    let inputs = buffers - outputs;
+    let entries: Vec<_> = (0..buffers + 1)
+        .map(|i| storage_entry(i as u32, i < inputs || i == buffers))
+        .collect();
+    let device = &rt.device;
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("minitorch fused"),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some("minitorch fused"),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let entry = fused::entry_point(variant);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(entry),
+        source: wgpu::ShaderSource::Wgsl(fused::wgsl_source(p, variant, INDEXING).into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: Some(&pipeline_layout),
+        module: &module,
+        entry_point: Some(entry),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::backend(
+            NAME,
+            "fused",
+            format!("compiling a generated {entry} kernel: {e}"),
+        ));
+    }
+    let k = Arc::new(Compiled { pipeline, layout });
+    cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, k.clone());
+    Ok(k)
+}
+
+/// Metadata words of the elementwise part, checked to fit u32.
+fn push_elementwise(
+    meta: &mut Vec<u32>,
+    shape: &[usize],
+    layouts: &[&Layout],
+    params: &[f32],
+) -> Result<()> {
+    fused::elementwise_meta(shape, layouts, params, |what, v| {
+        meta.push(to_u32("fused", what, v)?);
+        Ok(())
+    })
+}
+
+/// `program` over `inputs` as one dispatch; one storage per output.
+pub fn fused(
+    rt: &Runtime,
+    program: &Program,
+    inputs: &[(&Storage, &Layout)],
+    params: &[f32],
+) -> Result<Vec<Storage>> {
+    check::fused(program, inputs, params)?;
+    let shape = inputs[0].1.shape();
+    let size = inputs[0].1.size();
+    let outs = (0..program.outputs().len())
+        .map(|_| rt.alloc("fused", size))
+        .collect::<Result<Vec<_>>>()?;
+    if size > 0 {
+        let contiguous = inputs.iter().all(|(_, l)| l.is_contiguous());
+        let variant = if contiguous {
+            Variant::Contiguous
+        } else {
+            Variant::Strided
+        };
+        let k = kernel(rt, program, variant, inputs.len() + outs.len())?;
+        let layouts: Vec<&Layout> = inputs.iter().map(|(_, l)| *l).collect();
+        let mut meta = Vec::new();
+        push_elementwise(&mut meta, shape, &layouts, params)?;
+        let ins = inputs
+            .iter()
+            .map(|(x, _)| buffer(x))
+            .collect::<Result<Vec<_>>>()?;
+        let out_bufs: Vec<&wgpu::Buffer> = outs.iter().map(|o| o.raw()).collect();
+        let groups = rt.groups_1d("fused", size.div_ceil(256))?;
+        rt.dispatch_bound(
+            "fused",
+            &k.pipeline,
+            &k.layout,
+            groups,
+            &ins,
+            &out_bufs,
+            &meta,
+        )?;
+    }
+    Ok(outs
+        .into_iter()
+        .map(|o| WgpuBackend::wrap(o, size))
+        .collect())
+}
+
+/// `epilogue(a @ b, extra...)` as one dispatch of a generated matmul (two dispatches, the
+/// tiled primitive and the epilogue, past [`FUSED_MATMUL_MAX_WORK`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_fused(
+    rt: &Runtime,
+    a: &Storage,
+    al: &Layout,
+    b: &Storage,
+    bl: &Layout,
+    epilogue: &Program,
+    extra: &[(&Storage, &Layout)],
+    params: &[f32],
+) -> Result<Storage> {
+    let ((batch, n, k, m), shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
+    let size = batch * n * m;
+    if size.saturating_mul(k) > FUSED_MATMUL_MAX_WORK {
+        // Large: the tiled primitive, then the epilogue over its result.
+        let product = super::matmul::matmul(rt, a, al, b, bl)?;
+        let pl = Layout::contiguous(&shape);
+        let mut ins = vec![(&product, &pl)];
+        ins.extend(extra.iter().copied());
+        return Ok(fused(rt, epilogue, &ins, params)?.remove(0));
+    }
+    let out = rt.alloc("matmul_fused", size)?;
+    if size > 0 {
+        let kern = kernel(rt, epilogue, Variant::Matmul, 2 + extra.len() + 1)?;
+        let r = al.dims();
+        let (sa, sb) = (al.strides(), bl.strides());
+        let mut meta = Vec::new();
+        for v in [n, k, m, r - 2, al.offset(), bl.offset()] {
+            meta.push(to_u32("matmul_fused", "size", v)?);
+        }
+        for v in [sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]] {
+            meta.push(to_u32("matmul_fused", "stride", v)?);
+        }
+        let batch_dims = &al.shape()[..r - 2];
+        for v in batch_dims {
+            meta.push(to_u32("matmul_fused", "dimension", *v)?);
+        }
+        for l in [al, bl] {
+            for (&d, &s) in batch_dims.iter().zip(l.strides()) {
+                meta.push(if d == 1 {
+                    0
+                } else {
+                    to_u32("matmul_fused", "stride", s)?
+                });
+            }
+        }
+        let layouts: Vec<&Layout> = extra.iter().map(|(_, l)| *l).collect();
+        push_elementwise(&mut meta, &shape, &layouts, params)?;
+        let mut ins = vec![buffer(a)?, buffer(b)?];
+        for (x, _) in extra {
+            ins.push(buffer(x)?);
+        }
+        let groups = rt.groups_1d("matmul_fused", size.div_ceil(256))?;
+        rt.dispatch_bound(
+            "matmul_fused",
+            &kern.pipeline,
+            &kern.layout,
+            groups,
+            &ins,
+            &[out.raw()],
+            &meta,
+        )?;
+    }
+    Ok(WgpuBackend::wrap(out, size))
+}

@@ -1,0 +1,49 @@
+//! Kernel launches per training step of the course loop (batch 10, hidden 100) on the GPU
+//! backends, counted by the backends themselves (wgpu's dispatch counter, CUDA's launch
+//! counter): at most 24 (issue #12; 58 before fusion). Alone in its test binary, so no
+//! other test's kernels are counted. Absent backends print SKIPPED.
+
+use minitorch::train::{TrainConfig, Trainer};
+use minitorch::Device;
+
+/// Launches counted so far on `device`, or why it cannot count.
+fn launches(device: Device) -> Result<u64, String> {
+    match device {
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu => minitorch::backend::wgpu::WgpuBackend::global()
+            .map(|b| b.runtime().stats().dispatches)
+            .map_err(|e| e.to_string()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => minitorch::backend::cuda::CudaBackend::global()
+            .map(|b| b.launches())
+            .map_err(|e| e.to_string()),
+        d => Err(format!("built without the `{d}` feature")),
+    }
+}
+
+#[test]
+fn a_training_step_launches_at_most_24_kernels() {
+    for device in [Device::Wgpu, Device::Cuda] {
+        if let Err(e) = launches(device) {
+            println!("SKIPPED: launches per step on {device}: {e}");
+            continue;
+        }
+        let mut t = Trainer::new(TrainConfig {
+            hidden: 100,
+            batch: 10,
+            points: 50,
+            device,
+            ..TrainConfig::default()
+        })
+        .unwrap();
+        t.epoch().unwrap();
+        let before = launches(device).unwrap();
+        t.epoch().unwrap();
+        let per_step = (launches(device).unwrap() - before) as f64 / 5.0;
+        println!("{device}: {per_step} launches per training step");
+        assert!(
+            per_step <= 24.0,
+            "{device}: {per_step} launches per training step, more than 24"
+        );
+    }
+}
