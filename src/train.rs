@@ -10,6 +10,7 @@
 //! a probability saturates at exactly 0 or 1. By default the log is guarded as the course
 //! once did, `-log(prob + 1e-6)`; [`LossKind::Exact`] keeps the exact formula.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
@@ -155,12 +156,14 @@ impl Trainer {
         kind: LossKind,
         scale: f32,
     ) -> Result<Tensor> {
-        let program = loss_program(kind);
+        static PROGRAMS: [OnceLock<Program>; 2] = [OnceLock::new(), OnceLock::new()];
+        let program =
+            PROGRAMS[(kind == LossKind::Exact) as usize].get_or_init(|| loss_program(kind));
         let params: &[f32] = match kind {
             LossKind::Guarded => &[scale, LOG_GUARD],
             LossKind::Exact => &[scale],
         };
-        Ok(Tensor::fused(&program, &[out, y], params)?.remove(0))
+        Ok(Tensor::fused(program, &[out, y], params)?.remove(0))
     }
 
     /// Train one epoch; returns the sum of the batches' losses.
@@ -187,10 +190,18 @@ impl Trainer {
             // Keep the running loss on the device: one download per epoch, not per batch.
             // The batch's loss is its mean times b: one kernel adds it to the total.
             let batch = b as f32;
+            static ACCUMULATE: OnceLock<Program> = OnceLock::new();
+            static SCALE: OnceLock<Program> = OnceLock::new();
             total = Some(
                 no_grad(|| match &total {
-                    Some(t) => Tensor::fused(&accumulate_program(), &[t, &objective], &[batch]),
-                    None => Tensor::fused(&scale_program(), &[&objective], &[batch]),
+                    Some(t) => Tensor::fused(
+                        ACCUMULATE.get_or_init(accumulate_program),
+                        &[t, &objective],
+                        &[batch],
+                    ),
+                    None => {
+                        Tensor::fused(SCALE.get_or_init(scale_program), &[&objective], &[batch])
+                    }
                 })?
                 .remove(0),
             );

@@ -6,6 +6,8 @@
 //! Each replaces a chain of primitives and computes the same values with the same
 //! roundings (the conformance matrix compares them with the chains they replace).
 
+use std::sync::OnceLock;
+
 use crate::backend::fused::{Program, ProgramBuilder};
 use crate::backend::{BinaryOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
@@ -25,8 +27,14 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// The epilogue `act(in0 + in1)`: the product plus the bias, then the activation.
-    fn epilogue(self) -> Program {
+    /// The epilogue `act(in0 + in1)`: the product plus the bias, then the activation
+    /// (built once per activation).
+    fn epilogue(self) -> &'static Program {
+        static P: [OnceLock<Program>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        P[self as usize].get_or_init(|| self.build_epilogue())
+    }
+
+    fn build_epilogue(self) -> Program {
         let mut p = ProgramBuilder::new();
         let (acc, bias) = (p.input(0), p.input(1));
         let z = p.add(acc, bias);
@@ -141,15 +149,18 @@ impl Function for Linear {
             Activation::Relu => out.zip_raw(BinaryOp::ReluBack, grad)?,
             // d * s * (1 - s) with s the stored sigmoid: sigmoid_back's formula.
             Activation::Sigmoid => {
-                let mut p = ProgramBuilder::new();
-                let (s, d) = (p.input(0), p.input(1));
-                let one = p.constant(1.0);
-                let ds = p.mul(d, s);
-                let ns = p.unary(UnaryOp::Neg, s);
-                let one_minus = p.add(one, ns);
-                let r = p.mul(ds, one_minus);
-                let prog = p.build(&[r]);
-                let (mut s, l) = run(&prog, &[&out, grad], &[])?;
+                static PROG: OnceLock<Program> = OnceLock::new();
+                let prog = PROG.get_or_init(|| {
+                    let mut p = ProgramBuilder::new();
+                    let (s, d) = (p.input(0), p.input(1));
+                    let one = p.constant(1.0);
+                    let ds = p.mul(d, s);
+                    let ns = p.unary(UnaryOp::Neg, s);
+                    let one_minus = p.add(one, ns);
+                    let r = p.mul(ds, one_minus);
+                    p.build(&[r])
+                });
+                let (mut s, l) = run(prog, &[&out, grad], &[])?;
                 Tensor::from_storage(s.remove(0), l, grad.backend().clone())
             }
         };
@@ -173,12 +184,13 @@ impl Function for Linear {
 /// one generated kernel at the sizes of small layers, the tiled primitive beyond); no
 /// history.
 fn product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    static IDENTITY: OnceLock<Program> = OnceLock::new();
     let s = a.backend().matmul_fused(
         a.storage(),
         a.layout(),
         b.storage(),
         b.layout(),
-        &Program::identity(),
+        IDENTITY.get_or_init(Program::identity),
         &[],
         &[],
     )?;
@@ -238,7 +250,7 @@ impl Tensor {
             self.layout(),
             w.storage(),
             w.layout(),
-            &act.epilogue(),
+            act.epilogue(),
             &[(b.storage(), &bl)],
             &[],
         )?;
