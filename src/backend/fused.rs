@@ -322,9 +322,9 @@ impl Program {
 /// The GPU languages kernels are generated in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
-    /// WGSL (wgpu); `sigmoid_f` comes from shaders/indexing.wgsl.
+    /// WGSL (wgpu); `log_f`, `exp_f` and `sigmoid_f` come from shaders/math.wgsl.
     Wgsl,
-    /// CUDA C (NVRTC); `sigmoid_f` comes from cuda/indexing.cuh.
+    /// CUDA C (NVRTC); `log_f`, `exp_f` and `sigmoid_f` come from cuda/math.cuh.
     Cuda,
 }
 
@@ -341,10 +341,9 @@ pub fn unary_expr(lang: Lang, op: UnaryOp, a: &str) -> String {
         (UnaryOp::Relu, Wgsl) => format!("select(0.0, {a}, {a} > 0.0)"),
         (UnaryOp::Relu, Cuda) => format!("({a} > 0.0f ? {a} : 0.0f)"),
         (UnaryOp::Sigmoid, _) => format!("sigmoid_f({a})"),
-        (UnaryOp::Log, Wgsl) => format!("log({a})"),
-        (UnaryOp::Log, Cuda) => format!("logf({a})"),
-        (UnaryOp::Exp, Wgsl) => format!("exp({a})"),
-        (UnaryOp::Exp, Cuda) => format!("expf({a})"),
+        // The primitives' own 2-ULP functions, not the platform's (see math.wgsl).
+        (UnaryOp::Log, _) => format!("log_f({a})"),
+        (UnaryOp::Exp, _) => format!("exp_f({a})"),
     }
 }
 
@@ -368,13 +367,13 @@ pub fn binary_expr(lang: Lang, op: BinaryOp, a: &str, b: &str) -> String {
         (BinaryOp::ReluBack, Cuda) => format!("({a} > 0.0f ? {b} : 0.0f)"),
         (BinaryOp::LogBack, Wgsl) => format!("{b} / {a}"),
         (BinaryOp::LogBack, Cuda) => format!("__fdiv_rn({b}, {a})"),
-        (BinaryOp::InvBack, Wgsl) => format!("-({b} / ({a} * {a}))"),
-        (BinaryOp::InvBack, Cuda) => format!("-__fdiv_rn({b}, __fmul_rn({a}, {a}))"),
-        (BinaryOp::SigmoidBack, Wgsl) => {
-            format!("{b} * sigmoid_f({a}) * (1.0 - sigmoid_f({a}))")
-        }
+        // -(d / x) / x: x * x would underflow for |x| < 1e-19.
+        (BinaryOp::InvBack, Wgsl) => format!("-({b} / {a}) / {a}"),
+        (BinaryOp::InvBack, Cuda) => format!("__fdiv_rn(-__fdiv_rn({b}, {a}), {a})"),
+        // s(x) (1 - s(x)) as s(x) s(-x): no cancellation when s(x) is near 1.
+        (BinaryOp::SigmoidBack, Wgsl) => format!("{b} * sigmoid_f({a}) * sigmoid_f(-{a})"),
         (BinaryOp::SigmoidBack, Cuda) => {
-            format!("__fmul_rn(__fmul_rn({b}, sigmoid_f({a})), __fsub_rn(1.0f, sigmoid_f({a})))")
+            format!("__fmul_rn(__fmul_rn({b}, sigmoid_f({a})), sigmoid_f(-{a}))")
         }
     }
 }
@@ -474,9 +473,10 @@ pub fn elementwise_meta(
 
 /// The WGSL of `p` as a `variant` kernel: the bindings are the inputs (`in{j}`; for the
 /// matmul `ma`, `mb`, then the epilogue's inputs 1..), the outputs (`out{j}`), then `md`.
-/// `indexing` is shaders/indexing.wgsl (global_linear, strided_position, sigmoid_f).
-pub fn wgsl_source(p: &Program, variant: Variant, indexing: &str) -> String {
-    let mut s = String::from(indexing);
+/// `prelude` is shaders/indexing.wgsl (global_linear, strided_position) followed by
+/// shaders/math.wgsl (log_f, exp_f, sigmoid_f).
+pub fn wgsl_source(p: &Program, variant: Variant, prelude: &str) -> String {
+    let mut s = String::from(prelude);
     s.push_str("\n// Generated from a fused program (src/backend/fused.rs).\n");
     let mut binding = 0;
     let mut bind = |s: &mut String, name: String, rw: bool| {
@@ -584,10 +584,11 @@ fn fused_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
 
 /// The CUDA C of `p` as a `variant` kernel (the twin of [`wgsl_source`]): parameters are
 /// the outputs (`out{j}`), the inputs (`in{j}`; for the matmul `ma`, `mb`, then the
-/// epilogue's inputs 1..), then the metadata by value. Includes `indexing.cuh`.
+/// epilogue's inputs 1..), then the metadata by value. Includes `indexing.cuh` and
+/// `math.cuh`.
 pub fn cuda_source(p: &Program, variant: Variant) -> String {
     let mut s = String::from(
-        "// Generated from a fused program (src/backend/fused.rs).\n#include \"indexing.cuh\"\n\n",
+        "// Generated from a fused program (src/backend/fused.rs).\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n\n",
     );
     let first = if variant == Variant::Matmul { 1 } else { 0 };
     let nl = p.inputs() - first;
@@ -754,7 +755,7 @@ mod tests {
         let w = body(Lang::Wgsl, &p, |i| format!("in{i}"), |i| format!("P{i}"));
         let c = body(Lang::Cuda, &p, |i| format!("in{i}"), |i| format!("P{i}"));
         assert_eq!(w.lines().count(), p.nodes().len());
-        assert!(w.contains("log(") && c.contains("logf(") && c.contains("__fmul_rn"));
+        assert!(w.contains("log_f(") && c.contains("log_f(") && c.contains("__fmul_rn"));
         assert!(c.contains("__int_as_float(0xbf800000)"), "{c}");
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::runtime::{storage_entry, Runtime, INDEXING, NAME};
+use super::runtime::{storage_entry, Runtime, INDEXING, MATH, NAME};
 use super::{buffer, to_u32, WgpuBackend};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
 use crate::backend::{check, Storage};
@@ -68,7 +68,9 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
     let entry = fused::entry_point(variant);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(entry),
-        source: wgpu::ShaderSource::Wgsl(fused::wgsl_source(p, variant, INDEXING).into()),
+        source: wgpu::ShaderSource::Wgsl(
+            fused::wgsl_source(p, variant, &format!("{INDEXING}\n{MATH}")).into(),
+        ),
     });
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(entry),
