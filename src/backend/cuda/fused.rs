@@ -55,7 +55,7 @@ fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>
     };
     let mut failures = Vec::new();
     for &output in order {
-        let image = program.compile(rt.arch, output)?;
+        let image = program.compile(&rt.nvrtc, rt.arch, output)?;
         let module = match output {
             Output::Ptx => Ptx::from_src(
                 String::from_utf8_lossy(&image)

@@ -82,7 +82,7 @@ impl Kernel {
     pub fn source(self, op: &str) -> String {
         let math = match self {
             Kernel::Map | Kernel::Zip => MATH,
-            Kernel::Reduce | Kernel::Matmul => "",
+            Kernel::Reduce | Kernel::ReduceSerial | Kernel::Matmul => "",
         };
         format!(
             "{INDEXING}\n{math}\n{}",
