@@ -329,3 +329,20 @@ fn train_saves_plots_and_loads() {
     assert!(out.contains("Done:"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The first line of `train` reads at a glance: at most 300 characters, each fallback
+/// reason in short (the names tried and LD_LIBRARY_PATH come on later lines).
+#[test]
+fn train_first_line_is_short() {
+    let (ok, out, err) = run_example("train", &["--epochs", "0", "--points", "10"]);
+    assert!(ok, "train failed:\n{out}\n{err}");
+    let first = out.lines().next().unwrap_or_default();
+    println!("{out}");
+    assert!(first.starts_with("minitorch train: backend"), "{first}");
+    assert!(
+        first.chars().count() <= 300,
+        "{} chars: {first}",
+        first.len()
+    );
+    assert!(!first.contains("LD_LIBRARY_PATH"), "{first}");
+}
