@@ -14,8 +14,7 @@
 //! - Device memory is reused through a size-class cache ([`pool`]).
 //!
 //! Kernels, metadata and launch shapes are in [`kernels`]; choosing NVRTC in [`nvrtc`];
-//! driver, NVRTC and module
-//! loading in [`runtime`].
+//! driver, NVRTC and module loading in [`runtime`].
 
 use std::sync::{Arc, OnceLock};
 
