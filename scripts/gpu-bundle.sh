@@ -61,7 +61,7 @@ fi
 glibc_need="2.17"
 note_glibc() { # path
     local v
-    v="$( (objdump -T "$1" 2>/dev/null || strings "$1") | grep -oE 'GLIBC_[0-9]+\.[0-9]+' | sed 's/GLIBC_//' | sort -V | tail -n 1)"
+    v="$( { (objdump -T "$1" 2>/dev/null || strings "$1") | grep -oE 'GLIBC_[0-9]+\.[0-9]+' | sed 's/GLIBC_//' | sort -V | tail -n 1; } || true)"
     if [[ -n "$v" ]]; then glibc_need="$(printf '%s\n%s\n' "$glibc_need" "$v" | sort -V | tail -n 1)"; fi
 }
 copy() { # dir name path

@@ -662,17 +662,13 @@ fn fused_programs() -> Vec<(&'static str, minitorch::backend::fused::Program)> {
 #[test]
 fn generated_fused_kernels_compile_with_nvrtc() {
     use minitorch::backend::cuda::kernels::HEADERS;
-    use minitorch::backend::cuda::runtime::{self, Output, Program};
+    use minitorch::backend::cuda::runtime::{Output, Program};
     use minitorch::backend::fused::{cuda_source, entry_point, Variant};
 
-    if let Err(e) = runtime::nvrtc_version() {
-        assert!(
-            !nvrtc_required(),
-            "MINITORCH_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}"
-        );
-        println!("SKIPPED: generated kernel compile test: {e}");
+    // The newest NVRTC CI installs; the fused kernels use nothing version-specific.
+    let Some(nvrtc) = open_nvrtc(13) else {
         return;
-    }
+    };
     let mut failures = Vec::new();
     for (name, p) in fused_programs() {
         let variants: &[Variant] = if name.contains("epilogue") {
@@ -688,7 +684,7 @@ fn generated_fused_kernels_compile_with_nvrtc() {
                 headers: &HEADERS,
                 include_dirs: &[],
             };
-            match program.compile(90, Output::Ptx) {
+            match program.compile(&nvrtc, 90, Output::Ptx) {
                 Ok(image) => {
                     let ptx = String::from_utf8_lossy(&image);
                     if !ptx.contains(&format!(".entry {}(", entry_point(v))) {
@@ -698,7 +694,7 @@ fn generated_fused_kernels_compile_with_nvrtc() {
                 }
                 Err(e) => failures.push(format!("{name} {v:?}: {e}\n{source}")),
             }
-            if let Err(e) = program.compile(90, Output::Cubin) {
+            if let Err(e) = program.compile(&nvrtc, 90, Output::Cubin) {
                 failures.push(format!("{name} {v:?} (CUBIN): {e}"));
             }
         }

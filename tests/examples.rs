@@ -387,3 +387,20 @@ fn step_cost_counts_launches_and_prints_losses() {
     }
     assert_eq!(out.matches("losses ").count(), 6, "{out}");
 }
+
+/// The first line of `train` reads at a glance: at most 300 characters, each fallback
+/// reason in short (the names tried and LD_LIBRARY_PATH come on later lines).
+#[test]
+fn train_first_line_is_short() {
+    let (ok, out, err) = run_example("train", &["--epochs", "0", "--points", "10"]);
+    assert!(ok, "train failed:\n{out}\n{err}");
+    let first = out.lines().next().unwrap_or_default();
+    println!("{out}");
+    assert!(first.starts_with("minitorch train: backend"), "{first}");
+    assert!(
+        first.chars().count() <= 300,
+        "{} chars: {first}",
+        first.len()
+    );
+    assert!(!first.contains("LD_LIBRARY_PATH"), "{first}");
+}

@@ -13,8 +13,8 @@
 //!   nothing.
 //! - Device memory is reused through a size-class cache ([`pool`]).
 //!
-//! Kernels, metadata and launch shapes are in [`kernels`]; driver, NVRTC and module
-//! loading in [`runtime`].
+//! Kernels, metadata and launch shapes are in [`kernels`]; choosing NVRTC in [`nvrtc`];
+//! driver, NVRTC and module loading in [`runtime`].
 
 use std::sync::{Arc, OnceLock};
 
@@ -138,7 +138,7 @@ impl CudaBackend {
         x.downcast::<CudaBuffer>(NAME)
     }
 
-    /// Compile and load every kernel file now (they are otherwise compiled at first use).
+    /// Compile and load every kernel file (done by [`CudaBackend::new`]; cached after).
     pub fn warm_up(&self) -> Result<()> {
         Family::ALL
             .iter()
