@@ -119,11 +119,13 @@ fn parallel_check_reports_paths_splits_and_speedups() {
         "strided walk",
         "1 thread    :",
         "micro-kernel",
+        "matmul (1,10,1000) @ (1,1000,1000)",
+        "column block(s)",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
-    // One speed-up line per case: 5 tiny, 8 large.
-    assert_eq!(out.matches("speed-up    :").count(), 13, "{out}");
+    // One speed-up line per case: 5 tiny, 9 large.
+    assert_eq!(out.matches("speed-up    :").count(), 14, "{out}");
     if std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)

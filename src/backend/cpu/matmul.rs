@@ -439,7 +439,6 @@ pub(crate) fn batched_into_with(
     let outp = OutPtr(out.as_mut_ptr());
     let (apack, bpack) = (&apack[..], &bpack[..]);
     let task = |t: usize| {
-        let _flush = FlushSubnormals::new();
         let z = t / per_batch;
         let (bi, bj) = ((t % per_batch) / s.col_blocks, t % s.col_blocks);
         let (am, bm) = (mat(al, z), mat(bl, z));
@@ -496,8 +495,15 @@ pub(crate) fn batched_into_with(
         }
     };
     if s.parallel {
-        (0..s.tasks).into_par_iter().for_each(task);
+        // Many small tasks (a batch of small products) go to rayon in groups, a few per
+        // thread, so each pays for one hand-off and one MXCSR switch.
+        let groups = s.tasks.min(4 * rayon::current_num_threads());
+        (0..groups).into_par_iter().for_each(|g| {
+            let _flush = FlushSubnormals::new();
+            (g * s.tasks / groups..(g + 1) * s.tasks / groups).for_each(task);
+        });
     } else {
+        let _flush = FlushSubnormals::new();
         (0..s.tasks).for_each(task);
     }
 }
@@ -698,7 +704,43 @@ mod x86 {
         let mut acc = [[_mm512_setzero_ps(); 2]; H];
         let (a_rs, a_cs) = if PA { (1, MR512) } else { (t.a_rs, t.a_cs) };
         let (mut a, mut b) = (t.a, t.b);
-        for _ in 0..t.kc {
+        let mut steps = t.kc;
+        if H <= 2 {
+            // Few rows leave the FMA latency exposed: run even and odd steps on two sets of
+            // accumulators, added at the end.
+            let mut odd = [[_mm512_setzero_ps(); 2]; H];
+            while steps >= 2 {
+                if t.prefetch {
+                    let ahead = b.wrapping_add(super::PREFETCH_ROWS * t.b_rs) as *const i8;
+                    let next = ahead.wrapping_add(4 * t.b_rs);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+                    _mm_prefetch::<_MM_HINT_T0>(next);
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64));
+                }
+                let b0 = _mm512_maskz_loadu_ps(m0, b);
+                let b1 = _mm512_maskz_loadu_ps(m1, b.wrapping_add(16));
+                let bn = b.wrapping_add(t.b_rs);
+                let b2 = _mm512_maskz_loadu_ps(m0, bn);
+                let b3 = _mm512_maskz_loadu_ps(m1, bn.wrapping_add(16));
+                for (i, (c, d)) in acc.iter_mut().zip(odd.iter_mut()).enumerate() {
+                    let av = _mm512_set1_ps(*a.add(i * a_rs));
+                    let an = _mm512_set1_ps(*a.wrapping_add(a_cs).add(i * a_rs));
+                    c[0] = _mm512_fmadd_ps(av, b0, c[0]);
+                    c[1] = _mm512_fmadd_ps(av, b1, c[1]);
+                    d[0] = _mm512_fmadd_ps(an, b2, d[0]);
+                    d[1] = _mm512_fmadd_ps(an, b3, d[1]);
+                }
+                a = a.wrapping_add(2 * a_cs);
+                b = b.wrapping_add(2 * t.b_rs);
+                steps -= 2;
+            }
+            for (c, d) in acc.iter_mut().zip(&odd) {
+                c[0] = _mm512_add_ps(c[0], d[0]);
+                c[1] = _mm512_add_ps(c[1], d[1]);
+            }
+        }
+        for _ in 0..steps {
             if t.prefetch {
                 let ahead = b.wrapping_add(super::PREFETCH_ROWS * t.b_rs) as *const i8;
                 _mm_prefetch::<_MM_HINT_T0>(ahead);
