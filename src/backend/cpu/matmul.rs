@@ -4,10 +4,12 @@
 //! A product `[..batch, n, k] @ [..batch, k, m]` runs in three steps:
 //! 1. A is packed once into row panels `MR` tall (each stored column by column), B into
 //!    column panels `NR` wide, in parallel over panels; every thread then reads the same
-//!    packed panels. When few row panels would reuse a packed B and B's rows are
-//!    contiguous, B is not packed at all: the micro-kernel reads it in place (masked loads
-//!    at the right edge), which saves a full pass over the biggest operand of a skinny
-//!    product.
+//!    packed panels. Packing is skipped where it costs more than it saves: when few row
+//!    panels would reuse a packed B and B's rows are contiguous, the micro-kernel reads B
+//!    in place (masked loads at the right edge, rows prefetched ahead), which saves a full
+//!    pass over the biggest operand of a skinny product; when few column panels would
+//!    reuse a packed A, it reads A in place. A transposed B with few rows of A runs as
+//!    `C^T = B^T A^T` (B^T then has contiguous rows), and the small result is transposed.
 //! 2. The output is cut into tasks of up to [`MC`] rows by [`NC`] columns per batch, and cut
 //!    smaller (columns first when the product is skinny) until every thread has work, so a
 //!    `(10 x 1000) @ (1000 x 1000)` product uses every thread.
@@ -23,8 +25,8 @@
 //! Numerics: the micro-kernels run with DAZ and FTZ set in MXCSR (x86-64), so subnormal
 //! inputs and results of a matmul count as zero and cost nothing extra (a saturating run
 //! would otherwise spend most of its time in microcode assists). The previous MXCSR is
-//! restored when the task ends, on whichever thread ran it; nothing else the user's threads
-//! compute is affected.
+//! restored when the task group ends, on whichever thread ran it; nothing else the user's
+//! threads compute is affected.
 
 use rayon::prelude::*;
 

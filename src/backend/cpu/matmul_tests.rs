@@ -302,3 +302,37 @@ fn plan_cuts_many_rows_by_rows_and_batches_first() {
     let small = split(1, 4, 4, 4, (4, 1));
     assert!(!small.parallel && small.tasks == 1, "{small:?}");
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn worker_threads_get_their_mxcsr_back_after_a_parallel_matmul() {
+    let before: Vec<u32> = rayon::broadcast(|_| mxcsr());
+    let opts = Options {
+        parallel: Some(true),
+        block: Some((1, 1)),
+        ..Options::auto()
+    };
+    // Subnormal inputs, many small tasks on every worker.
+    check_case((4, 30, 40, 70), Form::Contiguous, Form::Contiguous, &opts);
+    let tiny = vec![f32::MIN_POSITIVE / 4.0; 30 * 40];
+    let (al, bl) = (
+        Layout::contiguous(&[1, 30, 40]),
+        Layout::contiguous(&[1, 40, 70]),
+    );
+    let mut out = vec![0.0; 30 * 70];
+    batched_into_with(
+        &mut out,
+        &tiny,
+        &al,
+        &values(40 * 70, 9),
+        &bl,
+        (1, 30, 40, 70),
+        &opts,
+    );
+    let after: Vec<u32> = rayon::broadcast(|_| mxcsr());
+    assert_eq!(before, after, "MXCSR of rayon's threads changed");
+    assert!(
+        after.iter().all(|v| v & MXCSR_DAZ_FTZ == 0),
+        "DAZ/FTZ left set: {after:x?}"
+    );
+}
