@@ -774,6 +774,7 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
             let ns = format!("k{k}v{vi}");
             let src = cuda_source(p, v)
                 .replace("#include \"indexing.cuh\"", "")
+                .replace("#include \"math.cuh\"", "")
                 .replace("extern \"C\" ", "");
             let _ = writeln!(kernels, "namespace {ns} {{\n{src}\n}}");
             let label = format!("{name} {v:?}");
@@ -880,7 +881,7 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
         .find("#include \"map.cu\"")
         .expect("the emulation prelude");
     let source = format!(
-        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\n#include \"indexing.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
+        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
         &EMULATION_CPP[..prelude_end]
     );
     let work = std::env::temp_dir().join(format!("minitorch-fused-emu-{}", std::process::id()));

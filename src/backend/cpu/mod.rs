@@ -442,7 +442,7 @@ impl Backend for CpuBackend {
         let size = inputs[0].1.size();
         let ins = inputs
             .iter()
-            .map(|(x, l)| Ok((x.downcast::<Vec<f32>>(NAME)?.as_slice(), *l)))
+            .map(|(x, l)| Ok((host(x)?, *l)))
             .collect::<Result<Vec<_>>>()?;
         let outs = fused::run(program, &ins, params, size);
         Ok(outs.into_iter().map(Self::wrap).collect())
