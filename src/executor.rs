@@ -151,6 +151,9 @@ mod tests {
     #[test]
     fn not_ready_names_the_async_call() {
         let e = not_ready("to_vec", "Tensor::to_vec_async").to_string();
-        assert!(e.contains("to_vec") && e.contains("Tensor::to_vec_async"), "{e}");
+        assert!(
+            e.contains("to_vec") && e.contains("Tensor::to_vec_async"),
+            "{e}"
+        );
     }
 }

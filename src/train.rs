@@ -216,7 +216,11 @@ impl Trainer {
 
     /// Class-1 probabilities at `points`.
     pub fn predict(&self, points: &[[f64; 2]]) -> Result<Vec<f32>> {
-        block_on("predict", "Trainer::predict_async", self.predict_async(points))
+        block_on(
+            "predict",
+            "Trainer::predict_async",
+            self.predict_async(points),
+        )
     }
 
     /// [`Trainer::predict`] as a future (one readback).
@@ -329,7 +333,11 @@ pub fn run<T: Epochs>(
     log_every: usize,
     on_log: impl FnMut(&EpochLog),
 ) -> Result<TrainSummary> {
-    block_on("run", "train::run_async", run_async(trainer, log_every, on_log))
+    block_on(
+        "run",
+        "train::run_async",
+        run_async(trainer, log_every, on_log),
+    )
 }
 
 /// [`run`] as a future: awaits one readback per epoch (the loss), plus one per log.

@@ -23,6 +23,9 @@
 //! | chains through Tensor ops, gradients | 1e-4 max(1, \|cpu value\|) |
 //! | training losses | 1e-3 max(1, \|cpu loss\|) per step |
 //!
+//! Every op: a subnormal CPU result may come back as zero (WGSL allows flushing subnormals;
+//! SwiftShader, Chromium's software WebGPU, does).
+//!
 //! Beyond the table, property tests generate random shapes, permutations and broadcast
 //! pairs for every op (256 cases per family by default, `PROPTEST_CASES` to change).
 

@@ -83,10 +83,7 @@ impl Session {
         let trainer = Trainer::new(config).map_err(js_err)?;
         let points = trainer.data.x.iter().flatten().copied().collect();
         let labels = trainer.data.y.clone();
-        let backend = device
-            .backend()
-            .map(|b| b.describe())
-            .map_err(js_err)?;
+        let backend = device.backend().map(|b| b.describe()).map_err(js_err)?;
         Ok(Session {
             trainer: Rc::new(RefCell::new(Some(trainer))),
             points,

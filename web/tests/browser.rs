@@ -9,8 +9,8 @@
 mod common;
 
 use common::cases;
-use minitorch::train::{self, TrainConfig, Trainer};
 use minitorch::datasets::DatasetKind;
+use minitorch::train::{self, TrainConfig, Trainer};
 use minitorch::{Device, Tensor};
 use wasm_bindgen_test::*;
 
@@ -97,7 +97,12 @@ async fn training_on_xor_reaches_45_of_50_on_webgpu() {
     .await
     .unwrap();
     assert!(s.final_loss.is_finite(), "loss {}", s.final_loss);
-    assert!(s.correct >= 45, "xor on WebGPU: {}/{} correct", s.correct, s.total);
+    assert!(
+        s.correct >= 45,
+        "xor on WebGPU: {}/{} correct",
+        s.correct,
+        s.total
+    );
     console_log!(
         "xor on WebGPU: median {:.2} ms/epoch",
         s.median_epoch().as_secs_f64() * 1e3

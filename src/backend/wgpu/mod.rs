@@ -55,7 +55,9 @@ impl WgpuBackend {
                 .into(),
         });
         #[cfg(not(target_arch = "wasm32"))]
-        GLOBAL.get_or_init(|| Runtime::new().map(Self::from_runtime)).clone()
+        GLOBAL
+            .get_or_init(|| Runtime::new().map(Self::from_runtime))
+            .clone()
     }
 
     /// The process-wide backend, set up asynchronously on first use (the only way in a

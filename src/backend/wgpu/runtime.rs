@@ -124,6 +124,22 @@ pub struct RuntimeStats {
     pub pipelines: u64,
 }
 
+/// The staging buffer of a readback. It unmaps on drop when it is mapped or a map is
+/// pending: a readback abandoned before its map completed (a blocking call in a browser
+/// gives up after one poll) cancels the map, so the buffer goes back to the pool usable.
+struct Staging {
+    buf: PooledBuffer,
+    mapping: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.mapping {
+            self.buf.raw().unmap();
+        }
+    }
+}
+
 /// The device, queue, pipeline cache, buffer pool and open batch.
 pub struct Runtime {
     /// The wgpu device.
@@ -291,9 +307,9 @@ impl Runtime {
             })
             .await
             .map_err(|e| Error::DeviceUnavailable {
-            device: NAME,
-            msg: format!("cannot open a device on {}: {e}", info.name),
-        })?;
+                device: NAME,
+                msg: format!("cannot open a device on {}: {e}", info.name),
+            })?;
         // Validation errors are collected and returned as Err at the next sync point
         // instead of wgpu's default panic.
         let errors = Arc::new(Mutex::new(Vec::new()));
@@ -565,7 +581,11 @@ impl Runtime {
     /// Copy `len` f32 from `src` to the host (natively; a browser needs
     /// [`Runtime::download_async`]).
     pub fn download(&self, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        block_on("download", "Tensor::to_vec_async", self.download_async(src, len))
+        block_on(
+            "download",
+            "Tensor::to_vec_async",
+            self.download_async(src, len),
+        )
     }
 
     /// Copy `len` f32 from `src` to the host: one copy into a staging buffer, submitted
@@ -577,39 +597,46 @@ impl Runtime {
             return Ok(Vec::new());
         }
         let bytes = len as u64 * 4;
-        let (staging, rx) = {
+        let (mut staging, rx) = {
             let _serial = self.serial();
-            let staging = self.pool.acquire(Kind::Staging, bytes);
+            let staging = Staging {
+                buf: self.pool.acquire(Kind::Staging, bytes),
+                mapping: false,
+            };
             {
                 let mut batch = lock(&self.batch);
                 let copy = |enc: &mut wgpu::CommandEncoder| {
-                    enc.copy_buffer_to_buffer(src, 0, staging.raw(), 0, bytes);
+                    enc.copy_buffer_to_buffer(src, 0, staging.buf.raw(), 0, bytes);
                 };
                 self.submit_locked(&mut batch, Some(&copy));
             }
             let (tx, rx) = oneshot();
             staging
+                .buf
                 .raw()
                 .map_async(wgpu::MapMode::Read, 0..bytes, move |r| tx.send(r));
+            let mut staging = staging;
+            staging.mapping = true;
             // Returns at once in a browser, which polls its devices itself.
             self.wait("download")?;
             (staging, rx)
         };
         let mapped = rx.await;
         let _serial = self.serial();
+        if let Some(Err(_)) = mapped {
+            staging.mapping = false; // a failed map leaves the buffer unmapped
+        }
         self.take_errors("download")?;
-        let mapped = mapped
-            .ok_or_else(|| Error::backend(NAME, "download", "map_async callback never ran"))?;
-        mapped.map_err(|e| Error::backend(NAME, "download", format!("mapping: {e}")))?;
-        let out = {
-            let view = staging
-                .raw()
-                .get_mapped_range(0..bytes)
-                .map_err(|e| Error::backend(NAME, "download", format!("mapped range: {e:?}")))?;
-            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
-        };
-        staging.raw().unmap();
-        Ok(out)
+        mapped
+            .ok_or_else(|| Error::backend(NAME, "download", "map_async callback never ran"))?
+            .map_err(|e| Error::backend(NAME, "download", format!("mapping: {e}")))?;
+        let view = staging
+            .buf
+            .raw()
+            .get_mapped_range(0..bytes)
+            .map_err(|e| Error::backend(NAME, "download", format!("mapped range: {e:?}")))?;
+        Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&view))
+        // `staging` unmaps on drop, after the view.
     }
 
     /// Copy host data into a fresh buffer (written before the next submitted batch, which
