@@ -31,11 +31,13 @@ STATUS_RE = re.compile(
     r"done: epoch (\d+) \| loss ([-\d.e+naNIfity]+) \| correct (\d+)/(\d+) \| backend (\w+) \((.*)\)$"
 )
 
+EPOCHS = 100
 # (URL query, expected backend, minimum correct of 50); the first run's page is the
-# screenshot.
+# screenshot. 100 epochs keep CI short on a software adapter (the >= 45/50 training claim
+# is web/tests/browser.rs's, at 300 epochs); the course loop has 46/50 there on xor.
 RUNS = [
-    ("dataset=xor&backend=webgpu&hidden=100&lr=0.05&epochs=300&autostart=1", "webgpu", 45),
-    ("dataset=xor&backend=cpu&hidden=100&lr=0.05&epochs=300&autostart=1", "cpu", 45),
+    (f"dataset=xor&backend=webgpu&hidden=100&lr=0.05&epochs={EPOCHS}&autostart=1", "webgpu", 40),
+    (f"dataset=xor&backend=cpu&hidden=100&lr=0.05&epochs={EPOCHS}&autostart=1", "cpu", 40),
 ]
 
 
@@ -138,9 +140,9 @@ def main():
                 epoch, _loss, correct, total, got_backend, _adapter = m.groups()
                 if got_backend != backend:
                     failures.append(f"{query}: ran on {got_backend}, not {backend} ({fallback})")
-                if int(epoch) != 300 or int(total) != 50 or int(correct) < min_correct:
+                if int(epoch) != EPOCHS or int(total) != 50 or int(correct) < min_correct:
                     failures.append(f"{query}: epoch {epoch}, {correct}/{total} correct; "
-                                    f"want epoch 300 and >= {min_correct}/50")
+                                    f"want epoch {EPOCHS} and >= {min_correct}/50")
         finally:
             request("DELETE", s)
     finally:

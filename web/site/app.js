@@ -23,7 +23,13 @@ async function setUpWebgpu() {
     return { ok: false, reason: "this browser has no WebGPU (navigator.gpu is missing)" };
   }
   try {
-    return { ok: true, adapter: await initWebgpu() };
+    const described = await initWebgpu();
+    // Browsers hide the adapter's name from wgpu; ask WebGPU itself for what it tells.
+    const info = (await navigator.gpu.requestAdapter())?.info;
+    const parts = info ? [info.vendor, info.architecture, info.description] : [];
+    if (info?.isFallbackAdapter) parts.push("software fallback adapter");
+    const named = parts.filter(Boolean).join(" ");
+    return { ok: true, adapter: named || described };
   } catch (e) {
     return { ok: false, reason: String(e?.message ?? e) };
   }
@@ -63,10 +69,11 @@ function drawBoundary(probs, pts, labels) {
   if (probs) {
     for (let j = 0; j < GRID; j++) {
       for (let i = 0; i < GRID; i++) {
+        // Light blue (class 0) to light orange (class 1).
         const p = probs[j * GRID + i];
-        const r = Math.round(255 - 20 * (1 - p));
-        const gr = Math.round(255 - 90 * p - 40 * (1 - p));
-        const b = Math.round(255 - 200 * p);
+        const r = Math.round(205 + 50 * p);
+        const gr = Math.round(228 - 38 * p);
+        const b = Math.round(255 - 140 * p);
         g.fillStyle = `rgb(${r},${gr},${b})`;
         // Row j is x2 = j / (GRID - 1), drawn with x2 upwards.
         g.fillRect(i * cell, h - (j + 1) * cell, cell + 1, cell + 1);
@@ -132,7 +139,7 @@ async function train() {
     status(`error: ${e?.message ?? e}`);
     return;
   }
-  const adapter = session.backend;
+  const adapter = backend === "webgpu" ? webgpu.adapter : session.backend;
   $("backend-name").textContent = `${backend} (${adapter})`;
   const pts = session.points();
   const labels = session.labels();

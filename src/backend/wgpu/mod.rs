@@ -126,9 +126,15 @@ impl Backend for WgpuBackend {
     fn describe(&self) -> String {
         let i = &self.rt.info;
         let driver = format!("{} {}", i.driver, i.driver_info);
+        // Browsers do not give wgpu the adapter's name.
+        let name = if i.name.is_empty() {
+            "unnamed adapter"
+        } else {
+            &i.name
+        };
         format!(
             "{} ({:?}, {:?}, driver {})",
-            i.name,
+            name,
             i.device_type,
             i.backend,
             driver.trim()
