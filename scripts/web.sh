@@ -61,6 +61,8 @@ run_tests() {
     export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
     [[ -x "$CHROMEDRIVER" ]] || die "no chromedriver at $CHROMEDRIVER: apt-get install chromium chromium-driver"
     [[ -x /usr/bin/chromium ]] || die "no /usr/bin/chromium: apt-get install chromium chromium-driver"
+    echo "== the crate builds for $TARGET without the wgpu feature too (CPU only)"
+    cargo check --release -p minitorch --lib --target "$TARGET"
     echo "== browser tests (wasm-bindgen-test, headless $(/usr/bin/chromium --version 2>/dev/null))"
     (
         cd web
