@@ -93,7 +93,7 @@ def main():
     profile = tempfile.mkdtemp(prefix="minitorch-e2e-")
     chrome["args"] = chrome["args"] + [
         "--headless", "--no-sandbox", "--disable-dev-shm-usage",
-        "--window-size=900,760", f"--user-data-dir={profile}",
+        "--window-size=1150,800", f"--user-data-dir={profile}",
     ]
     server = serve(site)
     port = free_port()
