@@ -11,10 +11,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+#[cfg(target_arch = "wasm32")]
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
+
+#[cfg(any(feature = "wgpu", test))]
+pub(crate) use channel::oneshot;
 
 /// A boxed future, the return type of the async methods of object-safe traits
 /// ([`crate::Backend::download_async`]). Not `Send`: browser futures are not.
@@ -60,68 +63,77 @@ pub fn not_ready(op: &'static str, use_instead: &'static str) -> Error {
     )
 }
 
-struct Slot<T> {
-    value: Option<T>,
-    closed: bool,
-    waker: Option<Waker>,
-}
+/// A channel for one value (the wgpu readback's; the CPU backend needs none).
+#[cfg(any(feature = "wgpu", test))]
+mod channel {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Waker};
 
-/// The sending half of a [`oneshot`] channel. Dropping it unsent closes the channel.
-pub(crate) struct Sender<T>(Arc<Mutex<Slot<T>>>);
-
-/// The receiving half of a [`oneshot`] channel: a future of `Some(value)`, or `None`
-/// when the sender was dropped without sending.
-pub(crate) struct Receiver<T>(Arc<Mutex<Slot<T>>>);
-
-/// A channel for one value, whose receiver is a future: bridges a callback (wgpu's
-/// `map_async`, a browser promise) to `.await`.
-pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let slot = Arc::new(Mutex::new(Slot {
-        value: None,
-        closed: false,
-        waker: None,
-    }));
-    (Sender(slot.clone()), Receiver(slot))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl<T> Sender<T> {
-    /// Deliver the value and wake the receiver.
-    pub(crate) fn send(self, value: T) {
-        lock(&self.0).value = Some(value);
-        // Drop wakes the receiver.
+    struct Slot<T> {
+        value: Option<T>,
+        closed: bool,
+        waker: Option<Waker>,
     }
-}
 
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        let waker = {
+    /// The sending half of a [`oneshot`] channel. Dropping it unsent closes the channel.
+    pub(crate) struct Sender<T>(Arc<Mutex<Slot<T>>>);
+
+    /// The receiving half of a [`oneshot`] channel: a future of `Some(value)`, or `None`
+    /// when the sender was dropped without sending.
+    pub(crate) struct Receiver<T>(Arc<Mutex<Slot<T>>>);
+
+    /// A channel for one value, whose receiver is a future: bridges a callback (wgpu's
+    /// `map_async`, a browser promise) to `.await`.
+    pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+        let slot = Arc::new(Mutex::new(Slot {
+            value: None,
+            closed: false,
+            waker: None,
+        }));
+        (Sender(slot.clone()), Receiver(slot))
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    impl<T> Sender<T> {
+        /// Deliver the value and wake the receiver.
+        pub(crate) fn send(self, value: T) {
+            lock(&self.0).value = Some(value);
+            // Drop wakes the receiver.
+        }
+    }
+
+    impl<T> Drop for Sender<T> {
+        fn drop(&mut self) {
+            let waker = {
+                let mut s = lock(&self.0);
+                s.closed = true;
+                s.waker.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    impl<T> Future for Receiver<T> {
+        type Output = Option<T>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
             let mut s = lock(&self.0);
-            s.closed = true;
-            s.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+            if let Some(v) = s.value.take() {
+                return Poll::Ready(Some(v));
+            }
+            if s.closed {
+                return Poll::Ready(None);
+            }
+            s.waker = Some(cx.waker().clone());
+            Poll::Pending
         }
-    }
-}
-
-impl<T> Future for Receiver<T> {
-    type Output = Option<T>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut s = lock(&self.0);
-        if let Some(v) = s.value.take() {
-            return Poll::Ready(Some(v));
-        }
-        if s.closed {
-            return Poll::Ready(None);
-        }
-        s.waker = Some(cx.waker().clone());
-        Poll::Pending
     }
 }
 
