@@ -24,6 +24,7 @@ pub mod autodiff;
 pub mod backend;
 pub mod datasets;
 pub mod error;
+pub mod executor;
 pub mod layout;
 pub mod nn;
 pub mod operators;

@@ -11,7 +11,8 @@
 //! once did, `-log(prob + 1e-6)`; [`LossKind::Exact`] keeps the exact formula.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+
+use web_time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -21,6 +22,7 @@ use crate::backend::fused::{Program, ProgramBuilder};
 use crate::backend::{Device, UnaryOp};
 use crate::datasets::{DatasetKind, Graph};
 use crate::error::{Error, Result};
+use crate::executor::{block_on, BoxFuture};
 use crate::nn::{Module, Network};
 use crate::optim::Sgd;
 use crate::scalar::Scalar;
@@ -166,8 +168,23 @@ impl Trainer {
         Ok(Tensor::fused(program, &[out, y], params)?.remove(0))
     }
 
-    /// Train one epoch; returns the sum of the batches' losses.
+    /// Train one epoch; returns the sum of the batches' losses. (In a browser on WebGPU,
+    /// use [`Trainer::epoch_async`].)
     pub fn epoch(&mut self) -> Result<f32> {
+        block_on("epoch", "Trainer::epoch_async", self.epoch_async())
+    }
+
+    /// Train one epoch and await its one readback, the sum of the batches' losses: the
+    /// form a browser needs.
+    pub async fn epoch_async(&mut self) -> Result<f32> {
+        match self.epoch_steps()? {
+            Some(total) => total.item_async().await,
+            None => Ok(0.0),
+        }
+    }
+
+    /// The steps of one epoch; returns the running loss, still on the device.
+    fn epoch_steps(&mut self) -> Result<Option<Tensor>> {
         let n = self.data.len();
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut self.shuffle_rng);
@@ -207,32 +224,44 @@ impl Trainer {
             );
             self.optim.step()?;
         }
-        match total {
-            Some(t) => t.item(),
-            None => Ok(0.0),
-        }
+        Ok(total)
     }
 
     /// Number of points classified correctly (`out > 0.5` equals the label).
     pub fn correct(&self) -> Result<usize> {
-        no_grad(|| {
+        block_on("correct", "Trainer::correct_async", self.correct_async())
+    }
+
+    /// [`Trainer::correct`] as a future (one readback).
+    pub async fn correct_async(&self) -> Result<usize> {
+        let hits = no_grad(|| {
             let out = self.model.forward(&self.x_all)?.view(&[self.data.len()])?;
             let half = out.full_like(&[1], 0.5)?;
-            let hits = out.gt(&half)?.eq(&self.y_all)?;
-            Ok(hits.sum_all()?.item()?.round() as usize)
-        })
+            out.gt(&half)?.eq(&self.y_all)?.sum_all()
+        })?;
+        Ok(hits.item_async().await?.round() as usize)
     }
 
     /// Class-1 probabilities at `points`.
     pub fn predict(&self, points: &[[f64; 2]]) -> Result<Vec<f32>> {
-        no_grad(|| {
+        block_on(
+            "predict",
+            "Trainer::predict_async",
+            self.predict_async(points),
+        )
+    }
+
+    /// [`Trainer::predict`] as a future (one readback).
+    pub async fn predict_async(&self, points: &[[f64; 2]]) -> Result<Vec<f32>> {
+        let out = no_grad(|| {
             let flat: Vec<f32> = points
                 .iter()
                 .flat_map(|p| [p[0] as f32, p[1] as f32])
                 .collect();
             let x = Tensor::from_vec(flat, &[points.len(), 2], self.config.device)?;
-            self.model.forward(&x)?.to_vec()
-        })
+            self.model.forward(&x)
+        })?;
+        out.to_vec_async().await
     }
 }
 
@@ -332,6 +361,15 @@ pub trait Epochs {
     fn correct(&self) -> Result<usize>;
     /// Number of points.
     fn points(&self) -> usize;
+    /// [`Epochs::epoch`] as a future; engines whose epoch ends in a device readback
+    /// override it (the default runs the blocking one).
+    fn epoch_async(&mut self) -> BoxFuture<'_, Result<f32>> {
+        Box::pin(std::future::ready(self.epoch()))
+    }
+    /// [`Epochs::correct`] as a future (see [`Epochs::epoch_async`]).
+    fn correct_async(&self) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(std::future::ready(self.correct()))
+    }
 }
 
 impl Epochs for Trainer {
@@ -347,11 +385,30 @@ impl Epochs for Trainer {
     fn points(&self) -> usize {
         self.data.len()
     }
+    fn epoch_async(&mut self) -> BoxFuture<'_, Result<f32>> {
+        Box::pin(Trainer::epoch_async(self))
+    }
+    fn correct_async(&self) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(Trainer::correct_async(self))
+    }
 }
 
 /// Train for the configured epochs, calling `on_log` every `log_every` epochs (and after
-/// the last).
+/// the last). (In a browser on WebGPU, use [`run_async`].)
 pub fn run<T: Epochs>(
+    trainer: &mut T,
+    log_every: usize,
+    on_log: impl FnMut(&EpochLog),
+) -> Result<TrainSummary> {
+    block_on(
+        "run",
+        "train::run_async",
+        run_async(trainer, log_every, on_log),
+    )
+}
+
+/// [`run`] as a future: awaits one readback per epoch (the loss), plus one per log.
+pub async fn run_async<T: Epochs>(
     trainer: &mut T,
     log_every: usize,
     mut on_log: impl FnMut(&EpochLog),
@@ -365,14 +422,14 @@ pub fn run<T: Epochs>(
     let mut correct = 0;
     for e in 1..=epochs {
         let t0 = Instant::now();
-        let loss = trainer.epoch()?;
+        let loss = trainer.epoch_async().await?;
         let dt = t0.elapsed();
         losses.push(loss);
         times.push(dt);
         since_log += dt;
         epochs_since_log += 1;
         if e % log_every.max(1) == 0 || e == epochs {
-            correct = trainer.correct()?;
+            correct = trainer.correct_async().await?;
             on_log(&EpochLog {
                 epoch: e,
                 loss,
@@ -385,7 +442,7 @@ pub fn run<T: Epochs>(
         }
     }
     if epochs == 0 {
-        correct = trainer.correct()?;
+        correct = trainer.correct_async().await?;
     }
     Ok(TrainSummary {
         final_loss: losses.last().copied().unwrap_or(0.0),

@@ -17,6 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::executor::BoxFuture;
 use crate::layout::Layout;
 use crate::operators as ops;
 
@@ -249,6 +250,18 @@ impl Device {
         }
     }
 
+    /// [`Device::backend`], set up asynchronously: in a browser the WebGPU device can only
+    /// be requested this way, and must be before the first `backend()` (or tensor) on it.
+    pub async fn backend_async(self) -> Result<Arc<dyn Backend>> {
+        match self {
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => wgpu::WgpuBackend::global_async()
+                .await
+                .map(|b| b as Arc<dyn Backend>),
+            _ => self.backend(),
+        }
+    }
+
     /// The backend of this device, created once per process and shared. Errors say which
     /// feature to enable, or why the hardware or driver is missing and how to get it.
     pub fn backend(self) -> Result<Arc<dyn Backend>> {
@@ -362,6 +375,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn upload(&self, data: &[f32]) -> Result<Storage>;
     /// Copy a whole storage back to the host (waits for pending work).
     fn download(&self, x: &Storage) -> Result<Vec<f32>>;
+    /// [`Backend::download`] as a future: a GPU backend implements its readback here (a
+    /// browser delivers it asynchronously) and its `download` waits for this one
+    /// ([`crate::executor::block_on`]). Backends whose readback is immediate keep this
+    /// default.
+    fn download_async<'a>(&'a self, x: &'a Storage) -> BoxFuture<'a, Result<Vec<f32>>> {
+        Box::pin(std::future::ready(self.download(x)))
+    }
     /// `op` on every element of `x`: contiguous result of `layout.shape()`.
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage>;
     /// `op` on element pairs of `a` and `b`, whose layouts have the same shape.

@@ -20,6 +20,7 @@ use rand::{Rng, SeedableRng};
 use crate::autodiff::{self, Variable};
 use crate::backend::{Backend, Device, Storage};
 use crate::error::{Error, Result};
+use crate::executor::block_on;
 use crate::layout::{checked_shape_size, shape_size, Layout};
 
 pub(crate) use functions::Function;
@@ -239,18 +240,32 @@ impl Tensor {
         self.0.layout.is_contiguous()
     }
 
-    /// The elements in row-major order, copied to the host.
+    /// The elements in row-major order, copied to the host. Waits for the device; in a
+    /// browser a GPU tensor needs [`Tensor::to_vec_async`] (this returns an error naming
+    /// it).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        let l = &self.0.layout;
-        if l.is_contiguous() && l.offset() == 0 && l.size() == self.0.storage.len() {
-            return self.0.backend.download(&self.0.storage);
-        }
-        let c = self.0.backend.copy(&self.0.storage, l)?;
-        self.0.backend.download(&c)
+        block_on("to_vec", "Tensor::to_vec_async", self.to_vec_async())
     }
 
-    /// The value of a one-element tensor.
+    /// The elements in row-major order, copied to the host, as a future: the form that
+    /// works in a browser, where a GPU readback completes asynchronously.
+    pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        let l = &self.0.layout;
+        if l.is_contiguous() && l.offset() == 0 && l.size() == self.0.storage.len() {
+            return self.0.backend.download_async(&self.0.storage).await;
+        }
+        let c = self.0.backend.copy(&self.0.storage, l)?;
+        self.0.backend.download_async(&c).await
+    }
+
+    /// The value of a one-element tensor (in a browser, use [`Tensor::item_async`] for a
+    /// GPU tensor).
     pub fn item(&self) -> Result<f32> {
+        block_on("item", "Tensor::item_async", self.item_async())
+    }
+
+    /// The value of a one-element tensor, as a future (see [`Tensor::to_vec_async`]).
+    pub async fn item_async(&self) -> Result<f32> {
         if self.size() != 1 {
             return Err(Error::shape(
                 "item",
@@ -258,7 +273,7 @@ impl Tensor {
                 "item() needs a tensor with exactly one element",
             ));
         }
-        Ok(self.to_vec()?[0])
+        Ok(self.to_vec_async().await?[0])
     }
 
     /// The element at `index` (checked: count, sign and range of every index).

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::{fused as fusion, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
+use crate::executor::BoxFuture;
 use crate::layout::Layout;
 
 pub mod fused;
@@ -34,13 +35,45 @@ pub struct WgpuBackend {
     rt: Runtime,
 }
 
+/// The process-wide backend, once set up.
+static GLOBAL: OnceLock<Result<Arc<WgpuBackend>>> = OnceLock::new();
+
 impl WgpuBackend {
     /// The process-wide backend, created on first use. Fails with
     /// [`Error::DeviceUnavailable`] (saying how to get an adapter) when wgpu finds none.
+    /// In a browser the device can only be set up asynchronously: call
+    /// [`WgpuBackend::global_async`] (or `Device::Wgpu.backend_async()`) once first.
     pub fn global() -> Result<Arc<WgpuBackend>> {
-        static B: OnceLock<Result<Arc<WgpuBackend>>> = OnceLock::new();
-        B.get_or_init(|| Runtime::new().map(|rt| Arc::new(WgpuBackend { rt })))
+        if let Some(b) = GLOBAL.get() {
+            return b.clone();
+        }
+        #[cfg(target_arch = "wasm32")]
+        return Err(Error::DeviceUnavailable {
+            device: NAME,
+            msg: "in a browser the WebGPU device is set up asynchronously: await \
+                  `Device::Wgpu.backend_async()` (or `WgpuBackend::global_async()`) once \
+                  before using the device"
+                .into(),
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        GLOBAL
+            .get_or_init(|| Runtime::new().map(Self::from_runtime))
             .clone()
+    }
+
+    /// The process-wide backend, set up asynchronously on first use (the only way in a
+    /// browser; natively the same as [`WgpuBackend::global`]).
+    pub async fn global_async() -> Result<Arc<WgpuBackend>> {
+        if let Some(b) = GLOBAL.get() {
+            return b.clone();
+        }
+        let made = Runtime::new_async().await.map(Self::from_runtime);
+        // Two callers racing both set one up; the first one stored wins.
+        GLOBAL.get_or_init(|| made).clone()
+    }
+
+    fn from_runtime(rt: Runtime) -> Arc<WgpuBackend> {
+        Arc::new(WgpuBackend { rt })
     }
 
     /// The runtime (device, queue, pool, counters).
@@ -94,9 +127,15 @@ impl Backend for WgpuBackend {
     fn describe(&self) -> String {
         let i = &self.rt.info;
         let driver = format!("{} {}", i.driver, i.driver_info);
+        // Browsers do not give wgpu the adapter's name.
+        let name = if i.name.is_empty() {
+            "unnamed adapter"
+        } else {
+            &i.name
+        };
         format!(
             "{} ({:?}, {:?}, driver {})",
-            i.name,
+            name,
             i.device_type,
             i.backend,
             driver.trim()
@@ -125,8 +164,11 @@ impl Backend for WgpuBackend {
     }
 
     fn download(&self, x: &Storage) -> Result<Vec<f32>> {
-        let _serial = self.rt.serial();
         self.rt.download(buffer(x)?, x.len())
+    }
+
+    fn download_async<'a>(&'a self, x: &'a Storage) -> BoxFuture<'a, Result<Vec<f32>>> {
+        Box::pin(async move { self.rt.download_async(buffer(x)?, x.len()).await })
     }
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {

@@ -5,12 +5,17 @@
 //! once per (kernel, op, variant), and dispatches are recorded into one open compute pass
 //! that is submitted at a sync point (a download, `synchronize`) or after
 //! [`MAX_BATCH_DISPATCHES`] dispatches, never once per op.
+//!
+//! Set-up ([`Runtime::new_async`]) and readback ([`Runtime::download_async`]) are async,
+//! because that is the only form a browser's WebGPU offers; natively the blocking forms
+//! wait for them ([`crate::executor::block_on`]).
 
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::pool::{Kind, Pool, PooledBuffer};
 use crate::error::{Error, Result};
+use crate::executor::{block_on, oneshot};
 
 /// Name used in errors.
 pub const NAME: &str = "wgpu";
@@ -134,6 +139,22 @@ pub struct RuntimeStats {
     pub pipelines: u64,
 }
 
+/// The staging buffer of a readback. It unmaps on drop when it is mapped or a map is
+/// pending: a readback abandoned before its map completed (a blocking call in a browser
+/// gives up after one poll) cancels the map, so the buffer goes back to the pool usable.
+struct Staging {
+    buf: PooledBuffer,
+    mapping: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.mapping {
+            self.buf.raw().unmap();
+        }
+    }
+}
+
 /// The device, queue, pipeline cache, buffer pool and open batch.
 pub struct Runtime {
     /// The wgpu device.
@@ -223,8 +244,15 @@ pub(super) fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLay
 }
 
 impl Runtime {
-    /// Pick an adapter and open a device on it.
+    /// Pick an adapter and open a device on it (natively; a browser needs
+    /// [`Runtime::new_async`]).
     pub fn new() -> Result<Runtime> {
+        block_on("wgpu set-up", "Runtime::new_async", Self::new_async())
+    }
+
+    /// Pick an adapter and open a device on it. In a browser the adapter is the one
+    /// `navigator.gpu.requestAdapter()` gives.
+    pub async fn new_async() -> Result<Runtime> {
         let asked = backends_from_env()?;
         let enumerate = |backends: wgpu::Backends| {
             let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -232,16 +260,20 @@ impl Runtime {
             // Driver validation layers only when asked for (WGPU_VALIDATION=1): they are slow.
             desc.flags = wgpu::InstanceFlags::empty().with_env();
             let instance = wgpu::Instance::new(desc);
-            pollster::block_on(instance.enumerate_adapters(backends))
+            instance.enumerate_adapters(backends)
         };
         // Unless told otherwise, GL is only a fallback: the native APIs are preferred, and
-        // probing GL on a headless machine prints EGL noise.
+        // probing GL on a headless machine prints EGL noise. (PRIMARY includes the
+        // browser's WebGPU.)
         let (backends, mut adapters) = match asked {
-            Some(b) => (b, enumerate(b)),
-            None => (wgpu::Backends::all(), enumerate(wgpu::Backends::PRIMARY)),
+            Some(b) => (b, enumerate(b).await),
+            None => (
+                wgpu::Backends::all(),
+                enumerate(wgpu::Backends::PRIMARY).await,
+            ),
         };
-        if adapters.is_empty() && asked.is_none() {
-            adapters = enumerate(wgpu::Backends::GL);
+        if adapters.is_empty() && asked.is_none() && !cfg!(target_arch = "wasm32") {
+            adapters = enumerate(wgpu::Backends::GL).await;
         }
         let filter = std::env::var(ADAPTER_ENV).ok().filter(|f| !f.is_empty());
         let seen: Vec<String> = adapters
@@ -259,7 +291,12 @@ impl Runtime {
             })
             .max_by_key(|a| preference(&a.get_info()));
         let Some(adapter) = chosen else {
-            let msg = if seen.is_empty() {
+            let msg = if seen.is_empty() && cfg!(target_arch = "wasm32") {
+                "this browser gives no WebGPU adapter (navigator.gpu.requestAdapter() failed); \
+                 use a browser with WebGPU (Chrome or Edge 113+, Firefox 141+ on Windows, \
+                 Safari 26) or chrome://flags/#enable-unsafe-webgpu, or the CPU backend"
+                    .to_string()
+            } else if seen.is_empty() {
                 format!(
                     "no WebGPU adapter found for {backends:?}; install a GPU driver, or \
                      mesa-vulkan-drivers for a software Vulkan driver (lavapipe) \
@@ -277,15 +314,17 @@ impl Runtime {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("minitorch"),
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::DeviceUnavailable {
-            device: NAME,
-            msg: format!("cannot open a device on {}: {e}", info.name),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("minitorch"),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::DeviceUnavailable {
+                device: NAME,
+                msg: format!("cannot open a device on {}: {e}", info.name),
+            })?;
         // Validation errors are collected and returned as Err at the next sync point
         // instead of wgpu's default panic.
         let errors = Arc::new(Mutex::new(Vec::new()));
@@ -392,6 +431,10 @@ impl Runtime {
             return Ok(p.clone());
         }
         let entry = kernel.entry_point(op, contiguous);
+        // Natively a compile error is caught here. A browser reports it only
+        // asynchronously, so there it reaches the uncaptured-error handler and comes back
+        // as an Err at the next readback.
+        #[cfg(not(target_arch = "wasm32"))]
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
             .device
@@ -410,6 +453,7 @@ impl Runtime {
                 compilation_options: Default::default(),
                 cache: None,
             });
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::backend(
                 NAME,
@@ -573,42 +617,65 @@ impl Runtime {
             .map_err(|e| Error::backend(NAME, op, format!("waiting for the device: {e}")))
     }
 
-    /// Copy `len` f32 from `src` to the host: one copy into a staging buffer, submitted
-    /// with everything recorded before it, then map_async and a blocking poll.
+    /// Copy `len` f32 from `src` to the host (natively; a browser needs
+    /// [`Runtime::download_async`]).
     pub fn download(&self, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        block_on(
+            "download",
+            "Tensor::to_vec_async",
+            self.download_async(src, len),
+        )
+    }
+
+    /// Copy `len` f32 from `src` to the host: one copy into a staging buffer, submitted
+    /// with everything recorded before it, then `map_async`, whose callback completes the
+    /// returned future. Natively the device is polled until then; in a browser the
+    /// callback runs when the browser's promise resolves.
+    pub async fn download_async(&self, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
         if len == 0 {
             return Ok(Vec::new());
         }
         let bytes = len as u64 * 4;
-        let staging = self.pool.acquire(Kind::Staging, bytes);
-        {
-            let mut batch = lock(&self.batch);
-            let copy = |enc: &mut wgpu::CommandEncoder| {
-                enc.copy_buffer_to_buffer(src, 0, staging.raw(), 0, bytes);
+        let (mut staging, rx) = {
+            let _serial = self.serial();
+            let staging = Staging {
+                buf: self.pool.acquire(Kind::Staging, bytes),
+                mapping: false,
             };
-            self.submit_locked(&mut batch, Some(&copy));
-        }
-        let (tx, rx) = mpsc::channel();
-        staging
-            .raw()
-            .map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-                let _ = tx.send(r);
-            });
-        self.wait("download")?;
-        self.take_errors("download")?;
-        let mapped = rx
-            .recv()
-            .map_err(|_| Error::backend(NAME, "download", "map_async callback never ran"))?;
-        mapped.map_err(|e| Error::backend(NAME, "download", format!("mapping: {e}")))?;
-        let out = {
-            let view = staging
+            {
+                let mut batch = lock(&self.batch);
+                let copy = |enc: &mut wgpu::CommandEncoder| {
+                    enc.copy_buffer_to_buffer(src, 0, staging.buf.raw(), 0, bytes);
+                };
+                self.submit_locked(&mut batch, Some(&copy));
+            }
+            let (tx, rx) = oneshot();
+            staging
+                .buf
                 .raw()
-                .get_mapped_range(0..bytes)
-                .map_err(|e| Error::backend(NAME, "download", format!("mapped range: {e:?}")))?;
-            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+                .map_async(wgpu::MapMode::Read, 0..bytes, move |r| tx.send(r));
+            let mut staging = staging;
+            staging.mapping = true;
+            // Returns at once in a browser, which polls its devices itself.
+            self.wait("download")?;
+            (staging, rx)
         };
-        staging.raw().unmap();
-        Ok(out)
+        let mapped = rx.await;
+        let _serial = self.serial();
+        if let Some(Err(_)) = mapped {
+            staging.mapping = false; // a failed map leaves the buffer unmapped
+        }
+        self.take_errors("download")?;
+        mapped
+            .ok_or_else(|| Error::backend(NAME, "download", "map_async callback never ran"))?
+            .map_err(|e| Error::backend(NAME, "download", format!("mapping: {e}")))?;
+        let view = staging
+            .buf
+            .raw()
+            .get_mapped_range(0..bytes)
+            .map_err(|e| Error::backend(NAME, "download", format!("mapped range: {e:?}")))?;
+        Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&view))
+        // `staging` unmaps on drop, after the view.
     }
 
     /// Copy host data into a fresh buffer (written before the next submitted batch, which

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# minitorch in the browser (web/):
+#   scripts/web.sh build DIR     write the playground (index.html, app.js, pkg/ with the wasm) to DIR
+#   scripts/web.sh serve [PORT]  build it into target/web-site and serve it on 127.0.0.1:PORT (8000)
+#   scripts/web.sh test          the browser tests: wasm-bindgen-test in headless Chromium
+#                                (web/tests/browser.rs), then the built site end to end
+#                                (scripts/web_e2e.py; screenshot to docs/img/playground.png)
+#   scripts/web.sh lock-version  the wasm-bindgen version in Cargo.lock (the CLI must match)
+# Needs the wasm32-unknown-unknown target, wasm-bindgen-cli at Cargo.lock's wasm-bindgen
+# version, python3, and for `test` chromium and chromium-driver. Missing ones are errors
+# that say how to install them (.ci/run installs them all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=wasm32-unknown-unknown
+SITE_DEFAULT=target/web-site
+
+die() {
+    echo "web.sh: $*" >&2
+    exit 1
+}
+
+# The wasm-bindgen version Cargo.lock resolves: the CLI must match it exactly.
+lock_version() {
+    awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
+}
+
+check_tools() {
+    [[ -d "$(rustc --print sysroot)/lib/rustlib/$TARGET" ]] ||
+        die "the $TARGET target is not installed: rustup target add $TARGET"
+    local want have
+    want=$(lock_version)
+    command -v wasm-bindgen >/dev/null ||
+        die "wasm-bindgen not found: cargo install wasm-bindgen-cli --version $want"
+    have=$(wasm-bindgen --version | awk '{ print $2 }')
+    [[ "$have" == "$want" ]] ||
+        die "wasm-bindgen $have installed, Cargo.lock has $want: cargo install wasm-bindgen-cli --version $want --force"
+    command -v python3 >/dev/null || die "python3 not found (it serves the site and drives the e2e test)"
+}
+
+build() {
+    local dir=${1:?usage: scripts/web.sh build DIR}
+    check_tools
+    cargo build --release -p minitorch-web --target "$TARGET"
+    mkdir -p "$dir"
+    wasm-bindgen --target web --no-typescript --out-dir "$dir/pkg" \
+        "target/$TARGET/release/minitorch_web.wasm"
+    cp web/site/index.html web/site/app.js "$dir/"
+    echo "site written to $dir"
+}
+
+serve() {
+    local port=${1:-8000}
+    build "$SITE_DEFAULT"
+    echo "serving http://127.0.0.1:$port/ (try http://127.0.0.1:$port/?dataset=xor&backend=webgpu&hidden=100&lr=0.05&epochs=300&autostart=1)"
+    exec python3 -m http.server --bind 127.0.0.1 --directory "$SITE_DEFAULT" "$port"
+}
+
+run_tests() {
+    check_tools
+    export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+    [[ -x "$CHROMEDRIVER" ]] || die "no chromedriver at $CHROMEDRIVER: apt-get install chromium chromium-driver"
+    [[ -x /usr/bin/chromium ]] || die "no /usr/bin/chromium: apt-get install chromium chromium-driver"
+    echo "== the crate builds for $TARGET without the wgpu feature too (CPU only)"
+    cargo check --release -p minitorch --lib --target "$TARGET"
+    echo "== browser tests (wasm-bindgen-test, headless $(/usr/bin/chromium --version 2>/dev/null))"
+    (
+        cd web
+        WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/webdriver.json" \
+            WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900} \
+            CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+            cargo test --release --target "$TARGET"
+    )
+    echo "== the built site, end to end"
+    build "$SITE_DEFAULT"
+    python3 scripts/web_e2e.py "$SITE_DEFAULT" docs/img/playground.png
+}
+
+case "${1:-}" in
+build) build "${2:-}" ;;
+serve) serve "${2:-}" ;;
+test) run_tests ;;
+lock-version) lock_version ;;
+*) die "usage: scripts/web.sh build DIR | serve [PORT] | test | lock-version" ;;
+esac
