@@ -12,6 +12,13 @@ const LN2_HI: f32 = 0.693145751953125;       // 0x3f317200: 12 trailing zero bit
 const LN2_LO: f32 = 1.4286067653e-06;        // 0x35bfbe8e: ln 2 - LN2_HI
 const INV_LN2: f32 = 1.4426950408889634;
 
+// inf and NaN made at run time: a constant expression may not be infinite or NaN (Chromium's
+// Tint rejects `bitcast<f32>(0x7f800000u)`; naga accepts it).
+fn bits_f32(b: u32) -> f32 {
+    var v = b;
+    return bitcast<f32>(v);
+}
+
 // 2^k for -126 <= k <= 127, built on the bits.
 fn pow2_f(k: i32) -> f32 {
     return bitcast<f32>(u32(k + 127) << 23u);
@@ -26,7 +33,7 @@ fn exp_f(x: f32) -> f32 {
         return x; // NaN
     }
     if (b < 0x80000000u && b > 0x42b17217u) {
-        return bitcast<f32>(0x7f800000u); // above ln(f32::MAX): +inf
+        return bits_f32(0x7f800000u); // above ln(f32::MAX): +inf
     }
     if (b > 0xc2d00000u) {
         return 0.0; // below -104: under half the smallest subnormal
@@ -63,12 +70,12 @@ fn log_f(x: f32) -> f32 {
             return x; // +inf
         }
         if (b == 0x80000000u) {
-            return bitcast<f32>(0xff800000u); // -0: -inf
+            return bits_f32(0xff800000u); // -0: -inf
         }
-        return bitcast<f32>(0x7fc00000u); // NaN and negative: NaN
+        return bits_f32(0x7fc00000u); // NaN and negative: NaN
     }
     if (b == 0u) {
-        return bitcast<f32>(0xff800000u); // +0: -inf
+        return bits_f32(0xff800000u); // +0: -inf
     }
     var e: i32;
     var mant: u32;

@@ -266,6 +266,16 @@ pub fn matmul() -> Vec<Case> {
         mm_case("transposed b", &[], (33, 70, 20), false, true, 11),
         mm_case("batched", &[2, 3], (5, 7, 9), false, false, 12),
         mm_case("batched, transposed", &[4], (70, 9, 66), true, true, 13),
+        // Whole 128x128 tiles, k a multiple of 8: the GPUs' matmul_fast path.
+        mm_case(
+            "fast path 128x24 @ 24x256",
+            &[],
+            (128, 24, 256),
+            false,
+            false,
+            14,
+        ),
+        mm_case("fast path, batched", &[2], (256, 16, 128), false, false, 15),
     ];
     // Batch broadcasting: a has batch (1, 3) read as (2, 3); b is one matrix for all.
     let (n, k, m) = (6, 5, 7);

@@ -52,7 +52,8 @@ pub const PACK_A_MIN_COL_PANELS: usize = 8;
 /// Packing runs on the calling thread below this many packed values.
 const PARALLEL_PACK_MIN: usize = 1 << 16;
 /// Rows of B the micro-kernel prefetches ahead when it reads B in place (strided rows
-/// defeat the hardware prefetcher).
+/// defeat the hardware prefetcher). Only the x86-64 kernels prefetch.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const PREFETCH_ROWS: usize = 32;
 
 /// A micro-kernel family.
@@ -614,7 +615,8 @@ struct Tile {
     w: usize,
     /// Add to C (later depth blocks) instead of overwriting it (the first).
     accumulate: bool,
-    /// Prefetch B [`PREFETCH_ROWS`] rows ahead (B read in place).
+    /// Prefetch B [`PREFETCH_ROWS`] rows ahead (B read in place; x86-64 kernels only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     prefetch: bool,
 }
 

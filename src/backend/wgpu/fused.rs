@@ -55,6 +55,9 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
         .map(|i| storage_entry(i as u32, i < inputs || i == buffers))
         .collect();
     let device = &rt.device;
+    // As in Runtime::pipeline: natively a compile error is caught here; a browser reports
+    // it asynchronously, at the next readback.
+    #[cfg(not(target_arch = "wasm32"))]
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("minitorch fused"),
@@ -80,6 +83,7 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
         compilation_options: Default::default(),
         cache: None,
     });
+    #[cfg(not(target_arch = "wasm32"))]
     if let Some(e) = pollster::block_on(scope.pop()) {
         return Err(Error::backend(
             NAME,
