@@ -126,6 +126,9 @@ enum Outcome {
 
 const NOT_ON_GPU: &str = "not yet measured on a GPU";
 
+/// The line after which `docs/results.md` holds sections the report does not write.
+const KEEP_MARKER: &str =
+    "<!-- Sections below are written by hand or other tools; the report example keeps them. -->";
 fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(true) => ExitCode::SUCCESS,
@@ -313,7 +316,18 @@ fn run(args: Args) -> Result<bool> {
         b.finish_and_clear();
     }
 
-    let md = render(&args, &sizes, &infos, &results)?;
+    let mut md = render(&args, &sizes, &infos, &results)?;
+    // Sections written by hand or by other tools (CPU at scale, the browser) follow this
+    // marker in the existing file and are kept.
+    if let Ok(old) = std::fs::read_to_string(&args.out) {
+        if let Some(at) = old.find(KEEP_MARKER) {
+            if !md.ends_with('\n') {
+                md.push('\n');
+            }
+            md.push('\n');
+            md.push_str(&old[at..]);
+        }
+    }
     if let Some(dir) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| common::io_err("report", dir, e))?;
     }
