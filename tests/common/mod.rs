@@ -380,17 +380,10 @@ impl Bound {
 /// f32::EPSILON (2^-23) as f64.
 pub const EPS: f64 = f32::EPSILON as f64;
 
-/// Distance in units in the last place between two finite floats.
+/// Distance in units in the last place between two finite floats (the library's one
+/// definition, `minitorch::accuracy::ulp_distance`).
 pub fn ulp_diff(a: f32, b: f32) -> u64 {
-    let ordered = |x: f32| {
-        let i = x.to_bits() as i32 as i64;
-        if i < 0 {
-            i32::MIN as i64 - i
-        } else {
-            i
-        }
-    };
-    (ordered(a) - ordered(b)).unsigned_abs()
+    minitorch::accuracy::ulp_distance(a, b)
 }
 
 /// Whether `got` is within `b` of `want`.

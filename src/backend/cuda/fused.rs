@@ -7,10 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
-use cudarc::nvrtc::Ptx;
 
 use super::kernels::{self, Meta, HEADERS, META_WORDS};
-use super::runtime::{Output, Program as NvrtcProgram};
+use super::runtime::Program as NvrtcProgram;
 use super::{count_launch, CudaBackend, NAME};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
 use crate::backend::Backend;
@@ -48,49 +47,20 @@ fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>
         headers: &HEADERS,
         include_dirs: &[],
     };
-    let order: &[Output] = if rt.native_arch {
-        &[Output::Cubin, Output::Ptx]
-    } else {
-        &[Output::Ptx]
-    };
-    let mut failures = Vec::new();
-    for &output in order {
-        let image = program.compile(&rt.nvrtc, rt.arch, output)?;
-        let module = match output {
-            Output::Ptx => Ptx::from_src(
-                String::from_utf8_lossy(&image)
-                    .trim_end_matches('\0')
-                    .to_string(),
-            ),
-            Output::Cubin => Ptx::from_binary(image),
-        };
-        match rt.ctx.load_module(module) {
-            Ok(module) => {
-                let entry = fused::entry_point(variant);
-                let func = module.load_function(entry).map_err(|e| {
-                    Error::backend(NAME, "fused", format!("entry point {entry} not found: {e}"))
-                })?;
-                let k = Arc::new(Loaded {
-                    func,
-                    _module: module,
-                });
-                cache()
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, k.clone());
-                return Ok(k);
-            }
-            Err(e) => failures.push(format!("{output:?}: {e}")),
-        }
-    }
-    Err(Error::backend(
-        NAME,
-        "fused",
-        format!(
-            "the driver could not load a generated kernel ({})",
-            failures.join("; ")
-        ),
-    ))
+    let (module, _) = rt.load_program(&program)?;
+    let entry = fused::entry_point(variant);
+    let func = module.load_function(entry).map_err(|e| {
+        Error::backend(NAME, "fused", format!("entry point {entry} not found: {e}"))
+    })?;
+    let k = Arc::new(Loaded {
+        func,
+        _module: module,
+    });
+    cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, k.clone());
+    Ok(k)
 }
 
 /// Builds the by-value metadata, checking its length and the u32 range.

@@ -417,6 +417,31 @@ impl Runtime {
             headers: &HEADERS,
             include_dirs: &[],
         };
+        let (module, output) = self.load_program(&program)?;
+        let funcs = family
+            .entry_points()
+            .iter()
+            .map(|name| {
+                module.load_function(name).map_err(|e| {
+                    backend_err(
+                        "load",
+                        format!("{}: entry point {name} not found: {e}", family.file_name()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Kernels {
+            funcs,
+            output,
+            _module: module,
+        })
+    }
+
+    /// Compile `program` with the chosen NVRTC and load it: a CUBIN for the device first
+    /// (only a CUBIN when the NVRTC is a newer minor than the driver, whose PTX the
+    /// driver could not load), else PTX. The one compile-and-load path of the backend: the
+    /// kernel files and the generated fused kernels both come through here.
+    pub fn load_program(&self, program: &Program) -> Result<(Arc<CudaModule>, Output)> {
         let order: &[Output] = if self.native_arch && self.cubin_only {
             &[Output::Cubin]
         } else if self.native_arch {
@@ -435,30 +460,8 @@ impl Runtime {
                 ),
                 Output::Cubin => Ptx::from_binary(image),
             };
-            let loaded = guarded("cuModuleLoadData", || self.ctx.load_module(module))?;
-            match loaded {
-                Ok(module) => {
-                    let funcs = family
-                        .entry_points()
-                        .iter()
-                        .map(|name| {
-                            module.load_function(name).map_err(|e| {
-                                backend_err(
-                                    "load",
-                                    format!(
-                                        "{}: entry point {name} not found: {e}",
-                                        family.file_name()
-                                    ),
-                                )
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    return Ok(Kernels {
-                        funcs,
-                        output,
-                        _module: module,
-                    });
-                }
+            match guarded("cuModuleLoadData", || self.ctx.load_module(module))? {
+                Ok(module) => return Ok((module, output)),
                 Err(e) => failures.push((output, e)),
             }
         }
@@ -484,7 +487,7 @@ impl Runtime {
             "load",
             format!(
                 "the driver could not load the kernels of {} ({tried}); {advice}",
-                family.file_name()
+                program.name
             ),
         ))
     }

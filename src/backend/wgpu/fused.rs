@@ -55,10 +55,6 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
         .map(|i| storage_entry(i as u32, i < inputs || i == buffers))
         .collect();
     let device = &rt.device;
-    // As in Runtime::pipeline: natively a compile error is caught here; a browser reports
-    // it asynchronously, at the next readback.
-    #[cfg(not(target_arch = "wasm32"))]
-    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("minitorch fused"),
         entries: &entries,
@@ -69,28 +65,8 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
         immediate_size: 0,
     });
     let entry = fused::entry_point(variant);
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(entry),
-        source: wgpu::ShaderSource::Wgsl(
-            fused::wgsl_source(p, variant, &format!("{INDEXING}\n{MATH}")).into(),
-        ),
-    });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(entry),
-        layout: Some(&pipeline_layout),
-        module: &module,
-        entry_point: Some(entry),
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    #[cfg(not(target_arch = "wasm32"))]
-    if let Some(e) = pollster::block_on(scope.pop()) {
-        return Err(Error::backend(
-            NAME,
-            "fused",
-            format!("compiling a generated {entry} kernel: {e}"),
-        ));
-    }
+    let source = fused::wgsl_source(p, variant, &format!("{INDEXING}\n{MATH}"));
+    let pipeline = rt.compile_pipeline("fused", entry, source, &pipeline_layout)?;
     let k = Arc::new(Compiled { pipeline, layout });
     cache()
         .lock()

@@ -431,38 +431,49 @@ impl Runtime {
             return Ok(p.clone());
         }
         let entry = kernel.entry_point(op, contiguous);
-        // Natively a compile error is caught here. A browser reports it only
-        // asynchronously, so there it reaches the uncaptured-error handler and comes back
-        // as an Err at the next readback.
+        let layout = &self.pipeline_layouts[kernel.inputs() - 1];
+        let pipeline = self.compile_pipeline("pipeline", &entry, kernel.source(op), layout)?;
+        lock(&self.stats).pipelines += 1;
+        lock(&self.pipelines).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Compile `source` and build the compute pipeline of its `entry` point: the one
+    /// shader-compile path of the backend (the kernel families and the generated fused
+    /// kernels). Natively a compile error is caught here and named after `op`; a browser
+    /// reports it only asynchronously, so there it reaches the uncaptured-error handler
+    /// and comes back as an Err at the next readback.
+    pub fn compile_pipeline(
+        &self,
+        op: &'static str,
+        entry: &str,
+        source: String,
+        layout: &wgpu::PipelineLayout,
+    ) -> Result<wgpu::ComputePipeline> {
+        #[cfg(target_arch = "wasm32")]
+        let _ = op; // only named in the native error
         #[cfg(not(target_arch = "wasm32"))]
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&entry),
-                source: wgpu::ShaderSource::Wgsl(kernel.source(op).into()),
+                label: Some(entry),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
             });
-        let layout = &self.pipeline_layouts[kernel.inputs() - 1];
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&entry),
+                label: Some(entry),
                 layout: Some(layout),
                 module: &module,
-                entry_point: Some(&entry),
+                entry_point: Some(entry),
                 compilation_options: Default::default(),
                 cache: None,
             });
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::backend(
-                NAME,
-                "pipeline",
-                format!("compiling {entry}: {e}"),
-            ));
+            return Err(Error::backend(NAME, op, format!("compiling {entry}: {e}")));
         }
-        lock(&self.stats).pipelines += 1;
-        lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
