@@ -1,11 +1,14 @@
 //! Fused elementwise programs on the CPU: the program is interpreted a block of elements at
 //! a time (each node over the whole block, so the op dispatch happens once per block and
 //! the inner loops are plain slice loops), serial below [`PARALLEL_MIN`] elements, else
-//! parallel over blocks. One pass over the data and one allocation per output, where the
-//! chain of primitives makes one of each per op.
+//! parallel over blocks. One pass over the data and one pooled buffer per output, where
+//! the chain of primitives makes one of each per op.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::pool::HostBuf;
 use super::{contiguous_slice, PARALLEL_MIN};
 use crate::backend::fused::{Node, Program};
 use crate::backend::{BinaryOp, UnaryOp};
@@ -91,58 +94,78 @@ fn block(
     }
 }
 
-/// Run `p` over `size` elements; `inputs` are storages with layouts of one shape of `size`
-/// elements (checked by the caller). One vector per output.
-pub fn run(
+thread_local! {
+    /// The interpreter's per-thread scratch, one block per program node, reused from call
+    /// to call (a training step runs a few fused programs on small tensors, where fresh
+    /// scratch vectors cost more than the arithmetic).
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` with `nodes` scratch blocks of [`BLOCK`] values from this thread's [`SCRATCH`].
+/// Nothing inside `block` calls back into rayon or the interpreter, so the borrow is never
+/// taken twice on one thread.
+fn with_scratch<R>(nodes: usize, f: impl FnOnce(&mut [Vec<f32>]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < nodes {
+            s.resize_with(nodes, Vec::new);
+        }
+        for v in s[..nodes].iter_mut() {
+            if v.len() < BLOCK {
+                v.resize(BLOCK, 0.0);
+            }
+        }
+        f(&mut s[..nodes])
+    })
+}
+
+/// Evaluate `p` on the elements `lo..lo + outs[0].len()` into `outs` (one slice per
+/// output), block by block.
+fn run_span(
     p: &Program,
     inputs: &[(&[f32], &Layout)],
     params: &[f32],
-    size: usize,
-) -> Vec<Vec<f32>> {
-    let n_out = p.outputs().len();
-    // Small tensors (most of a training step) need blocks only as long as themselves.
-    let fresh_vals = || vec![vec![0.0f32; BLOCK.min(size)]; p.nodes().len()];
-    let threads = rayon::current_num_threads();
-    if size < PARALLEL_MIN || threads == 1 {
-        let mut outs = vec![vec![0.0f32; size]; n_out];
-        let mut vals = fresh_vals();
-        let mut start = 0;
-        while start < size {
-            let end = (start + BLOCK).min(size);
-            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[start..end]).collect();
-            block(p, inputs, params, start, &mut vals, &mut slices);
+    lo: usize,
+    outs: &mut [&mut [f32]],
+) {
+    let hi = lo + outs.first().map_or(0, |o| o.len());
+    with_scratch(p.nodes().len(), |vals| {
+        let mut start = lo;
+        while start < hi {
+            let end = (start + BLOCK).min(hi);
+            let mut slices: Vec<&mut [f32]> = outs
+                .iter_mut()
+                .map(|o| &mut o[start - lo..end - lo])
+                .collect();
+            block(p, inputs, params, start, vals, &mut slices);
             start = end;
         }
+    });
+}
+
+/// Run `p` over `size` elements; `inputs` are storages with layouts of one shape of `size`
+/// elements (checked by the caller). One pooled buffer per output, every value written.
+pub fn run(p: &Program, inputs: &[(&[f32], &Layout)], params: &[f32], size: usize) -> Vec<HostBuf> {
+    let n_out = p.outputs().len();
+    let mut outs: Vec<HostBuf> = (0..n_out).map(|_| HostBuf::take(size)).collect();
+    let threads = rayon::current_num_threads();
+    if size < PARALLEL_MIN || threads == 1 {
+        let mut whole: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+        run_span(p, inputs, params, 0, &mut whole);
         return outs;
     }
-    // Parallel: each task fills a contiguous run of blocks of every output.
+    // Parallel: each task fills a contiguous run of blocks of every output, in place.
     let run_len = size.div_ceil(threads * 4).next_multiple_of(BLOCK);
-    let parts: Vec<Vec<Vec<f32>>> = (0..size.div_ceil(run_len))
-        .into_par_iter()
-        .map(|r| {
-            let (lo, hi) = (r * run_len, ((r + 1) * run_len).min(size));
-            let mut outs = vec![vec![0.0f32; hi - lo]; n_out];
-            let mut vals = fresh_vals();
-            let mut start = lo;
-            while start < hi {
-                let end = (start + BLOCK).min(hi);
-                let mut slices: Vec<&mut [f32]> = outs
-                    .iter_mut()
-                    .map(|o| &mut o[start - lo..end - lo])
-                    .collect();
-                block(p, inputs, params, start, &mut vals, &mut slices);
-                start = end;
-            }
-            outs
-        })
+    let mut runs: Vec<Vec<&mut [f32]>> = (0..size.div_ceil(run_len))
+        .map(|_| Vec::with_capacity(n_out))
         .collect();
-    (0..n_out)
-        .map(|o| {
-            let mut v = Vec::with_capacity(size);
-            for part in &parts {
-                v.extend_from_slice(&part[o]);
-            }
-            v
-        })
-        .collect()
+    for o in outs.iter_mut() {
+        for (r, chunk) in o.chunks_mut(run_len).enumerate() {
+            runs[r].push(chunk);
+        }
+    }
+    runs.into_par_iter()
+        .enumerate()
+        .for_each(|(r, mut parts)| run_span(p, inputs, params, r * run_len, &mut parts));
+    outs
 }
