@@ -1,6 +1,8 @@
 //! Optimisers (MiniTorch's `optim.py`): stochastic gradient descent with optional
 //! momentum and weight decay.
 
+use std::sync::OnceLock;
+
 use crate::backend::fused::{Program, ProgramBuilder};
 use crate::error::{Error, Result};
 use crate::nn::Parameter;
@@ -99,7 +101,7 @@ impl Sgd {
                 );
                 let mut inputs = vec![&value, &g];
                 inputs.extend(prev.as_ref());
-                let mut outs = Tensor::fused(&program, &inputs, &params[..program.params()])?;
+                let mut outs = Tensor::fused(program, &inputs, &params[..program.params()])?;
                 if self.momentum != 0.0 {
                     *v = outs.pop();
                 }
@@ -114,7 +116,14 @@ impl Sgd {
 /// is one) with parameters `[-lr, weight_decay, momentum]`: the primitives' formulas, in
 /// their order: `g += p * wd`; `v = v * momentum + g` (or `g` on the first step);
 /// `p + v * (-lr)`. Outputs the new value, then the new velocity with momentum.
-fn step_program(decay: bool, momentum: bool, has_velocity: bool) -> Program {
+/// Built once per process for each of the eight variants (not once per parameter per step).
+fn step_program(decay: bool, momentum: bool, has_velocity: bool) -> &'static Program {
+    static PROGRAMS: [OnceLock<Program>; 8] = [const { OnceLock::new() }; 8];
+    let i = decay as usize | (momentum as usize) << 1 | (has_velocity as usize) << 2;
+    PROGRAMS[i].get_or_init(|| build_step_program(decay, momentum, has_velocity))
+}
+
+fn build_step_program(decay: bool, momentum: bool, has_velocity: bool) -> Program {
     let mut b = ProgramBuilder::new();
     let (p, mut g) = (b.input(0), b.input(1));
     if decay {

@@ -23,7 +23,8 @@ struct Loaded {
     _module: Arc<CudaModule>,
 }
 
-type Cache = Mutex<HashMap<(Program, Variant), Arc<Loaded>>>;
+/// Per variant, per program: looked up by reference, so a hit clones nothing.
+type Cache = Mutex<HashMap<Variant, HashMap<Program, Arc<Loaded>>>>;
 
 fn cache() -> &'static Cache {
     static C: OnceLock<Cache> = OnceLock::new();
@@ -35,8 +36,12 @@ pub const FILE_NAME: &str = "fused.cu";
 
 /// The kernel of `p` and `variant`, compiled and loaded on first use.
 fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>> {
-    let key = (p.clone(), variant);
-    if let Some(k) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(k) = cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&variant)
+        .and_then(|m| m.get(p))
+    {
         return Ok(k.clone());
     }
     let rt = be.runtime();
@@ -59,7 +64,9 @@ fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>
     cache()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key, k.clone());
+        .entry(variant)
+        .or_default()
+        .insert(p.clone(), k.clone());
     Ok(k)
 }
 

@@ -19,7 +19,8 @@ struct Compiled {
     layout: wgpu::BindGroupLayout,
 }
 
-type Cache = Mutex<HashMap<(Program, Variant), Arc<Compiled>>>;
+/// Per variant, per program: looked up by reference, so a hit clones nothing.
+type Cache = Mutex<HashMap<Variant, HashMap<Program, Arc<Compiled>>>>;
 
 /// The kernels compiled so far (the process has one wgpu runtime).
 fn cache() -> &'static Cache {
@@ -29,13 +30,20 @@ fn cache() -> &'static Cache {
 
 /// Number of generated kernels compiled so far.
 pub fn compiled() -> usize {
-    cache().lock().map(|c| c.len()).unwrap_or(0)
+    cache()
+        .lock()
+        .map(|c| c.values().map(HashMap::len).sum())
+        .unwrap_or(0)
 }
 
 /// The kernel of `p` and `variant`, compiled on first use.
 fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result<Arc<Compiled>> {
-    let key = (p.clone(), variant);
-    if let Some(k) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(k) = cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&variant)
+        .and_then(|m| m.get(p))
+    {
         return Ok(k.clone());
     }
     let max = rt.limits.max_storage_buffers_per_shader_stage as usize;
@@ -71,7 +79,9 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
     cache()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key, k.clone());
+        .entry(variant)
+        .or_default()
+        .insert(p.clone(), k.clone());
     Ok(k)
 }
 
