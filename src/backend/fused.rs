@@ -18,8 +18,9 @@
 
 use std::fmt::Write;
 
-use super::{BinaryOp, UnaryOp};
+use super::{BinaryOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 
 /// One step of a [`Program`]; operands are indices of earlier nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -469,6 +470,21 @@ pub fn elementwise_meta(
         push("parameter", p.to_bits() as usize)?;
     }
     Ok(())
+}
+
+/// The second step of a `matmul_fused` that runs its product as a kernel of its own (the
+/// CPU always; the GPUs past [`FUSED_MATMUL_MAX_WORK`]): `epilogue(product, extra...)`
+/// over the contiguous `product` of `shape`, where `run` is the backend's `fused`.
+pub fn then_epilogue(
+    product: &Storage,
+    shape: &[usize],
+    extra: &[(&Storage, &Layout)],
+    run: impl FnOnce(&[(&Storage, &Layout)]) -> Result<Vec<Storage>>,
+) -> Result<Storage> {
+    let pl = Layout::contiguous(shape);
+    let mut ins = vec![(product, &pl)];
+    ins.extend(extra.iter().copied());
+    Ok(run(&ins)?.remove(0))
 }
 
 /// The WGSL of `p` as a `variant` kernel: the bindings are the inputs (`in{j}`; for the

@@ -464,11 +464,9 @@ impl Backend for CpuBackend {
         if epilogue.is_identity() {
             return Ok(product);
         }
-        let pl = Layout::contiguous(&shape);
-        let mut ins = vec![(&product, &pl)];
-        ins.extend(extra.iter().copied());
-        let mut out = self.fused(epilogue, &ins, params)?;
-        Ok(out.remove(0))
+        fusion::then_epilogue(&product, &shape, extra, |ins| {
+            self.fused(epilogue, ins, params)
+        })
     }
 }
 

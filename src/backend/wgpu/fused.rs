@@ -162,10 +162,9 @@ pub fn matmul_fused(
     if size.saturating_mul(k) > FUSED_MATMUL_MAX_WORK {
         // Large: the tiled primitive, then the epilogue over its result.
         let product = super::matmul::matmul(rt, a, al, b, bl)?;
-        let pl = Layout::contiguous(&shape);
-        let mut ins = vec![(&product, &pl)];
-        ins.extend(extra.iter().copied());
-        return Ok(fused(rt, epilogue, &ins, params)?.remove(0));
+        return fused::then_epilogue(&product, &shape, extra, |ins| {
+            fused(rt, epilogue, ins, params)
+        });
     }
     let out = rt.alloc("matmul_fused", size)?;
     if size > 0 {
