@@ -4,7 +4,17 @@
 
 use std::collections::{HashMap, HashSet};
 
+use smallvec::SmallVec;
+
 use crate::error::Result;
+
+/// A function's inputs, or what flows back to them: up to three inline (every primitive
+/// has at most three), so building and walking a graph allocates no list per node.
+pub type Inputs<T> = SmallVec<[T; 3]>;
+
+/// Nodes reserved up front by a backward pass (a training step's graph fits, so the
+/// work lists and maps do not grow node by node).
+const GRAPH_CAPACITY: usize = 64;
 
 /// A node of a computation graph.
 pub trait Variable: Clone {
@@ -17,9 +27,9 @@ pub trait Variable: Clone {
     /// True for a variable that needs no derivative (no history, no grad wanted).
     fn is_constant(&self) -> bool;
     /// The inputs of the function that produced this variable.
-    fn parents(&self) -> Vec<Self>;
+    fn parents(&self) -> Inputs<Self>;
     /// Derivatives of the inputs from the derivative of this output (the chain rule).
-    fn chain_rule(&self, d_output: &Self::Grad) -> Result<Vec<(Self, Self::Grad)>>;
+    fn chain_rule(&self, d_output: &Self::Grad) -> Result<Inputs<(Self, Self::Grad)>>;
     /// Add `d` to a leaf's stored derivative.
     fn accumulate_derivative(&self, d: Self::Grad) -> Result<()>;
     /// `a + b` for two derivatives of the same variable.
@@ -29,10 +39,11 @@ pub trait Variable: Clone {
 /// The non-constant variables reachable from `root`, each after every variable that
 /// depends on it (root first). Iterative, so deep graphs do not overflow the stack.
 pub fn topological_sort<V: Variable>(root: &V) -> Vec<V> {
-    let mut order = Vec::new();
-    let mut visited = HashSet::new();
+    let mut order = Vec::with_capacity(GRAPH_CAPACITY);
+    let mut visited = HashSet::with_capacity(GRAPH_CAPACITY);
     // (node, children pushed yet?)
-    let mut stack = vec![(root.clone(), false)];
+    let mut stack = Vec::with_capacity(GRAPH_CAPACITY);
+    stack.push((root.clone(), false));
     while let Some((v, expanded)) = stack.pop() {
         if expanded {
             order.push(v);
@@ -56,7 +67,7 @@ pub fn topological_sort<V: Variable>(root: &V) -> Vec<V> {
 /// into the leaves.
 pub fn backpropagate<V: Variable>(root: &V, d_output: V::Grad) -> Result<()> {
     let order = topological_sort(root);
-    let mut grads: HashMap<usize, V::Grad> = HashMap::new();
+    let mut grads: HashMap<usize, V::Grad> = HashMap::with_capacity(GRAPH_CAPACITY);
     grads.insert(root.unique_id(), d_output);
     for v in order {
         let Some(d) = grads.remove(&v.unique_id()) else {
@@ -85,8 +96,11 @@ pub fn backpropagate<V: Variable>(root: &V, d_output: V::Grad) -> Result<()> {
 /// and returns its inputs when it was the last handle to it. Dropping a long chain
 /// (a sum of many terms, a 100k-op tape) recursively would overflow the stack; scalars
 /// and tensors both call this from their `Drop`.
-pub(crate) fn unlink_iteratively<T>(inputs: Vec<T>, take_inputs: impl Fn(T) -> Option<Vec<T>>) {
-    let mut stack = inputs;
+pub(crate) fn unlink_iteratively<T>(
+    inputs: Inputs<T>,
+    take_inputs: impl Fn(T) -> Option<Inputs<T>>,
+) {
+    let mut stack: SmallVec<[T; 8]> = inputs.into_iter().collect();
     while let Some(node) = stack.pop() {
         if let Some(more) = take_inputs(node) {
             stack.extend(more);

@@ -5,12 +5,18 @@
 //! `offset + sum(index[i] * strides[i])`. Broadcast dimensions have stride 0, so a
 //! broadcast input is read in place, never copied.
 
+use smallvec::SmallVec;
+
 use crate::error::{Error, Result};
+
+/// A shape, strides or index: up to four dimensions inline, more on the heap. Tensors are
+/// made and dropped per op, so their metadata must not cost an allocation each.
+pub type Dims = SmallVec<[usize; 4]>;
 
 /// Contiguous (row-major) strides for `shape`: the last dimension has stride 1.
 /// Saturates instead of overflowing; shapes that pass [`checked_shape_size`] never do.
-pub fn strides_from_shape(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![0; shape.len()];
+pub fn strides_from_shape(shape: &[usize]) -> Dims {
+    let mut strides: Dims = smallvec::smallvec![0; shape.len()];
     let mut acc: usize = 1;
     for (s, d) in strides.iter_mut().zip(shape).rev() {
         *s = acc;
@@ -104,9 +110,9 @@ pub fn broadcast_index(
 
 /// The shape both `a` and `b` broadcast to (NumPy rules: align the right ends; each pair
 /// of dimensions must be equal or one of them 1).
-pub fn shape_broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+pub fn shape_broadcast(a: &[usize], b: &[usize]) -> Result<Dims> {
     let n = a.len().max(b.len());
-    let mut out = vec![0; n];
+    let mut out: Dims = smallvec::smallvec![0; n];
     for (i, o) in out.iter_mut().enumerate() {
         let da = if i + a.len() >= n {
             a[i + a.len() - n]
@@ -137,8 +143,8 @@ pub fn shape_broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
 /// Shape, strides and offset of a tensor's view into its storage.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Layout {
-    shape: Vec<usize>,
-    strides: Vec<usize>,
+    shape: Dims,
+    strides: Dims,
     offset: usize,
 }
 
@@ -147,14 +153,15 @@ impl Layout {
     pub fn contiguous(shape: &[usize]) -> Self {
         Layout {
             strides: strides_from_shape(shape),
-            shape: shape.to_vec(),
+            shape: shape.into(),
             offset: 0,
         }
     }
 
     /// A layout from its parts; checked that strides match the shape's rank, that the
     /// shape's size is addressable and that no position it reaches overflows.
-    pub fn new(shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Result<Self> {
+    pub fn new(shape: impl Into<Dims>, strides: impl Into<Dims>, offset: usize) -> Result<Self> {
+        let (shape, strides): (Dims, Dims) = (shape.into(), strides.into());
         if shape.len() != strides.len() {
             return Err(Error::shape(
                 "layout",
@@ -223,7 +230,7 @@ impl Layout {
         let err = |msg: String| Error::Index {
             op: "index",
             index: index.to_vec(),
-            shape: crate::error::Shapes(vec![self.shape.clone()]),
+            shape: crate::error::Shapes(vec![self.shape.to_vec()]),
             msg,
         };
         if index.len() != self.shape.len() {
@@ -261,7 +268,7 @@ impl Layout {
     /// `order[i]` of `self`. `order` must be a permutation of `0..dims`.
     pub fn permute(&self, order: &[usize]) -> Result<Layout> {
         let n = self.dims();
-        let mut seen = vec![false; n];
+        let mut seen: SmallVec<[bool; 8]> = smallvec::smallvec![false; n];
         let valid = order.len() == n
             && order
                 .iter()
@@ -302,7 +309,7 @@ impl Layout {
             ));
         }
         Ok(Layout {
-            shape: shape.to_vec(),
+            shape: shape.into(),
             strides: strides_from_shape(shape),
             offset: self.offset,
         })
@@ -324,7 +331,7 @@ impl Layout {
         }
         checked_shape_size("broadcast", shape)?;
         let extra = shape.len() - self.dims();
-        let mut strides = vec![0; shape.len()];
+        let mut strides: Dims = smallvec::smallvec![0; shape.len()];
         for (i, &d) in shape.iter().enumerate() {
             if i < extra {
                 continue;
@@ -337,7 +344,7 @@ impl Layout {
             }
         }
         Ok(Layout {
-            shape: shape.to_vec(),
+            shape: shape.into(),
             strides,
             offset: self.offset,
         })
@@ -345,7 +352,7 @@ impl Layout {
 
     /// The layout with dimension `dim` removed from iteration: same shape except
     /// `dim` set to 1 (the shape of a reduction's result).
-    pub fn reduced_shape(&self, dim: usize) -> Vec<usize> {
+    pub fn reduced_shape(&self, dim: usize) -> Dims {
         let mut s = self.shape.clone();
         if dim < s.len() {
             s[dim] = 1;
@@ -360,14 +367,14 @@ impl Layout {
 pub struct StridedCursor<'a> {
     shape: &'a [usize],
     strides: &'a [usize],
-    index: Vec<usize>,
+    index: Dims,
     pos: usize,
 }
 
 impl<'a> StridedCursor<'a> {
     /// A cursor at row-major ordinal `start` of `layout`.
     pub fn new(layout: &'a Layout, start: usize) -> Self {
-        let mut index = vec![0; layout.dims()];
+        let mut index: Dims = smallvec::smallvec![0; layout.dims()];
         to_index(start, layout.shape(), &mut index);
         let pos = layout.position(&index);
         StridedCursor {

@@ -37,4 +37,4 @@ pub use backend::{Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use scalar::Scalar;
-pub use tensor::{no_grad, Tensor};
+pub use tensor::{no_grad, Activation, Tensor, Tensors};

@@ -31,7 +31,7 @@ impl Parameter {
 
     /// Replace the value (MiniTorch's `Parameter.update`); the new value collects gradients.
     pub fn update(&self, value: Tensor) {
-        *self.0.lock().expect("parameter lock") = value.detach().requires_grad_(true);
+        *self.0.lock().expect("parameter lock") = value.into_detached().requires_grad_(true);
     }
 
     /// The gradient collected by the last backward, if any.

@@ -3,6 +3,8 @@
 
 use std::sync::OnceLock;
 
+use smallvec::{smallvec, SmallVec};
+
 use crate::backend::fused::{Program, ProgramBuilder};
 use crate::error::{Error, Result};
 use crate::nn::Parameter;
@@ -99,7 +101,7 @@ impl Sgd {
                     self.momentum != 0.0,
                     prev.is_some(),
                 );
-                let mut inputs = vec![&value, &g];
+                let mut inputs: SmallVec<[&Tensor; 3]> = smallvec![&value, &g];
                 inputs.extend(prev.as_ref());
                 let mut outs = Tensor::fused(program, &inputs, &params[..program.params()])?;
                 if self.momentum != 0.0 {

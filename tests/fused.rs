@@ -495,7 +495,7 @@ fn zero_size_and_bad_calls() {
         assert_eq!(out[0].shape(), &[3, 0]);
         let x = Tensor::ones(&[2, 3], d).unwrap();
         let y = Tensor::ones(&[4], d).unwrap();
-        let err = |r: minitorch::Result<Vec<Tensor>>| r.unwrap_err().to_string();
+        let err = |r: minitorch::Result<minitorch::Tensors>| r.unwrap_err().to_string();
         let msg = err(Tensor::fused(&prog, &[&x, &x], &[1.0]));
         assert!(msg.contains("3 inputs"), "{msg}");
         let msg = err(Tensor::fused(&prog, &[&x, &x, &x], &[]));

@@ -17,6 +17,9 @@
 //! [`Backend::matmul_fused`]: super::Backend::matmul_fused
 
 use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+
+use smallvec::SmallVec;
 
 use super::{BinaryOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
@@ -38,12 +41,61 @@ pub enum Node {
 }
 
 /// An elementwise expression with one or more outputs. Build one with [`ProgramBuilder`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Program {
+///
+/// A cheap handle: clones share one body (a fused tensor keeps its program for its
+/// backward without copying it). Equality and hashing are by the expression.
+#[derive(Clone)]
+pub struct Program(Arc<Body>);
+
+struct Body {
     nodes: Vec<Node>,
     outputs: Vec<usize>,
     inputs: usize,
     params: usize,
+    /// Gradient programs already derived (see [`Program::gradient`]).
+    gradients: Mutex<Vec<GradientEntry>>,
+}
+
+/// One remembered gradient program.
+struct GradientEntry {
+    output: usize,
+    wanted: SmallVec<[usize; 4]>,
+    program: Program,
+}
+
+/// Most gradient programs one program remembers (one per set of wanted inputs in practice;
+/// the cap only bounds a caller that asks for many different sets).
+const GRADIENT_CACHE_MAX: usize = 16;
+
+impl Body {
+    fn key(&self) -> (&[Node], &[usize], usize, usize) {
+        (&self.nodes, &self.outputs, self.inputs, self.params)
+    }
+}
+
+impl PartialEq for Program {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for Program {}
+
+impl std::hash::Hash for Program {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.key().hash(state);
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("nodes", &self.0.nodes)
+            .field("outputs", &self.0.outputs)
+            .field("inputs", &self.0.inputs)
+            .field("params", &self.0.params)
+            .finish()
+    }
 }
 
 /// A node of a program being built.
@@ -111,31 +163,41 @@ impl ProgramBuilder {
                 _ => {}
             }
         }
-        Program {
-            nodes: self.nodes,
-            outputs: outputs.iter().map(|v| v.0).collect(),
+        Program::from_parts(
+            self.nodes,
+            outputs.iter().map(|v| v.0).collect(),
             inputs,
             params,
-        }
+        )
     }
 }
 
 impl Program {
+    fn from_parts(nodes: Vec<Node>, outputs: Vec<usize>, inputs: usize, params: usize) -> Self {
+        Program(Arc::new(Body {
+            nodes,
+            outputs,
+            inputs,
+            params,
+            gradients: Mutex::new(Vec::new()),
+        }))
+    }
+
     /// The nodes in evaluation order.
     pub fn nodes(&self) -> &[Node] {
-        &self.nodes
+        &self.0.nodes
     }
     /// The nodes whose values are the outputs.
     pub fn outputs(&self) -> &[usize] {
-        &self.outputs
+        &self.0.outputs
     }
     /// Number of inputs.
     pub fn inputs(&self) -> usize {
-        self.inputs
+        self.0.inputs
     }
     /// Number of scalar parameters.
     pub fn params(&self) -> usize {
-        self.params
+        self.0.params
     }
 
     /// The program `in0` (a plain matmul as a `matmul_fused` epilogue).
@@ -147,13 +209,13 @@ impl Program {
 
     /// True for the program that returns its only input unchanged.
     pub fn is_identity(&self) -> bool {
-        self.nodes == [Node::Input(0)] && self.outputs == [0]
+        self.0.nodes == [Node::Input(0)] && self.0.outputs == [0]
     }
 
     /// The program on one element: the reference every backend must agree with.
     pub fn eval(&self, inputs: &[f32], params: &[f32]) -> Vec<f32> {
-        let mut v = Vec::with_capacity(self.nodes.len());
-        for n in &self.nodes {
+        let mut v = Vec::with_capacity(self.0.nodes.len());
+        for n in &self.0.nodes {
             v.push(match *n {
                 Node::Input(i) => inputs[i],
                 Node::Param(i) => params[i],
@@ -162,29 +224,29 @@ impl Program {
                 Node::Binary(op, a, b) => op.apply(v[a], v[b]),
             });
         }
-        self.outputs.iter().map(|&o| v[o]).collect()
+        self.0.outputs.iter().map(|&o| v[o]).collect()
     }
 
     /// Check a call: as many inputs and parameters as the program uses, operands before
     /// their nodes, at least one output. `op` names the caller in the error.
     pub fn check(&self, op: &'static str, inputs: usize, params: usize) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(op, m));
-        if inputs != self.inputs {
+        if inputs != self.0.inputs {
             return bad(format!(
                 "the fused program reads {} inputs, {inputs} given",
-                self.inputs
+                self.0.inputs
             ));
         }
-        if params != self.params {
+        if params != self.0.params {
             return bad(format!(
                 "the fused program takes {} scalar parameters, {params} given",
-                self.params
+                self.0.params
             ));
         }
-        if self.outputs.is_empty() {
+        if self.0.outputs.is_empty() {
             return bad("the fused program has no output".into());
         }
-        for (i, n) in self.nodes.iter().enumerate() {
+        for (i, n) in self.0.nodes.iter().enumerate() {
             let ok = match *n {
                 Node::Unary(_, a) => a < i,
                 Node::Binary(_, a, b) => a < i && b < i,
@@ -194,7 +256,7 @@ impl Program {
                 return bad(format!("node {i} of the fused program uses a later node"));
             }
         }
-        if self.outputs.iter().any(|&o| o >= self.nodes.len()) {
+        if self.0.outputs.iter().any(|&o| o >= self.0.nodes.len()) {
             return bad("an output of the fused program is not a node".into());
         }
         Ok(())
@@ -206,15 +268,41 @@ impl Program {
     /// (`Inv` -> `InvBack`, `Exp` -> `exp(x) * d`, comparisons have zero gradient), so the
     /// result equals what autodiff over the primitives computes. Errors for nodes with no
     /// backward (the `*Back` ops) on a path to a wanted input.
+    ///
+    /// Gradients are remembered per `(output, wanted)` (a backward pass asks for the same
+    /// few every step), so only the first call derives one.
     pub fn gradient(&self, output: usize, wanted: &[usize]) -> Result<Program> {
-        let n = self.nodes.len();
-        let mut b = ProgramBuilder {
-            nodes: self.nodes.clone(),
+        let cache = &self.0.gradients;
+        let hit = |c: &[GradientEntry]| {
+            c.iter()
+                .find(|e| e.output == output && e.wanted[..] == *wanted)
+                .map(|e| e.program.clone())
         };
-        let d_out = b.input(self.inputs);
+        if let Some(p) = hit(&cache.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(p);
+        }
+        let p = self.derive_gradient(output, wanted)?;
+        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() < GRADIENT_CACHE_MAX && hit(&c).is_none() {
+            c.push(GradientEntry {
+                output,
+                wanted: wanted.into(),
+                program: p.clone(),
+            });
+        }
+        Ok(p)
+    }
+
+    /// [`Program::gradient`] without the cache.
+    fn derive_gradient(&self, output: usize, wanted: &[usize]) -> Result<Program> {
+        let n = self.0.nodes.len();
+        let mut b = ProgramBuilder {
+            nodes: self.0.nodes.clone(),
+        };
+        let d_out = b.input(self.0.inputs);
         // adjoint[i]: the gradient flowing into node i (None: none).
         let mut adj: Vec<Option<Var>> = vec![None; n];
-        adj[self.outputs[output]] = Some(d_out);
+        adj[self.0.outputs[output]] = Some(d_out);
         let acc = |b: &mut ProgramBuilder, adj: &mut [Option<Var>], i: usize, g: Var| {
             adj[i] = Some(match adj[i] {
                 Some(prev) => b.add(prev, g),
@@ -223,7 +311,7 @@ impl Program {
         };
         for i in (0..n).rev() {
             let Some(g) = adj[i] else { continue };
-            match self.nodes[i] {
+            match self.0.nodes[i] {
                 Node::Input(_) | Node::Param(_) | Node::Const(_) => {}
                 Node::Unary(op, a) => {
                     let x = Var(a);
@@ -263,31 +351,36 @@ impl Program {
         let outs: Vec<Var> = wanted
             .iter()
             .map(|&w| {
-                self.nodes
+                self.0
+                    .nodes
                     .iter()
                     .position(|&m| m == Node::Input(w))
                     .and_then(|i| adj[i])
                     .unwrap_or(zero)
             })
             .collect();
-        let mut p = b.build(&outs);
-        p.inputs = self.inputs + 1;
-        p.params = self.params;
-        Ok(p.pruned())
+        let p = b.build(&outs);
+        Ok(Program::from_parts(
+            p.0.nodes.clone(),
+            p.0.outputs.clone(),
+            self.0.inputs + 1,
+            self.0.params,
+        )
+        .pruned())
     }
 
     /// The same program without the nodes no output depends on (inputs and parameters
     /// keep their numbers).
     fn pruned(&self) -> Program {
-        let mut live = vec![false; self.nodes.len()];
-        for &o in &self.outputs {
+        let mut live = vec![false; self.0.nodes.len()];
+        for &o in &self.0.outputs {
             live[o] = true;
         }
-        for i in (0..self.nodes.len()).rev() {
+        for i in (0..self.0.nodes.len()).rev() {
             if !live[i] {
                 continue;
             }
-            match self.nodes[i] {
+            match self.0.nodes[i] {
                 Node::Unary(_, a) => live[a] = true,
                 Node::Binary(_, a, b) => {
                     live[a] = true;
@@ -296,9 +389,9 @@ impl Program {
                 _ => {}
             }
         }
-        let mut map = vec![usize::MAX; self.nodes.len()];
+        let mut map = vec![usize::MAX; self.0.nodes.len()];
         let mut nodes = Vec::new();
-        for (i, n) in self.nodes.iter().enumerate() {
+        for (i, n) in self.0.nodes.iter().enumerate() {
             if !live[i] {
                 continue;
             }
@@ -309,12 +402,12 @@ impl Program {
                 other => other,
             });
         }
-        Program {
+        Program::from_parts(
             nodes,
-            outputs: self.outputs.iter().map(|&o| map[o]).collect(),
-            inputs: self.inputs,
-            params: self.params,
-        }
+            self.0.outputs.iter().map(|&o| map[o]).collect(),
+            self.0.inputs,
+            self.0.params,
+        )
     }
 }
 
@@ -393,7 +486,7 @@ pub fn body(
         Lang::Wgsl => "let",
         Lang::Cuda => "const float",
     };
-    for (k, n) in p.nodes.iter().enumerate() {
+    for (k, n) in p.nodes().iter().enumerate() {
         let e = match *n {
             Node::Input(i) => load(i),
             Node::Param(i) => param(i),
@@ -479,10 +572,10 @@ pub fn then_epilogue(
     product: &Storage,
     shape: &[usize],
     extra: &[(&Storage, &Layout)],
-    run: impl FnOnce(&[(&Storage, &Layout)]) -> Result<Vec<Storage>>,
+    run: impl FnOnce(&[(&Storage, &Layout)]) -> Result<super::Outputs>,
 ) -> Result<Storage> {
     let pl = Layout::contiguous(shape);
-    let mut ins = vec![(product, &pl)];
+    let mut ins: smallvec::SmallVec<[(&Storage, &Layout); 4]> = smallvec::smallvec![(product, &pl)];
     ins.extend(extra.iter().copied());
     Ok(run(&ins)?.remove(0))
 }

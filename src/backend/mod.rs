@@ -303,6 +303,10 @@ pub fn pool_size_class(n: usize, min: usize, min_step: usize) -> usize {
     n.div_ceil(step) * step
 }
 
+/// The storages a fused program returns, one per output (up to two inline: a step runs
+/// many small programs, and their result lists should not cost an allocation each).
+pub type Outputs = smallvec::SmallVec<[Storage; 2]>;
+
 /// Device-resident memory of `len` f32 values, owned by one backend. The buffer type is
 /// the backend's own (a `Vec<f32>`, a wgpu buffer, a CUDA slice); a backend gets it back
 /// with [`Storage::downcast`]. Cloning shares the buffer.
@@ -413,7 +417,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
         program: &fused::Program,
         inputs: &[(&Storage, &Layout)],
         params: &[f32],
-    ) -> Result<Vec<Storage>>;
+    ) -> Result<Outputs>;
     /// `matmul(a, b)` with the elementwise `epilogue` applied to every result element
     /// before it is stored, as one kernel: epilogue input 0 is the product, inputs 1.. are
     /// `extra`, read through layouts of the result's shape; the epilogue has one output.
@@ -556,7 +560,7 @@ pub mod check {
         }
         fits("matmul", a, al)?;
         fits("matmul", b, bl)?;
-        let mut out = sa[..r - 1].to_vec();
+        let mut out: crate::layout::Dims = sa[..r - 1].into();
         out.push(sb[r - 1]);
         crate::layout::checked_shape_size("matmul", &out)?;
         let batch = sa[..r - 2].iter().product();
@@ -603,7 +607,7 @@ pub mod check {
         epilogue: &fused::Program,
         extra: &[(&Storage, &Layout)],
         params: &[f32],
-    ) -> Result<(MatmulDims, Vec<usize>)> {
+    ) -> Result<(MatmulDims, crate::layout::Dims)> {
         let dims = matmul(a, al, b, bl)?;
         epilogue.check("matmul_fused", extra.len() + 1, params.len())?;
         if epilogue.outputs().len() != 1 {
@@ -613,7 +617,7 @@ pub mod check {
             ));
         }
         let r = al.dims();
-        let mut shape = al.shape()[..r - 2].to_vec();
+        let mut shape: crate::layout::Dims = al.shape()[..r - 2].into();
         shape.extend([dims.1, dims.3]);
         for (x, l) in extra {
             if l.shape() != shape.as_slice() {

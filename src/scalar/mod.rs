@@ -39,7 +39,7 @@ struct History {
     name: &'static str,
     backward: fn(&Context, f64) -> Derivatives,
     ctx: Context,
-    inputs: Vec<Scalar>,
+    inputs: crate::autodiff::Inputs<Scalar>,
 }
 
 struct Inner {
@@ -155,7 +155,7 @@ impl Scalar {
         self.0
             .history
             .as_ref()
-            .map(|h| h.inputs.clone())
+            .map(|h| h.inputs.to_vec())
             .unwrap_or_default()
     }
 
@@ -262,13 +262,17 @@ impl Variable for Scalar {
         Scalar::is_constant(self)
     }
 
-    fn parents(&self) -> Vec<Scalar> {
-        Scalar::parents(self)
+    fn parents(&self) -> crate::autodiff::Inputs<Scalar> {
+        self.0
+            .history
+            .as_ref()
+            .map(|h| h.inputs.clone())
+            .unwrap_or_default()
     }
 
-    fn chain_rule(&self, d_output: &f64) -> Result<Vec<(Scalar, f64)>> {
+    fn chain_rule(&self, d_output: &f64) -> Result<crate::autodiff::Inputs<(Scalar, f64)>> {
         let Some(h) = self.0.history.as_ref() else {
-            return Ok(Vec::new());
+            return Ok(crate::autodiff::Inputs::new());
         };
         let ds = (h.backward)(&h.ctx, *d_output);
         Ok(h.inputs.iter().cloned().zip(ds).collect())

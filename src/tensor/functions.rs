@@ -4,9 +4,11 @@
 //! [`Function`] that knows the backward. Backward results are summed back to each input's
 //! shape in one place (`Tensor::chain_rule`), so no function handles broadcasting itself.
 
+use smallvec::smallvec;
+
 use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
 use crate::error::{Error, Result};
-use crate::layout::{checked_shape_size, shape_broadcast, Layout};
+use crate::layout::{checked_shape_size, shape_broadcast, Dims, Layout};
 
 use super::Tensor;
 
@@ -15,8 +17,11 @@ pub(crate) trait Function: Send + Sync {
     /// The MiniTorch name of the function (`Mul`, `Sum`, ...).
     fn name(&self) -> &'static str;
     /// Gradients of the inputs (None for inputs that get none) from the output's.
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>>;
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads>;
 }
+
+/// What a [`Function`]'s backward returns: one gradient or None per input.
+pub(crate) type Grads = crate::autodiff::Inputs<Option<Tensor>>;
 
 fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.device() != b.device() {
@@ -60,7 +65,7 @@ impl Function for Map {
         }
     }
 
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
         let x = &inputs[0];
         let g = match self.0 {
             UnaryOp::Neg => grad.neg()?,
@@ -71,7 +76,7 @@ impl Function for Map {
             UnaryOp::Log => x.zip_raw(BinaryOp::LogBack, grad)?,
             UnaryOp::Exp => x.exp()?.mul(grad)?,
         };
-        Ok(vec![Some(g)])
+        Ok(smallvec![Some(g)])
     }
 }
 
@@ -94,14 +99,14 @@ impl Function for Zip {
         }
     }
 
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
         let (a, b) = (&inputs[0], &inputs[1]);
         Ok(match self.0 {
-            BinaryOp::Add => vec![Some(grad.clone()), Some(grad.clone())],
-            BinaryOp::Mul => vec![Some(grad.mul(b)?), Some(grad.mul(a)?)],
+            BinaryOp::Add => smallvec![Some(grad.clone()), Some(grad.clone())],
+            BinaryOp::Mul => smallvec![Some(grad.mul(b)?), Some(grad.mul(a)?)],
             // Comparisons are flat almost everywhere: zero gradients, as in MiniTorch.
             BinaryOp::Lt | BinaryOp::Eq => {
-                vec![
+                smallvec![
                     Some(a.full_like(a.shape(), 0.0)?),
                     Some(b.full_like(b.shape(), 0.0)?),
                 ]
@@ -124,9 +129,9 @@ impl Function for Sum {
     fn name(&self) -> &'static str {
         "Sum"
     }
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
         // d sum / d x = 1: the gradient is read in place, broadcast along the summed dim.
-        Ok(vec![Some(grad.expand(inputs[0].shape())?)])
+        Ok(smallvec![Some(grad.expand(inputs[0].shape())?)])
     }
 }
 
@@ -136,7 +141,7 @@ impl Function for Max {
     fn name(&self) -> &'static str {
         "Max"
     }
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
         // The gradient goes to the positions that hold the maximum; where the maximum is
         // NaN (max propagates NaN), to the NaN positions.
         let x = &inputs[0];
@@ -148,24 +153,24 @@ impl Function for Max {
         let mask = x
             .zip_raw(BinaryOp::Eq, &m)?
             .add(&is_nan(x)?.mul(&is_nan(&m)?)?)?;
-        Ok(vec![Some(mask.mul(grad)?)])
+        Ok(smallvec![Some(mask.mul(grad)?)])
     }
 }
 
 // ----- shape functions -------------------------------------------------------------------
 
-struct Permute(Vec<usize>);
+struct Permute(Dims);
 
 impl Function for Permute {
     fn name(&self) -> &'static str {
         "Permute"
     }
-    fn backward(&self, grad: &Tensor, _: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
-        let mut inverse = vec![0; self.0.len()];
+    fn backward(&self, grad: &Tensor, _: &[Tensor]) -> Result<Grads> {
+        let mut inverse: Dims = smallvec![0; self.0.len()];
         for (i, &o) in self.0.iter().enumerate() {
             inverse[o] = i;
         }
-        Ok(vec![Some(grad.permute(&inverse)?)])
+        Ok(smallvec![Some(grad.permute(&inverse)?)])
     }
 }
 
@@ -175,8 +180,8 @@ impl Function for View {
     fn name(&self) -> &'static str {
         "View"
     }
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(grad.contiguous()?.view(inputs[0].shape())?)])
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
+        Ok(smallvec![Some(grad.contiguous()?.view(inputs[0].shape())?)])
     }
 }
 
@@ -186,8 +191,8 @@ impl Function for Copy {
     fn name(&self) -> &'static str {
         "Copy"
     }
-    fn backward(&self, grad: &Tensor, _: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(grad.clone())])
+    fn backward(&self, grad: &Tensor, _: &[Tensor]) -> Result<Grads> {
+        Ok(smallvec![Some(grad.clone())])
     }
 }
 
@@ -197,12 +202,12 @@ impl Function for MatMul {
     fn name(&self) -> &'static str {
         "MatMul"
     }
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
         let (a, b) = (&inputs[0], &inputs[1]);
         // grad_a = grad @ b^T, grad_b = a^T @ grad; transposes are views, read in place.
         let ga = grad.matmul(&b.transpose()?)?;
         let gb = a.transpose()?.matmul(grad)?;
-        Ok(vec![Some(ga), Some(gb)])
+        Ok(smallvec![Some(ga), Some(gb)])
     }
 }
 
@@ -238,7 +243,7 @@ impl Tensor {
     /// Check that `self` and `other` can meet in the binary op the user called `name`
     /// (same device, shapes that broadcast) and return the broadcast shape; errors name
     /// `name` and list the operands in the user's order.
-    fn broadcast_pair(&self, name: &'static str, other: &Tensor) -> Result<Vec<usize>> {
+    fn broadcast_pair(&self, name: &'static str, other: &Tensor) -> Result<Dims> {
         same_device(name, self, other)?;
         shape_broadcast(self.shape(), other.shape()).map_err(|e| match e {
             Error::Shape { msg, .. } => Error::shape(
@@ -269,15 +274,21 @@ impl Tensor {
 
     /// A reduction with no history.
     pub(crate) fn reduce_raw(&self, op: ReduceOp, dim: usize) -> Result<Tensor> {
+        let (s, l) = self.reduce_storage(op, dim)?;
+        Ok(Tensor::from_storage(s, l, self.backend().clone()))
+    }
+
+    /// The storage and layout of a reduction (no tensor made).
+    pub(crate) fn reduce_storage(
+        &self,
+        op: ReduceOp,
+        dim: usize,
+    ) -> Result<(crate::backend::Storage, Layout)> {
         check_dim(op.name(), self, dim)?;
         let s = self
             .backend()
             .reduce(op, self.storage(), self.layout(), dim)?;
-        Ok(Tensor::from_storage(
-            s,
-            Layout::contiguous(&self.layout().reduced_shape(dim)),
-            self.backend().clone(),
-        ))
+        Ok((s, Layout::contiguous(&self.layout().reduced_shape(dim))))
     }
 
     /// -self
@@ -352,14 +363,8 @@ impl Tensor {
 
     /// Sum over dimension `dim`, kept with size 1 (as MiniTorch does).
     pub fn sum(&self, dim: usize) -> Result<Tensor> {
-        let r = self.reduce_raw(ReduceOp::Sum, dim)?;
-        Ok(Tensor::from_op(
-            r.storage().clone(),
-            r.layout().clone(),
-            self.backend().clone(),
-            Sum,
-            &[self],
-        ))
+        let (s, l) = self.reduce_storage(ReduceOp::Sum, dim)?;
+        Ok(Tensor::from_op(s, l, self.backend().clone(), Sum, &[self]))
     }
 
     /// Sum of all elements, shape `(1,)`.
@@ -382,10 +387,10 @@ impl Tensor {
 
     /// Maximum over dimension `dim`, kept with size 1; the gradient goes to the maxima.
     pub fn max(&self, dim: usize) -> Result<Tensor> {
-        let r = self.reduce_raw(ReduceOp::Max, dim)?;
+        let (s, l) = self.reduce_storage(ReduceOp::Max, dim)?;
         Ok(Tensor::from_op(
-            r.storage().clone(),
-            r.layout().clone(),
+            s,
+            l,
             self.backend().clone(),
             Max(dim),
             &[self],
@@ -419,7 +424,7 @@ impl Tensor {
             self.storage().clone(),
             l,
             self.backend().clone(),
-            Permute(order.to_vec()),
+            Permute(order.into()),
             &[self],
         ))
     }
@@ -434,7 +439,7 @@ impl Tensor {
                 "needs at least 2 dimensions",
             ));
         }
-        let mut order: Vec<usize> = (0..n).collect();
+        let mut order: Dims = (0..n).collect();
         order.swap(n - 2, n - 1);
         self.permute(&order)
     }

@@ -8,12 +8,18 @@
 
 use std::sync::OnceLock;
 
-use crate::backend::fused::{Program, ProgramBuilder};
-use crate::backend::{BinaryOp, Storage, UnaryOp};
-use crate::error::{Error, Result};
-use crate::layout::{shape_broadcast, Layout};
+use smallvec::{smallvec, SmallVec};
 
-use super::{Function, Tensor};
+use crate::backend::fused::{Program, ProgramBuilder};
+use crate::backend::{BinaryOp, Outputs, ReduceOp, Storage, UnaryOp};
+use crate::error::{Error, Result};
+use crate::layout::{shape_broadcast, Dims, Layout};
+
+use super::{Function, Grads, Tensor};
+
+/// The tensors a fused function returns, one per program output (up to two inline, so a
+/// call costs no list allocation).
+pub type Tensors = SmallVec<[Tensor; 2]>;
 
 /// The activation a fused linear layer applies to `x @ w + b`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -48,17 +54,20 @@ impl Activation {
 }
 
 /// Broadcast every input to one shape (the error names `op` and the shapes).
-fn broadcast_all(op: &'static str, inputs: &[&Tensor]) -> Result<(Vec<usize>, Vec<Layout>)> {
-    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-    let mut shape = shapes.first().map(|s| s.to_vec()).unwrap_or_default();
-    for s in &shapes[1.min(shapes.len())..] {
-        shape = shape_broadcast(&shape, s)
-            .map_err(|_| Error::shape(op, &shapes, "shapes do not broadcast"))?;
+fn broadcast_all(op: &'static str, inputs: &[&Tensor]) -> Result<(Dims, SmallVec<[Layout; 4]>)> {
+    let mut shape: Dims = inputs.first().map(|t| t.shape().into()).unwrap_or_default();
+    for t in inputs.iter().skip(1) {
+        if t.shape() != &shape[..] {
+            shape = shape_broadcast(&shape, t.shape()).map_err(|_| {
+                let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+                Error::shape(op, &shapes, "shapes do not broadcast")
+            })?;
+        }
     }
     let layouts = inputs
         .iter()
         .map(|t| t.layout().broadcast_to(&shape))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<SmallVec<_>>>()?;
     Ok((shape, layouts))
 }
 
@@ -76,7 +85,7 @@ fn same_device(op: &'static str, inputs: &[&Tensor]) -> Result<()> {
 }
 
 /// Run `program` on broadcast inputs; no history.
-fn run(program: &Program, inputs: &[&Tensor], params: &[f32]) -> Result<(Vec<Storage>, Layout)> {
+fn run(program: &Program, inputs: &[&Tensor], params: &[f32]) -> Result<(Outputs, Layout)> {
     if inputs.is_empty() {
         return Err(Error::invalid(
             "fused",
@@ -85,7 +94,7 @@ fn run(program: &Program, inputs: &[&Tensor], params: &[f32]) -> Result<(Vec<Sto
     }
     same_device("fused", inputs)?;
     let (shape, layouts) = broadcast_all("fused", inputs)?;
-    let args: Vec<(&Storage, &Layout)> = inputs
+    let args: SmallVec<[(&Storage, &Layout); 4]> = inputs
         .iter()
         .zip(&layouts)
         .map(|(t, l)| (t.storage(), l))
@@ -97,23 +106,23 @@ fn run(program: &Program, inputs: &[&Tensor], params: &[f32]) -> Result<(Vec<Sto
 /// The backward of a one-output fused program: its gradient program, one kernel.
 struct Fused {
     program: Program,
-    params: Vec<f32>,
+    params: SmallVec<[f32; 4]>,
 }
 
 impl Function for Fused {
     fn name(&self) -> &'static str {
         "Fused"
     }
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
-        let wanted: Vec<usize> = (0..inputs.len())
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
+        let wanted: SmallVec<[usize; 4]> = (0..inputs.len())
             .filter(|&i| inputs[i].needs_grad())
             .collect();
-        let mut out = vec![None; inputs.len()];
+        let mut out: Grads = smallvec![None; inputs.len()];
         if wanted.is_empty() {
             return Ok(out);
         }
         let gp = self.program.gradient(0, &wanted)?;
-        let mut args: Vec<&Tensor> = inputs.iter().collect();
+        let mut args: SmallVec<[&Tensor; 4]> = inputs.iter().collect();
         args.push(grad);
         let grads = Tensor::fused(&gp, &args, &self.params)?;
         for (i, g) in wanted.into_iter().zip(grads) {
@@ -136,7 +145,7 @@ impl Function for Linear {
     fn name(&self) -> &'static str {
         "Linear"
     }
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
         let (x, w, b) = (&inputs[0], &inputs[1], &inputs[2]);
         let out = Tensor::from_storage(
             self.out.clone(),
@@ -173,11 +182,19 @@ impl Function for Linear {
             true => Some(product(&x.transpose()?, &dz)?),
             false => None,
         };
+        // The bias gradient sum(dz, 0) of shape (1, m), read as b's (m,): one tensor.
         let db = match b.needs_grad() {
-            true => Some(dz.sum(0)?.view(b.shape())?),
+            true => {
+                let (s, _) = dz.reduce_storage(ReduceOp::Sum, 0)?;
+                Some(Tensor::from_storage(
+                    s,
+                    Layout::contiguous(b.shape()),
+                    grad.backend().clone(),
+                ))
+            }
             false => None,
         };
-        Ok(vec![dx, dw, db])
+        Ok(smallvec![dx, dw, db])
     }
 }
 
@@ -204,7 +221,7 @@ impl Tensor {
     /// `params` as one kernel; one tensor per program output. A one-output program records
     /// its backward (its gradient program); a program with several outputs is for use
     /// without gradients (inside [`no_grad`](super::no_grad), like an optimiser step).
-    pub fn fused(program: &Program, inputs: &[&Tensor], params: &[f32]) -> Result<Vec<Tensor>> {
+    pub fn fused(program: &Program, inputs: &[&Tensor], params: &[f32]) -> Result<Tensors> {
         let (storages, layout) = run(program, inputs, params)?;
         let backend = inputs[0].backend().clone();
         let track = !super::is_grad_disabled() && inputs.iter().any(|t| t.needs_grad());
@@ -226,9 +243,9 @@ impl Tensor {
         let s = storages.into_iter().next().expect("one output");
         let func = Fused {
             program: program.clone(),
-            params: params.to_vec(),
+            params: params.into(),
         };
-        Ok(vec![Tensor::from_op(s, layout, backend, func, inputs)])
+        Ok(smallvec![Tensor::from_op(s, layout, backend, func, inputs)])
     }
 
     /// The linear layer `act(self @ w + b)` as one kernel (a matmul with a bias and

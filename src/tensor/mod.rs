@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::executor::block_on;
 use crate::layout::{checked_shape_size, shape_size, Layout};
 
-pub(crate) use functions::Function;
-pub use fused::Activation;
+pub(crate) use functions::{Function, Grads};
+pub use fused::{Activation, Tensors};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -54,7 +54,7 @@ pub fn is_grad_disabled() -> bool {
 /// The function that produced a tensor and its inputs.
 pub(crate) struct History {
     pub(crate) func: Box<dyn Function>,
-    pub(crate) inputs: Vec<Tensor>,
+    pub(crate) inputs: autodiff::Inputs<Tensor>,
 }
 
 struct Inner {
@@ -332,6 +332,19 @@ impl Tensor {
         )
     }
 
+    /// [`Tensor::detach`] that reuses the handle when it is the only one and has no
+    /// history or gradient (an optimiser's fresh result): nothing to detach it from, and no
+    /// other holder to see its flags change.
+    pub(crate) fn into_detached(self) -> Tensor {
+        let fresh = self.0.history.is_none()
+            && !self.requires_grad()
+            && self.0.grad.lock().is_ok_and(|g| g.is_none());
+        if fresh && Arc::strong_count(&self.0) == 1 && Arc::weak_count(&self.0) == 0 {
+            return self;
+        }
+        self.detach()
+    }
+
     /// Backpropagate from this one-element tensor (d self = 1).
     pub fn backward(&self) -> Result<()> {
         if self.size() != 1 {
@@ -393,16 +406,16 @@ impl Variable for Tensor {
         !self.needs_grad()
     }
 
-    fn parents(&self) -> Vec<Tensor> {
+    fn parents(&self) -> autodiff::Inputs<Tensor> {
         self.history().map(|h| h.inputs.clone()).unwrap_or_default()
     }
 
-    fn chain_rule(&self, d_output: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
+    fn chain_rule(&self, d_output: &Tensor) -> Result<autodiff::Inputs<(Tensor, Tensor)>> {
         let Some(h) = self.history() else {
-            return Ok(Vec::new());
+            return Ok(autodiff::Inputs::new());
         };
         let grads = h.func.backward(d_output, &h.inputs)?;
-        let mut out = Vec::with_capacity(grads.len());
+        let mut out = autodiff::Inputs::new();
         for (input, g) in h.inputs.iter().zip(grads) {
             if let Some(g) = g {
                 // Gradients of broadcast inputs are summed back to the input's shape.

@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 use super::pool::HostBuf;
 use super::{contiguous_slice, PARALLEL_MIN};
@@ -133,7 +134,7 @@ fn run_span(
         let mut start = lo;
         while start < hi {
             let end = (start + BLOCK).min(hi);
-            let mut slices: Vec<&mut [f32]> = outs
+            let mut slices: SmallVec<[&mut [f32]; 2]> = outs
                 .iter_mut()
                 .map(|o| &mut o[start - lo..end - lo])
                 .collect();
@@ -145,13 +146,19 @@ fn run_span(
 
 /// Run `p` over `size` elements; `inputs` are storages with layouts of one shape of `size`
 /// elements (checked by the caller). One pooled buffer per output, every value written.
-pub fn run(p: &Program, inputs: &[(&[f32], &Layout)], params: &[f32], size: usize) -> Vec<HostBuf> {
+pub fn run(
+    p: &Program,
+    inputs: &[(&[f32], &Layout)],
+    params: &[f32],
+    size: usize,
+) -> SmallVec<[HostBuf; 2]> {
     let n_out = p.outputs().len();
-    let mut outs: Vec<HostBuf> = (0..n_out).map(|_| HostBuf::take(size)).collect();
+    let mut outs: SmallVec<[HostBuf; 2]> = (0..n_out).map(|_| HostBuf::take(size)).collect();
     let threads = rayon::current_num_threads();
     if size < PARALLEL_MIN || threads == 1 {
-        let mut whole: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+        let mut whole: SmallVec<[&mut [f32]; 2]> = outs.iter_mut().map(|o| &mut o[..]).collect();
         run_span(p, inputs, params, 0, &mut whole);
+        drop(whole);
         return outs;
     }
     // Parallel: each task fills a contiguous run of blocks of every output, in place.

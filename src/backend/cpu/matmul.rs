@@ -31,7 +31,7 @@
 use rayon::prelude::*;
 
 use super::pool::HostBuf;
-use crate::layout::Layout;
+use crate::layout::{Dims, Layout};
 
 /// Depth of one block: a `KC x NR` panel of B and a `KC x MR` panel of A stay in L1.
 pub const KC: usize = 256;
@@ -523,8 +523,8 @@ fn swapped(
 ) {
     let t = |l: &Layout| {
         let (r, st) = (l.dims(), l.strides());
-        let mut shape = l.shape().to_vec();
-        let mut strides = st.to_vec();
+        let mut shape: Dims = l.shape().into();
+        let mut strides: Dims = st.into();
         shape.swap(r - 2, r - 1);
         strides.swap(r - 2, r - 1);
         Layout::new(shape, strides, l.offset()).expect("same rank")

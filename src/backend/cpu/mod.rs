@@ -9,8 +9,11 @@
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
-use super::{check, fused as fusion, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
+use super::{
+    check, fused as fusion, Backend, BinaryOp, Device, Outputs, ReduceOp, Storage, UnaryOp,
+};
 use crate::error::Result;
 use crate::layout::{Layout, StridedCursor};
 use crate::operators as ops;
@@ -325,8 +328,7 @@ fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
     let len = l.shape()[dim];
     let stride = l.strides()[dim];
     // Walk the output positions through the input's strides with `dim` pinned to 0.
-    let outer =
-        Layout::new(l.reduced_shape(dim), l.strides().to_vec(), l.offset()).expect("same rank");
+    let outer = Layout::new(l.reduced_shape(dim), l.strides(), l.offset()).expect("same rank");
     let plan = CpuBackend::reduce_plan(l, dim);
     let mut out = HostBuf::take(outer.size());
     macro_rules! body {
@@ -437,13 +439,13 @@ impl Backend for CpuBackend {
         program: &fusion::Program,
         inputs: &[(&Storage, &Layout)],
         params: &[f32],
-    ) -> Result<Vec<Storage>> {
+    ) -> Result<Outputs> {
         check::fused(program, inputs, params)?;
         let size = inputs[0].1.size();
         let ins = inputs
             .iter()
             .map(|(x, l)| Ok((host(x)?, *l)))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<SmallVec<[_; 4]>>>()?;
         let outs = fused::run(program, &ins, params, size);
         Ok(outs.into_iter().map(Self::wrap).collect())
     }

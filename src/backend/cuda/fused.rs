@@ -13,7 +13,7 @@ use super::runtime::Program as NvrtcProgram;
 use super::{count_launch, CudaBackend, NAME};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
 use crate::backend::Backend;
-use crate::backend::{check, Storage};
+use crate::backend::{check, Outputs, Storage};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -134,7 +134,7 @@ pub fn fused(
     program: &Program,
     inputs: &[(&Storage, &Layout)],
     params: &[f32],
-) -> Result<Vec<Storage>> {
+) -> Result<Outputs> {
     check::fused(program, inputs, params)?;
     let shape = inputs[0].1.shape();
     let size = inputs[0].1.size();

@@ -682,7 +682,12 @@ mod tests {
         let deep = Layout::new(vec![2; 17], vec![0; 17], 0).unwrap();
         assert!(map_meta(&deep).is_ok());
         // 17 dimensions in column-major order cannot merge.
-        let deep = Layout::new(vec![2; 17], (0..17).map(|d| 1 << d).collect(), 0).unwrap();
+        let deep = Layout::new(
+            vec![2; 17],
+            (0..17).map(|d| 1 << d).collect::<Vec<usize>>(),
+            0,
+        )
+        .unwrap();
         assert!(map_meta(&deep).is_err());
     }
 }

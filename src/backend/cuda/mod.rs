@@ -21,7 +21,9 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{sys as dsys, LaunchConfig, PushKernelArg};
 
 use super::gpu_plan::ReducePlan;
-use super::{check, fused as fusion, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
+use super::{
+    check, fused as fusion, Backend, BinaryOp, Device, Outputs, ReduceOp, Storage, UnaryOp,
+};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -357,7 +359,7 @@ impl Backend for CudaBackend {
         program: &fusion::Program,
         inputs: &[(&Storage, &Layout)],
         params: &[f32],
-    ) -> Result<Vec<Storage>> {
+    ) -> Result<Outputs> {
         fused::fused(self, program, inputs, params)
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::runtime::{storage_entry, Runtime, INDEXING, MATH, NAME};
 use super::{buffer, to_u32, WgpuBackend};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
-use crate::backend::{check, Storage};
+use crate::backend::{check, Outputs, Storage};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -104,7 +104,7 @@ pub fn fused(
     program: &Program,
     inputs: &[(&Storage, &Layout)],
     params: &[f32],
-) -> Result<Vec<Storage>> {
+) -> Result<Outputs> {
     check::fused(program, inputs, params)?;
     let shape = inputs[0].1.shape();
     let size = inputs[0].1.size();

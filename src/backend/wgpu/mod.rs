@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::{fused as fusion, Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
+use super::{fused as fusion, Backend, BinaryOp, Device, Outputs, ReduceOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
 use crate::executor::BoxFuture;
 use crate::layout::Layout;
@@ -217,7 +217,7 @@ impl Backend for WgpuBackend {
         program: &fusion::Program,
         inputs: &[(&Storage, &Layout)],
         params: &[f32],
-    ) -> Result<Vec<Storage>> {
+    ) -> Result<Outputs> {
         let _serial = self.rt.serial();
         fused::fused(&self.rt, program, inputs, params)
     }
