@@ -155,14 +155,21 @@ impl Case {
                 } else {
                     format!("{a_words}, {b_words}; every task shares them")
                 };
-                let path = format!(
-                    "{}x{} micro-kernel `{}`, {} depth block(s) of KC = {}; {b_path}",
-                    s.tile.0,
-                    s.tile.1,
-                    s.kernel,
-                    s.k_blocks,
-                    matmul::KC
-                );
+                let path = if s.row {
+                    format!(
+                        "one row of A: row kernel `{}` ({} outputs held in registers over the depth, or B streamed row by row when deep and wide); A and B read in place, nothing packed",
+                        s.kernel, s.tile.1
+                    )
+                } else {
+                    format!(
+                        "{}x{} micro-kernel `{}`, {} depth block(s) of KC = {}; {b_path}",
+                        s.tile.0,
+                        s.tile.1,
+                        s.kernel,
+                        s.k_blocks,
+                        matmul::KC
+                    )
+                };
                 let how = format!(
                     "{} task(s) = {batch} batch x {} row block(s) of {} rows x {} column block(s) of {} columns (at most MC = {} x NC = {})",
                     s.tasks,
@@ -315,6 +322,11 @@ fn run(args: Args) -> Result<()> {
         Case::Matmul(
             Layout::contiguous(&[1, 10, 20]),
             Layout::contiguous(&[1, 20, 10]),
+        ),
+        // One row of A (a vector times a matrix): the row kernel.
+        Case::Matmul(
+            Layout::contiguous(&[1, 1, 20]),
+            Layout::contiguous(&[1, 20, 100]),
         ),
         // A permuted input takes the strided path even when tiny.
         Case::Map(permuted(&[2, 5], &[1, 0])?),

@@ -84,7 +84,10 @@ fn a_cpu_training_step_makes_few_small_allocations() {
     // Tensor handles and storages (two small allocations per tensor, ~35 tensors), the
     // functions a step records, the batch's inputs: about 80. The bound leaves room for
     // small changes, not for a per-op list or layout allocation (583 before).
-    assert!(calls <= 100.0, "{calls:.1} allocations per step (at most 100)");
+    assert!(
+        calls <= 100.0,
+        "{calls:.1} allocations per step (at most 100)"
+    );
     // No tensor data: outputs, gradients and matmul packing come from the host pool, so a
     // step allocates only metadata (the largest is backward's gradient map, ~2 KiB), all
     // smaller than the smallest activation (10x100 values, 4,000 bytes).

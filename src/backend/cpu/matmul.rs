@@ -18,9 +18,14 @@
 //!    block (`h` = the panel's real rows, so a 1-row product does not compute 11 padding
 //!    rows).
 //!
+//! A one-row product (`n == 1` per batch, B's rows contiguous: a vector times a matrix)
+//! skips all of this: the row kernel holds a block of output columns (128 with AVX-512) in
+//! registers over the whole depth and reads A and B in place, as nothing would reuse a
+//! packed panel; the columns are split among threads when the product is large.
+//!
 //! Micro-kernels, detected at run time (the build stays portable): AVX-512F `12 x 32`,
-//! AVX2 + FMA `6 x 16`, and a portable `6 x 16` loop. [`Kernel`] can force one (tests run
-//! all three on one machine).
+//! AVX2 + FMA `6 x 16`, and a portable `6 x 16` loop, each with its row kernel. [`Kernel`]
+//! can force one (tests run all three on one machine).
 //!
 //! Numerics: the micro-kernels run with DAZ and FTZ set in MXCSR (x86-64), so subnormal
 //! inputs and results of a matmul count as zero and cost nothing extra (a saturating run
@@ -120,6 +125,34 @@ impl Kernel {
         }
     }
 
+    /// Output columns the row kernel holds in registers (8 vector registers' worth).
+    pub fn row_width(self) -> usize {
+        match self {
+            Kernel::Avx512 => 128,
+            Kernel::Avx2 | Kernel::Portable => 64,
+        }
+    }
+
+    /// Name of the row kernel, for diagnostics.
+    pub fn row_name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512f row 1x128",
+            Kernel::Avx2 => "avx2+fma row 1x64",
+            Kernel::Portable => "portable row 1x64",
+        }
+    }
+
+    /// The row kernel (see [`RowTile`]).
+    fn row(self) -> RowFn {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => x86::row_avx512,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => x86::row_avx2,
+            _ => row_portable,
+        }
+    }
+
     /// The micro-kernel for a tile of `h` rows (1..=mr) and `w` columns (1..=nr), reading A
     /// from a packed panel or in place.
     fn micro(self, h: usize, w: usize, packed_a: bool) -> MicroFn {
@@ -158,8 +191,12 @@ pub(crate) struct Options {
     pub swap: Option<bool>,
     /// Run the tasks on rayon (`Some(true)`), serially, or decide by size (`None`).
     pub parallel: Option<bool>,
-    /// Row panels and column panels per task, instead of the automatic split.
+    /// Row panels and column panels per task, instead of the automatic split (for the row
+    /// kernel: row-kernel blocks of columns per task).
     pub block: Option<(usize, usize)>,
+    /// Whether a one-row product with contiguous rows of B may use the row kernel (default
+    /// yes; `Some(false)` sends it through the micro-kernels).
+    pub row: Option<bool>,
 }
 
 impl Options {
@@ -172,6 +209,7 @@ impl Options {
             swap: None,
             parallel: None,
             block: None,
+            row: None,
         }
     }
 }
@@ -200,6 +238,9 @@ pub struct Split {
     /// Whether the product runs as `C^T = B^T A^T` (a transposed B with few rows of A;
     /// the other fields then describe that product).
     pub swapped: bool,
+    /// Whether the row kernel runs it (one row of A per batch, contiguous rows of B):
+    /// nothing packed, columns split among tasks.
+    pub row: bool,
     /// The micro-kernel ([`kernel_name`]).
     pub kernel: &'static str,
     /// Rows x columns of the micro-kernel's tile.
@@ -238,6 +279,9 @@ fn plan(batch: usize, n: usize, k: usize, m: usize, b_cs: usize, opts: &Options)
     let parallel = opts
         .parallel
         .unwrap_or(threads > 1 && flops >= PARALLEL_MIN_FLOPS);
+    if n == 1 && b_cs == 1 && opts.row != Some(false) {
+        return row_plan(batch, k, m, parallel, opts);
+    }
     let pack_b = b_cs != 1 || opts.pack_b.unwrap_or(rp >= PACK_B_MIN_ROW_PANELS);
     let pack_a = opts.pack_a.unwrap_or(cp >= PACK_A_MIN_COL_PANELS);
     let (mut rb, mut cb) = ((MC / mr).min(rp), (NC / nr).min(cp));
@@ -270,8 +314,41 @@ fn plan(batch: usize, n: usize, k: usize, m: usize, b_cs: usize, opts: &Options)
         pack_b,
         pack_a,
         swapped: false,
+        row: false,
         kernel: kern.name(),
         tile: (mr, nr),
+    }
+}
+
+/// The split of a one-row product for the row kernel: blocks of [`Kernel::row_width`]
+/// columns, cut into about two tasks per thread when it runs in parallel.
+fn row_plan(batch: usize, k: usize, m: usize, parallel: bool, opts: &Options) -> Split {
+    let w = opts.kernel.row_width();
+    let cp = m.div_ceil(w).max(1);
+    let mut cb = cp;
+    if let Some((_, c)) = opts.block {
+        cb = c.clamp(1, cp);
+    } else if parallel {
+        let target = 2 * rayon::current_num_threads();
+        while batch * cp.div_ceil(cb) < target && cb > 1 && cb * w * k >= 2 * TASK_MIN_FLOPS {
+            cb = cb.div_ceil(2);
+        }
+    }
+    let col_blocks = cp.div_ceil(cb);
+    Split {
+        parallel,
+        tasks: batch * col_blocks,
+        row_blocks: 1,
+        rows_per_task: 1,
+        col_blocks,
+        cols_per_task: (cb * w).min(m),
+        k_blocks: 1,
+        pack_b: false,
+        pack_a: false,
+        swapped: false,
+        row: true,
+        kernel: opts.kernel.row_name(),
+        tile: (1, w),
     }
 }
 
@@ -380,6 +457,10 @@ pub(crate) fn batched_into_with(
         return;
     }
     let s = plan(batch, n, k, m, b0.cs, opts);
+    if s.row {
+        row_product(out, a, al, b, bl, (k, m), &s, kern);
+        return;
+    }
 
     // 1. Pack A (every batch, or once when broadcast) and B where the plan says so.
     let a_len = rp * k * mr;
@@ -497,18 +578,65 @@ pub(crate) fn batched_into_with(
             p0 += kc;
         }
     };
+    run_tasks(&s, task);
+}
+
+/// Run tasks `0..s.tasks` with subnormals flushed: on rayon when the split is parallel
+/// (many small tasks, such as a batch of small products, go in groups, a few per thread,
+/// so each group pays for one hand-off and one MXCSR switch), else on this thread.
+fn run_tasks(s: &Split, task: impl Fn(usize) + Sync) {
     if s.parallel {
-        // Many small tasks (a batch of small products) go to rayon in groups, a few per
-        // thread, so each pays for one hand-off and one MXCSR switch.
         let groups = s.tasks.min(4 * rayon::current_num_threads());
         (0..groups).into_par_iter().for_each(|g| {
             let _flush = FlushSubnormals::new();
-            (g * s.tasks / groups..(g + 1) * s.tasks / groups).for_each(task);
+            (g * s.tasks / groups..(g + 1) * s.tasks / groups).for_each(&task);
         });
     } else {
         let _flush = FlushSubnormals::new();
         (0..s.tasks).for_each(task);
     }
+}
+
+/// A one-row product per batch by the row kernel (see [`row_plan`]): each task computes a
+/// block of columns of one batch over the whole depth, reading A and B in place.
+#[allow(clippy::too_many_arguments)]
+fn row_product(
+    out: &mut [f32],
+    a: &[f32],
+    al: &Layout,
+    b: &[f32],
+    bl: &Layout,
+    (k, m): (usize, usize),
+    s: &Split,
+    kern: Kernel,
+) {
+    let rowf = kern.row();
+    let outp = OutPtr(out.as_mut_ptr());
+    let task = |t: usize| {
+        let (z, bj) = (t / s.col_blocks, t % s.col_blocks);
+        let (am, bm) = (mat(al, z), mat(bl, z));
+        let j0 = bj * s.cols_per_task;
+        let w = s.cols_per_task.min(m - j0);
+        // The task reads A's row (k values at stride cs) and rows 0..k, columns j0..j0+w of
+        // B (contiguous rows, stride rs).
+        assert!(am.base + (k - 1) * am.cs < a.len());
+        assert!(bm.base + (k - 1) * bm.rs + j0 + w <= b.len());
+        let tile = RowTile {
+            k,
+            a: a[am.base..].as_ptr(),
+            a_cs: am.cs,
+            b: b[bm.base + j0..].as_ptr(),
+            b_rs: bm.rs,
+            // Inside `out`: batch z (one row of m), column j0.
+            c: outp.at(z * m + j0),
+            w,
+        };
+        // SAFETY: the kernel is available (asserted by the caller); A and B hold the values
+        // read (checked above); the w outputs lie inside `out` and belong to this task
+        // alone, as tasks cover disjoint column blocks of distinct batches.
+        unsafe { rowf(&tile) };
+    };
+    run_tasks(s, task);
 }
 
 /// `C = A B` as `(B^T A^T)^T`, for a transposed B and a small A (see `batched_into_with`).
@@ -623,6 +751,72 @@ struct Tile {
 /// A micro-kernel for a fixed number of rows.
 type MicroFn = unsafe fn(&Tile);
 
+/// One row-kernel call: `c[j] = sum_p a[p * a_cs] * b[p * b_rs + j]` for `j < w`.
+struct RowTile {
+    /// Depth.
+    k: usize,
+    /// A's row, step p at `a[p * a_cs]`.
+    a: *const f32,
+    a_cs: usize,
+    /// B's rows: step p holds the columns at `b[p * b_rs ..]` (`w` readable values).
+    b: *const f32,
+    b_rs: usize,
+    /// The `w` outputs (overwritten).
+    c: *mut f32,
+    w: usize,
+}
+
+/// A row kernel.
+type RowFn = unsafe fn(&RowTile);
+
+/// Whether a row kernel holding `width` outputs in registers keeps them there over the
+/// whole depth (the output fits, or the depth is short: B's rows are then read in stripes
+/// one register block wide), or else streams B row by row, a few rows per pass over the
+/// output (each of B's rows read front to back, as a prefetcher follows best).
+fn row_in_registers(t: &RowTile, width: usize) -> bool {
+    t.w <= width || t.k <= ROW_REGISTER_MAX_DEPTH
+}
+
+/// Deepest product a row kernel runs with its outputs in registers when they do not fit.
+const ROW_REGISTER_MAX_DEPTH: usize = 16;
+
+/// Portable row kernel: 64 columns at a time, accumulated over the whole depth.
+///
+/// # Safety
+/// The pointers in `t` must be valid as [`RowTile`] describes.
+unsafe fn row_portable(t: &RowTile) {
+    const W: usize = 64;
+    if row_in_registers(t, W) {
+        for j in (0..t.w).step_by(W) {
+            let bw = W.min(t.w - j);
+            let mut acc = [0.0f32; W];
+            for p in 0..t.k {
+                let av = *t.a.add(p * t.a_cs);
+                let row = std::slice::from_raw_parts(t.b.add(p * t.b_rs + j), bw);
+                for (c, &x) in acc.iter_mut().zip(row) {
+                    *c += av * x;
+                }
+            }
+            std::slice::from_raw_parts_mut(t.c.add(j), bw).copy_from_slice(&acc[..bw]);
+        }
+        return;
+    }
+    let c = std::slice::from_raw_parts_mut(t.c, t.w);
+    for p in 0..t.k {
+        let av = *t.a.add(p * t.a_cs);
+        let row = std::slice::from_raw_parts(t.b.add(p * t.b_rs), t.w);
+        if p == 0 {
+            for (o, &x) in c.iter_mut().zip(row) {
+                *o = av * x;
+            }
+        } else {
+            for (o, &x) in c.iter_mut().zip(row) {
+                *o += av * x;
+            }
+        }
+    }
+}
+
 const PORTABLE_MR: usize = 6;
 const PORTABLE_NR: usize = 16;
 
@@ -667,7 +861,7 @@ const PORTABLE: [[MicroFn; PORTABLE_MR]; 2] = table!(portable; 1, 2, 3, 4, 5, 6)
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MicroFn, Tile};
+    use super::{MicroFn, RowTile, Tile};
     use std::arch::x86_64::*;
 
     const MR512: usize = 12;
@@ -836,6 +1030,140 @@ mod x86 {
                 _mm256_maskstore_ps(o, m0, v0);
                 _mm256_maskstore_ps(o1, m1, v1);
             }
+        }
+    }
+
+    /// Vector registers of output the row kernels hold.
+    const ROW_REGS: usize = 8;
+    /// Rows of B one pass of the row kernel adds into the output.
+    const ROW_STEPS: usize = 8;
+
+    /// AVX-512F row kernel: 128 columns in 8 registers over the whole depth (8
+    /// independent accumulation chains hide the FMA latency); masked at the right edge.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; the pointers in `t` must be valid as [`RowTile`]
+    /// describes.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn row_avx512(t: &RowTile) {
+        if super::row_in_registers(t, 16 * ROW_REGS) {
+            for j in (0..t.w).step_by(16 * ROW_REGS) {
+                let rem = t.w - j;
+                let masks: [__mmask16; ROW_REGS] =
+                    std::array::from_fn(|r| mask16(rem.saturating_sub(16 * r)));
+                let mut acc = [_mm512_setzero_ps(); ROW_REGS];
+                let (mut a, mut b) = (t.a, t.b.wrapping_add(j));
+                for _ in 0..t.k {
+                    let av = _mm512_set1_ps(*a);
+                    for (r, c) in acc.iter_mut().enumerate() {
+                        let bv = _mm512_maskz_loadu_ps(masks[r], b.wrapping_add(16 * r));
+                        *c = _mm512_fmadd_ps(av, bv, *c);
+                    }
+                    a = a.wrapping_add(t.a_cs);
+                    b = b.wrapping_add(t.b_rs);
+                }
+                for (r, c) in acc.iter().enumerate() {
+                    _mm512_mask_storeu_ps(t.c.wrapping_add(j + 16 * r), masks[r], *c);
+                }
+            }
+            return;
+        }
+        let mut p = 0;
+        while p < t.k {
+            let steps = (t.k - p).min(ROW_STEPS);
+            let av: [__m512; ROW_STEPS] = std::array::from_fn(|i| {
+                _mm512_set1_ps(if i < steps {
+                    *t.a.add((p + i) * t.a_cs)
+                } else {
+                    0.0
+                })
+            });
+            let rows: [*const f32; ROW_STEPS] =
+                std::array::from_fn(|i| t.b.wrapping_add((p + i) * t.b_rs));
+            for j in (0..t.w).step_by(16) {
+                let m = mask16(t.w - j);
+                let o = t.c.wrapping_add(j);
+                let mut c = if p == 0 {
+                    _mm512_setzero_ps()
+                } else {
+                    _mm512_maskz_loadu_ps(m, o)
+                };
+                for i in 0..steps {
+                    let bv = _mm512_maskz_loadu_ps(m, rows[i].wrapping_add(j));
+                    c = _mm512_fmadd_ps(av[i], bv, c);
+                }
+                _mm512_mask_storeu_ps(o, m, c);
+            }
+            p += steps;
+        }
+    }
+
+    /// AVX2 + FMA row kernel: 64 columns in 8 registers over the whole depth; plain loads
+    /// for whole blocks, masked ones at the right edge.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; the pointers in `t` must be valid as [`RowTile`]
+    /// describes.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn row_avx2(t: &RowTile) {
+        if super::row_in_registers(t, 8 * ROW_REGS) {
+            for j in (0..t.w).step_by(8 * ROW_REGS) {
+                let rem = t.w - j;
+                let full = rem >= 8 * ROW_REGS;
+                let masks: [__m256i; ROW_REGS] =
+                    std::array::from_fn(|r| mask8(rem.saturating_sub(8 * r)));
+                let mut acc = [_mm256_setzero_ps(); ROW_REGS];
+                let (mut a, mut b) = (t.a, t.b.wrapping_add(j));
+                for _ in 0..t.k {
+                    let av = _mm256_broadcast_ss(&*a);
+                    for (r, c) in acc.iter_mut().enumerate() {
+                        let at = b.wrapping_add(8 * r);
+                        let bv = if full {
+                            _mm256_loadu_ps(at)
+                        } else {
+                            _mm256_maskload_ps(at, masks[r])
+                        };
+                        *c = _mm256_fmadd_ps(av, bv, *c);
+                    }
+                    a = a.wrapping_add(t.a_cs);
+                    b = b.wrapping_add(t.b_rs);
+                }
+                for (r, c) in acc.iter().enumerate() {
+                    _mm256_maskstore_ps(t.c.wrapping_add(j + 8 * r), masks[r], *c);
+                }
+            }
+            return;
+        }
+        let mut p = 0;
+        while p < t.k {
+            let steps = (t.k - p).min(ROW_STEPS);
+            let av: [__m256; ROW_STEPS] = std::array::from_fn(|i| {
+                _mm256_set1_ps(if i < steps {
+                    *t.a.add((p + i) * t.a_cs)
+                } else {
+                    0.0
+                })
+            });
+            let rows: [*const f32; ROW_STEPS] =
+                std::array::from_fn(|i| t.b.wrapping_add((p + i) * t.b_rs));
+            for j in (0..t.w).step_by(8) {
+                let o = t.c.wrapping_add(j);
+                let m = mask8(t.w - j);
+                let full = t.w - j >= 8;
+                let load = |at: *const f32| {
+                    if full {
+                        _mm256_loadu_ps(at)
+                    } else {
+                        _mm256_maskload_ps(at, m)
+                    }
+                };
+                let mut c = if p == 0 { _mm256_setzero_ps() } else { load(o) };
+                for i in 0..steps {
+                    c = _mm256_fmadd_ps(av[i], load(rows[i].wrapping_add(j)), c);
+                }
+                _mm256_maskstore_ps(o, m, c);
+            }
+            p += steps;
         }
     }
 }

@@ -1,7 +1,7 @@
-//! The matmul paths against a naive f64 reference: every micro-kernel (forced, so the AVX2
-//! and portable kernels run on an AVX-512 machine too), packed and in-place B, serial and
-//! 2-D parallel splits, odd sizes, transposed / strided / offset / broadcast-batch
-//! operands, sizes 0 and 1, subnormal, NaN and infinite inputs.
+//! The matmul paths against a naive f64 reference: every micro-kernel and row kernel
+//! (forced, so the AVX2 and portable kernels run on an AVX-512 machine too), packed and
+//! in-place B, serial and 2-D parallel splits, odd sizes, transposed / strided / offset /
+//! broadcast-batch operands, sizes 0 and 1, subnormal, NaN and infinite inputs.
 
 use super::*;
 use crate::layout::Layout;
@@ -108,6 +108,12 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
     (1, 1, 1, 1),
     (1, 1, 7, 1),
     (1, 1, 300, 45),
+    // One row: the row kernels, outputs in registers and streamed (deep and wide).
+    (1, 1, 10, 100),
+    (3, 1, 33, 200),
+    (2, 1, 5, 129),
+    (1, 1, 21, 77),
+    (1, 1, 40, 300),
     (2, 13, 17, 33),
     (1, 12, 5, 32),
     (1, 25, 9, 64),
@@ -140,17 +146,20 @@ fn every_kernel_and_path_matches_f64_reference() {
                 (Some(true), Some((1, 1))),
                 (None, None),
             ] {
-                let opts = Options {
-                    kernel,
-                    pack_a,
-                    pack_b,
-                    swap,
-                    parallel,
-                    block,
-                };
-                for &dims in SHAPES {
-                    for &(fa, fb) in FORMS {
-                        check_case(dims, fa, fb, &opts);
+                for row in [Some(false), None] {
+                    let opts = Options {
+                        kernel,
+                        pack_a,
+                        pack_b,
+                        swap,
+                        parallel,
+                        block,
+                        row,
+                    };
+                    for &dims in SHAPES {
+                        for &(fa, fb) in FORMS {
+                            check_case(dims, fa, fb, &opts);
+                        }
                     }
                 }
             }
@@ -161,7 +170,12 @@ fn every_kernel_and_path_matches_f64_reference() {
 #[test]
 fn automatic_split_on_large_skinny_and_square_products() {
     // Sizes where the automatic plan goes parallel and cuts columns (skinny) or rows.
-    for dims in [(1, 10, 300, 1000), (1, 1, 1000, 600), (1, 200, 300, 130)] {
+    for dims in [
+        (1, 10, 300, 1000),
+        (1, 1, 1000, 600),
+        (1, 1, 2000, 1000),
+        (1, 200, 300, 130),
+    ] {
         for &(fa, fb) in &FORMS[..3] {
             check_case(dims, fa, fb, &Options::auto());
         }
@@ -182,6 +196,19 @@ fn automatic_split_on_large_skinny_and_square_products() {
     assert!(t.pack_b && !t.swapped, "a transposed B is packed: {t:?}");
     let u = split(1, 10, 1000, 1000, (1, 1000));
     assert!(u.swapped && u.pack_b && !u.pack_a, "(B^T A^T)^T: {u:?}");
+    // One row of A: the row kernel, columns split among the threads when large.
+    let r = split(1, 1, 2000, 1000, (1000, 1));
+    assert!(
+        r.row && !r.pack_a && !r.pack_b && r.rows_per_task == 1,
+        "{r:?}"
+    );
+    if threads > 1 {
+        assert!(r.parallel && r.col_blocks >= threads, "{r:?}");
+    }
+    let tiny = split(1, 1, 10, 100, (100, 1));
+    assert!(tiny.row && !tiny.parallel && tiny.tasks == 1, "{tiny:?}");
+    let strided = split(1, 1, 10, 100, (200, 2));
+    assert!(!strided.row, "B's rows not contiguous: {strided:?}");
 }
 
 #[test]
@@ -248,39 +275,42 @@ fn subnormal_inputs_flush_or_are_exact_and_thread_state_is_restored() {
             parallel: Some(false),
             ..Options::auto()
         };
-        // Subnormal A times normal B, plus one normal row to check nothing else changes.
-        let (n, k, m) = (3, 40, 20);
-        let mut a = vec![tiny; n * k];
-        for v in &mut a[2 * k..] {
-            *v = 0.5;
-        }
-        let b = vec![1.0f32; k * m];
-        let (al, bl) = (
-            Layout::contiguous(&[1, n, k]),
-            Layout::contiguous(&[1, k, m]),
-        );
-        #[cfg(target_arch = "x86_64")]
-        let before = mxcsr();
-        let mut out = vec![f32::NAN; n * m];
-        batched_into_with(&mut out, &a, &al, &b, &bl, (1, n, k, m), &opts);
-        #[cfg(target_arch = "x86_64")]
-        assert_eq!(mxcsr(), before, "MXCSR restored on the calling thread");
-        for (i, row) in out.chunks(m).enumerate() {
-            for &v in row {
-                if i < 2 {
-                    let exact = tiny * k as f32;
-                    assert!(v == 0.0 || v == exact, "{kernel:?}: {v} (exact {exact})");
-                } else {
-                    assert_eq!(v, 0.5 * k as f32);
+        // Subnormal A times normal B, plus one normal row to check nothing else changes;
+        // one row alone takes the row kernel.
+        for n in [3, 1] {
+            let (k, m) = (40, 20);
+            let mut a = vec![tiny; n * k];
+            for v in a.iter_mut().skip(2 * k) {
+                *v = 0.5;
+            }
+            let b = vec![1.0f32; k * m];
+            let (al, bl) = (
+                Layout::contiguous(&[1, n, k]),
+                Layout::contiguous(&[1, k, m]),
+            );
+            #[cfg(target_arch = "x86_64")]
+            let before = mxcsr();
+            let mut out = vec![f32::NAN; n * m];
+            batched_into_with(&mut out, &a, &al, &b, &bl, (1, n, k, m), &opts);
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(mxcsr(), before, "MXCSR restored on the calling thread");
+            for (i, row) in out.chunks(m).enumerate() {
+                for &v in row {
+                    if i < 2 {
+                        let exact = tiny * k as f32;
+                        assert!(v == 0.0 || v == exact, "{kernel:?}: {v} (exact {exact})");
+                    } else {
+                        assert_eq!(v, 0.5 * k as f32);
+                    }
                 }
             }
+            // The caller's arithmetic still produces subnormals after the matmul.
+            let x = std::hint::black_box(f32::MIN_POSITIVE);
+            assert!(
+                x * std::hint::black_box(0.5f32) != 0.0,
+                "caller's FTZ left set"
+            );
         }
-        // The caller's arithmetic still produces subnormals after the matmul.
-        let x = std::hint::black_box(f32::MIN_POSITIVE);
-        assert!(
-            x * std::hint::black_box(0.5f32) != 0.0,
-            "caller's FTZ left set"
-        );
     }
 }
 
