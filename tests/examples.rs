@@ -121,11 +121,13 @@ fn parallel_check_reports_paths_splits_and_speedups() {
         "micro-kernel",
         "matmul (1,10,1000) @ (1,1000,1000)",
         "column block(s)",
+        "matmul (1,1,20) @ (1,20,100)",
+        "row kernel",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
-    // One speed-up line per case: 5 tiny, 9 large.
-    assert_eq!(out.matches("speed-up    :").count(), 14, "{out}");
+    // One speed-up line per case: 6 tiny, 9 large.
+    assert_eq!(out.matches("speed-up    :").count(), 15, "{out}");
     if std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
