@@ -801,18 +801,14 @@ unsafe fn row_portable(t: &RowTile) {
         }
         return;
     }
+    // Start from +0 like the vector kernels (so a product of -0 terms sums to +0 alike).
     let c = std::slice::from_raw_parts_mut(t.c, t.w);
+    c.fill(0.0);
     for p in 0..t.k {
         let av = *t.a.add(p * t.a_cs);
         let row = std::slice::from_raw_parts(t.b.add(p * t.b_rs), t.w);
-        if p == 0 {
-            for (o, &x) in c.iter_mut().zip(row) {
-                *o = av * x;
-            }
-        } else {
-            for (o, &x) in c.iter_mut().zip(row) {
-                *o += av * x;
-            }
+        for (o, &x) in c.iter_mut().zip(row) {
+            *o += av * x;
         }
     }
 }
