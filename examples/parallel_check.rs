@@ -187,6 +187,12 @@ impl Case {
                     )
                 } else if rayon::current_num_threads() == 1 {
                     format!("serial (one thread in the pool), {how}")
+                } else if s.row {
+                    format!(
+                        "serial ({} multiply-adds < ROW_PARALLEL_MIN_FLOPS = {}), {how}",
+                        batch * n * k * m,
+                        matmul::ROW_PARALLEL_MIN_FLOPS
+                    )
                 } else {
                     format!(
                         "serial ({} multiply-adds < PARALLEL_MIN_FLOPS = {}), {how}",

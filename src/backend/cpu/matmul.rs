@@ -46,6 +46,12 @@ pub const MC: usize = 192;
 pub const NC: usize = 1024;
 /// Below this many multiply-adds a product runs on the calling thread.
 pub const PARALLEL_MIN_FLOPS: usize = 1 << 20;
+/// Below this many multiply-adds a one-row product runs on the calling thread. It reads
+/// each value of B once for one multiply-add, so memory bounds it, and a second thread
+/// did not pay on the 2-core machine it was measured on: from 1M to 16M multiply-adds
+/// (1x1000 @ 1000x1000 to 1x4000 @ 4000x4000) the serial row kernel ran at 1.17-1.44x the
+/// gemm crate's throughput and the parallel split at 0.84-1.27x.
+pub const ROW_PARALLEL_MIN_FLOPS: usize = 1 << 26;
 /// A task is not cut below this many multiply-adds to make more tasks.
 pub const TASK_MIN_FLOPS: usize = 1 << 15;
 /// B is packed when at least this many row panels of A reuse it (or when its rows are not
@@ -280,6 +286,9 @@ fn plan(batch: usize, n: usize, k: usize, m: usize, b_cs: usize, opts: &Options)
         .parallel
         .unwrap_or(threads > 1 && flops >= PARALLEL_MIN_FLOPS);
     if n == 1 && b_cs == 1 && opts.row != Some(false) {
+        let parallel = opts
+            .parallel
+            .unwrap_or(threads > 1 && flops >= ROW_PARALLEL_MIN_FLOPS);
         return row_plan(batch, k, m, parallel, opts);
     }
     let pack_b = b_cs != 1 || opts.pack_b.unwrap_or(rp >= PACK_B_MIN_ROW_PANELS);

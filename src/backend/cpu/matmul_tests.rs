@@ -196,14 +196,16 @@ fn automatic_split_on_large_skinny_and_square_products() {
     assert!(t.pack_b && !t.swapped, "a transposed B is packed: {t:?}");
     let u = split(1, 10, 1000, 1000, (1, 1000));
     assert!(u.swapped && u.pack_b && !u.pack_a, "(B^T A^T)^T: {u:?}");
-    // One row of A: the row kernel, columns split among the threads when large.
+    // One row of A: the row kernel, serial up to ROW_PARALLEL_MIN_FLOPS, then columns
+    // split among the threads.
     let r = split(1, 1, 2000, 1000, (1000, 1));
     assert!(
-        r.row && !r.pack_a && !r.pack_b && r.rows_per_task == 1,
+        r.row && !r.pack_a && !r.pack_b && r.rows_per_task == 1 && !r.parallel,
         "{r:?}"
     );
+    let huge = split(1, 1, 1 << 13, 1 << 13, (1 << 13, 1));
     if threads > 1 {
-        assert!(r.parallel && r.col_blocks >= threads, "{r:?}");
+        assert!(huge.parallel && huge.col_blocks >= threads, "{huge:?}");
     }
     let tiny = split(1, 1, 10, 100, (100, 1));
     assert!(tiny.row && !tiny.parallel && tiny.tasks == 1, "{tiny:?}");
