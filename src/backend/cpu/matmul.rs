@@ -38,6 +38,9 @@ use rayon::prelude::*;
 use super::pool::HostBuf;
 use crate::layout::{Dims, Layout};
 
+mod row;
+use row::{RowFn, RowTile};
+
 /// Depth of one block: a `KC x NR` panel of B and a `KC x MR` panel of A stay in L1.
 pub const KC: usize = 256;
 /// Most output rows per task (a `MC x KC` block of packed A stays in L2).
@@ -134,8 +137,8 @@ impl Kernel {
     /// Output columns the row kernel holds in registers (8 vector registers' worth).
     pub fn row_width(self) -> usize {
         match self {
-            Kernel::Avx512 => 128,
-            Kernel::Avx2 | Kernel::Portable => 64,
+            Kernel::Avx512 => row::width(16),
+            Kernel::Avx2 | Kernel::Portable => row::width(8),
         }
     }
 
@@ -152,10 +155,10 @@ impl Kernel {
     fn row(self) -> RowFn {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => x86::row_avx512,
+            Kernel::Avx512 => row::avx512,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => x86::row_avx2,
-            _ => row_portable,
+            Kernel::Avx2 => row::avx2,
+            _ => row::portable,
         }
     }
 
@@ -760,68 +763,6 @@ struct Tile {
 /// A micro-kernel for a fixed number of rows.
 type MicroFn = unsafe fn(&Tile);
 
-/// One row-kernel call: `c[j] = sum_p a[p * a_cs] * b[p * b_rs + j]` for `j < w`.
-struct RowTile {
-    /// Depth.
-    k: usize,
-    /// A's row, step p at `a[p * a_cs]`.
-    a: *const f32,
-    a_cs: usize,
-    /// B's rows: step p holds the columns at `b[p * b_rs ..]` (`w` readable values).
-    b: *const f32,
-    b_rs: usize,
-    /// The `w` outputs (overwritten).
-    c: *mut f32,
-    w: usize,
-}
-
-/// A row kernel.
-type RowFn = unsafe fn(&RowTile);
-
-/// Whether a row kernel holding `width` outputs in registers keeps them there over the
-/// whole depth (the output fits, or the depth is short: B's rows are then read in stripes
-/// one register block wide), or else streams B row by row, a few rows per pass over the
-/// output (each of B's rows read front to back, as a prefetcher follows best).
-fn row_in_registers(t: &RowTile, width: usize) -> bool {
-    t.w <= width || t.k <= ROW_REGISTER_MAX_DEPTH
-}
-
-/// Deepest product a row kernel runs with its outputs in registers when they do not fit.
-const ROW_REGISTER_MAX_DEPTH: usize = 16;
-
-/// Portable row kernel: 64 columns at a time, accumulated over the whole depth.
-///
-/// # Safety
-/// The pointers in `t` must be valid as [`RowTile`] describes.
-unsafe fn row_portable(t: &RowTile) {
-    const W: usize = 64;
-    if row_in_registers(t, W) {
-        for j in (0..t.w).step_by(W) {
-            let bw = W.min(t.w - j);
-            let mut acc = [0.0f32; W];
-            for p in 0..t.k {
-                let av = *t.a.add(p * t.a_cs);
-                let row = std::slice::from_raw_parts(t.b.add(p * t.b_rs + j), bw);
-                for (c, &x) in acc.iter_mut().zip(row) {
-                    *c += av * x;
-                }
-            }
-            std::slice::from_raw_parts_mut(t.c.add(j), bw).copy_from_slice(&acc[..bw]);
-        }
-        return;
-    }
-    // Start from +0 like the vector kernels (so a product of -0 terms sums to +0 alike).
-    let c = std::slice::from_raw_parts_mut(t.c, t.w);
-    c.fill(0.0);
-    for p in 0..t.k {
-        let av = *t.a.add(p * t.a_cs);
-        let row = std::slice::from_raw_parts(t.b.add(p * t.b_rs), t.w);
-        for (o, &x) in c.iter_mut().zip(row) {
-            *o += av * x;
-        }
-    }
-}
-
 const PORTABLE_MR: usize = 6;
 const PORTABLE_NR: usize = 16;
 
@@ -866,7 +807,7 @@ const PORTABLE: [[MicroFn; PORTABLE_MR]; 2] = table!(portable; 1, 2, 3, 4, 5, 6)
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MicroFn, RowTile, Tile};
+    use super::{MicroFn, Tile};
     use std::arch::x86_64::*;
 
     const MR512: usize = 12;
@@ -888,7 +829,7 @@ mod x86 {
 
     /// Mask of the first `n` (at most 16) lanes.
     #[inline]
-    fn mask16(n: usize) -> __mmask16 {
+    pub(super) fn mask16(n: usize) -> __mmask16 {
         if n >= 16 {
             0xffff
         } else {
@@ -975,7 +916,7 @@ mod x86 {
     /// Lane mask (high bit set) of the first `n` lanes of 8, as AVX2 masked moves take it.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn mask8(n: usize) -> __m256i {
+    pub(super) fn mask8(n: usize) -> __m256i {
         let n = n.min(8) as i32;
         _mm256_cmpgt_epi32(
             _mm256_set1_epi32(n),
@@ -1035,140 +976,6 @@ mod x86 {
                 _mm256_maskstore_ps(o, m0, v0);
                 _mm256_maskstore_ps(o1, m1, v1);
             }
-        }
-    }
-
-    /// Vector registers of output the row kernels hold.
-    const ROW_REGS: usize = 8;
-    /// Rows of B one pass of the row kernel adds into the output.
-    const ROW_STEPS: usize = 8;
-
-    /// AVX-512F row kernel: 128 columns in 8 registers over the whole depth (8
-    /// independent accumulation chains hide the FMA latency); masked at the right edge.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F; the pointers in `t` must be valid as [`RowTile`]
-    /// describes.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn row_avx512(t: &RowTile) {
-        if super::row_in_registers(t, 16 * ROW_REGS) {
-            for j in (0..t.w).step_by(16 * ROW_REGS) {
-                let rem = t.w - j;
-                let masks: [__mmask16; ROW_REGS] =
-                    std::array::from_fn(|r| mask16(rem.saturating_sub(16 * r)));
-                let mut acc = [_mm512_setzero_ps(); ROW_REGS];
-                let (mut a, mut b) = (t.a, t.b.wrapping_add(j));
-                for _ in 0..t.k {
-                    let av = _mm512_set1_ps(*a);
-                    for (r, c) in acc.iter_mut().enumerate() {
-                        let bv = _mm512_maskz_loadu_ps(masks[r], b.wrapping_add(16 * r));
-                        *c = _mm512_fmadd_ps(av, bv, *c);
-                    }
-                    a = a.wrapping_add(t.a_cs);
-                    b = b.wrapping_add(t.b_rs);
-                }
-                for (r, c) in acc.iter().enumerate() {
-                    _mm512_mask_storeu_ps(t.c.wrapping_add(j + 16 * r), masks[r], *c);
-                }
-            }
-            return;
-        }
-        let mut p = 0;
-        while p < t.k {
-            let steps = (t.k - p).min(ROW_STEPS);
-            let av: [__m512; ROW_STEPS] = std::array::from_fn(|i| {
-                _mm512_set1_ps(if i < steps {
-                    *t.a.add((p + i) * t.a_cs)
-                } else {
-                    0.0
-                })
-            });
-            let rows: [*const f32; ROW_STEPS] =
-                std::array::from_fn(|i| t.b.wrapping_add((p + i) * t.b_rs));
-            for j in (0..t.w).step_by(16) {
-                let m = mask16(t.w - j);
-                let o = t.c.wrapping_add(j);
-                let mut c = if p == 0 {
-                    _mm512_setzero_ps()
-                } else {
-                    _mm512_maskz_loadu_ps(m, o)
-                };
-                for i in 0..steps {
-                    let bv = _mm512_maskz_loadu_ps(m, rows[i].wrapping_add(j));
-                    c = _mm512_fmadd_ps(av[i], bv, c);
-                }
-                _mm512_mask_storeu_ps(o, m, c);
-            }
-            p += steps;
-        }
-    }
-
-    /// AVX2 + FMA row kernel: 64 columns in 8 registers over the whole depth; plain loads
-    /// for whole blocks, masked ones at the right edge.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2 and FMA; the pointers in `t` must be valid as [`RowTile`]
-    /// describes.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn row_avx2(t: &RowTile) {
-        if super::row_in_registers(t, 8 * ROW_REGS) {
-            for j in (0..t.w).step_by(8 * ROW_REGS) {
-                let rem = t.w - j;
-                let full = rem >= 8 * ROW_REGS;
-                let masks: [__m256i; ROW_REGS] =
-                    std::array::from_fn(|r| mask8(rem.saturating_sub(8 * r)));
-                let mut acc = [_mm256_setzero_ps(); ROW_REGS];
-                let (mut a, mut b) = (t.a, t.b.wrapping_add(j));
-                for _ in 0..t.k {
-                    let av = _mm256_broadcast_ss(&*a);
-                    for (r, c) in acc.iter_mut().enumerate() {
-                        let at = b.wrapping_add(8 * r);
-                        let bv = if full {
-                            _mm256_loadu_ps(at)
-                        } else {
-                            _mm256_maskload_ps(at, masks[r])
-                        };
-                        *c = _mm256_fmadd_ps(av, bv, *c);
-                    }
-                    a = a.wrapping_add(t.a_cs);
-                    b = b.wrapping_add(t.b_rs);
-                }
-                for (r, c) in acc.iter().enumerate() {
-                    _mm256_maskstore_ps(t.c.wrapping_add(j + 8 * r), masks[r], *c);
-                }
-            }
-            return;
-        }
-        let mut p = 0;
-        while p < t.k {
-            let steps = (t.k - p).min(ROW_STEPS);
-            let av: [__m256; ROW_STEPS] = std::array::from_fn(|i| {
-                _mm256_set1_ps(if i < steps {
-                    *t.a.add((p + i) * t.a_cs)
-                } else {
-                    0.0
-                })
-            });
-            let rows: [*const f32; ROW_STEPS] =
-                std::array::from_fn(|i| t.b.wrapping_add((p + i) * t.b_rs));
-            for j in (0..t.w).step_by(8) {
-                let o = t.c.wrapping_add(j);
-                let m = mask8(t.w - j);
-                let full = t.w - j >= 8;
-                let load = |at: *const f32| {
-                    if full {
-                        _mm256_loadu_ps(at)
-                    } else {
-                        _mm256_maskload_ps(at, m)
-                    }
-                };
-                let mut c = if p == 0 { _mm256_setzero_ps() } else { load(o) };
-                for i in 0..steps {
-                    c = _mm256_fmadd_ps(av[i], load(rows[i].wrapping_add(j)), c);
-                }
-                _mm256_maskstore_ps(o, m, c);
-            }
-            p += steps;
         }
     }
 }
