@@ -565,6 +565,38 @@ pub fn elementwise_meta(
     Ok(())
 }
 
+/// The words of a `Variant::Matmul` kernel (the second layout above) for `a @ b` with
+/// `(n, k, m)`, then the epilogue's `extra` inputs (inputs 1..) over the result's `shape`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_meta(
+    al: &crate::layout::Layout,
+    bl: &crate::layout::Layout,
+    (n, k, m): (usize, usize, usize),
+    shape: &[usize],
+    extra: &[&crate::layout::Layout],
+    params: &[f32],
+    mut push: impl FnMut(&str, usize) -> Result<()>,
+) -> Result<()> {
+    let r = al.dims();
+    let (sa, sb) = (al.strides(), bl.strides());
+    for v in [n, k, m, r - 2, al.offset(), bl.offset()] {
+        push("size", v)?;
+    }
+    for v in [sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]] {
+        push("stride", v)?;
+    }
+    let batch_dims = &al.shape()[..r - 2];
+    for &v in batch_dims {
+        push("dimension", v)?;
+    }
+    for l in [al, bl] {
+        for (&d, &s) in batch_dims.iter().zip(l.strides()) {
+            push("stride", if d == 1 { 0 } else { s })?;
+        }
+    }
+    elementwise_meta(shape, extra, params, push)
+}
+
 /// The second step of a `matmul_fused` that runs its product as a kernel of its own (the
 /// CPU always; the GPUs past [`FUSED_MATMUL_MAX_WORK`]): `epilogue(product, extra...)`
 /// over the contiguous `product` of `shape`, where `run` is the backend's `fused`.

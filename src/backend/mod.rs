@@ -580,16 +580,27 @@ pub mod check {
                 "a fused kernel needs at least one input",
             ));
         };
-        let shape = first.shape();
+        shaped_like(
+            "fused",
+            first.shape(),
+            inputs,
+            "fused inputs need layouts of one shape; broadcast them first",
+        )
+    }
+
+    /// Every input's layout has `shape` and lies inside its storage; else an error naming
+    /// `op`, both shapes and `hint`.
+    fn shaped_like(
+        op: &'static str,
+        shape: &[usize],
+        inputs: &[(&Storage, &Layout)],
+        hint: &str,
+    ) -> Result<()> {
         for (x, l) in inputs {
             if l.shape() != shape {
-                return Err(Error::shape(
-                    "fused",
-                    &[shape, l.shape()],
-                    "fused inputs need layouts of one shape; broadcast them first",
-                ));
+                return Err(Error::shape(op, &[shape, l.shape()], hint));
             }
-            fits("fused", x, l)?;
+            fits(op, x, l)?;
         }
         Ok(())
     }
@@ -619,16 +630,12 @@ pub mod check {
         let r = al.dims();
         let mut shape: crate::layout::Dims = al.shape()[..r - 2].into();
         shape.extend([dims.1, dims.3]);
-        for (x, l) in extra {
-            if l.shape() != shape.as_slice() {
-                return Err(Error::shape(
-                    "matmul_fused",
-                    &[shape.as_slice(), l.shape()],
-                    "epilogue inputs need layouts of the result's shape; broadcast them first",
-                ));
-            }
-            fits("matmul_fused", x, l)?;
-        }
+        shaped_like(
+            "matmul_fused",
+            &shape,
+            extra,
+            "epilogue inputs need layouts of the result's shape; broadcast them first",
+        )?;
         Ok((dims, shape))
     }
 }

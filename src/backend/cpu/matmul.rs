@@ -285,13 +285,14 @@ fn plan(batch: usize, n: usize, k: usize, m: usize, b_cs: usize, opts: &Options)
     let (rp, cp) = (n.div_ceil(mr).max(1), m.div_ceil(nr).max(1));
     let flops = batch * n * m * k;
     let threads = rayon::current_num_threads();
-    let parallel = opts
-        .parallel
-        .unwrap_or(threads > 1 && flops >= PARALLEL_MIN_FLOPS);
-    if n == 1 && b_cs == 1 && opts.row != Some(false) {
-        let parallel = opts
-            .parallel
-            .unwrap_or(threads > 1 && flops >= ROW_PARALLEL_MIN_FLOPS);
+    let row = n == 1 && b_cs == 1 && opts.row != Some(false);
+    let min_flops = if row {
+        ROW_PARALLEL_MIN_FLOPS
+    } else {
+        PARALLEL_MIN_FLOPS
+    };
+    let parallel = opts.parallel.unwrap_or(threads > 1 && flops >= min_flops);
+    if row {
         return row_plan(batch, k, m, parallel, opts);
     }
     let pack_b = b_cs != 1 || opts.pack_b.unwrap_or(rp >= PACK_B_MIN_ROW_PANELS);
@@ -457,9 +458,6 @@ pub(crate) fn batched_into_with(
         return;
     }
     let kern = opts.kernel;
-    let (mr, nr) = (kern.mr(), kern.nr());
-    let (rp, cp) = (n.div_ceil(mr), m.div_ceil(nr));
-    let (a_shared, b_shared) = (shared(al), shared(bl));
     let b0 = mat(bl, 0);
     if swaps(n, (b0.rs, b0.cs), opts) {
         // B is stored transposed and few rows of A would reuse a packed B: compute
@@ -473,6 +471,9 @@ pub(crate) fn batched_into_with(
         row_product(out, a, al, b, bl, (k, m), &s, kern);
         return;
     }
+    let (mr, nr) = (kern.mr(), kern.nr());
+    let (rp, cp) = (n.div_ceil(mr), m.div_ceil(nr));
+    let (a_shared, b_shared) = (shared(al), shared(bl));
 
     // 1. Pack A (every batch, or once when broadcast) and B where the plan says so.
     let a_len = rp * k * mr;

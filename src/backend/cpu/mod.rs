@@ -100,6 +100,24 @@ impl CpuBackend {
         Storage::new(v, n, Device::Cpu)
     }
 
+    /// `a @ b` of checked operands with `dims` = `(batch, n, k, m)`, into a pooled buffer.
+    fn product(
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+        dims: check::MatmulDims,
+    ) -> Result<Storage> {
+        check::host_alloc(
+            "matmul",
+            dims.0.saturating_mul(dims.1).saturating_mul(dims.3),
+        )?;
+        let (sa, sb) = (host(a)?, host(b)?);
+        let mut out = HostBuf::take(dims.0 * dims.1 * dims.3);
+        matmul::batched_into(&mut out, sa, al, sb, bl, dims);
+        Ok(Self::wrap(out))
+    }
+
     /// The plan `map` and `copy` use for this layout.
     pub fn map_plan(layout: &Layout) -> Plan {
         Plan::new(layout.size(), 1, layout.is_contiguous())
@@ -416,14 +434,7 @@ impl Backend for CpuBackend {
 
     fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
         let dims = check::matmul(a, al, b, bl)?;
-        check::host_alloc(
-            "matmul",
-            dims.0.saturating_mul(dims.1).saturating_mul(dims.3),
-        )?;
-        let (sa, sb) = (host(a)?, host(b)?);
-        let mut out = HostBuf::take(dims.0 * dims.1 * dims.3);
-        matmul::batched_into(&mut out, sa, al, sb, bl, dims);
-        Ok(Self::wrap(out))
+        Self::product(a, al, b, bl, dims)
     }
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
@@ -461,8 +472,8 @@ impl Backend for CpuBackend {
         params: &[f32],
     ) -> Result<Storage> {
         // The epilogue runs over the product right after it (one pass, no kernel to fuse).
-        let (_, shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
-        let product = self.matmul(a, al, b, bl)?;
+        let (dims, shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
+        let product = Self::product(a, al, b, bl, dims)?;
         if epilogue.is_identity() {
             return Ok(product);
         }

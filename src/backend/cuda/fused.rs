@@ -196,26 +196,11 @@ pub fn matmul_fused(
     if size > 0 {
         // The same checks (u32 positions, rank) as the primitive matmul.
         kernels::matmul_meta(al, bl)?;
-        let r = al.dims();
-        let (sa, sb) = (al.strides(), bl.strides());
         let mut meta = MetaWords::new("matmul_fused");
-        for v in [n, k, m, r - 2, al.offset(), bl.offset()] {
-            meta.push("size", v)?;
-        }
-        for v in [sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]] {
-            meta.push("stride", v)?;
-        }
-        let batch_dims = &al.shape()[..r - 2];
-        for &v in batch_dims {
-            meta.push("dimension", v)?;
-        }
-        for l in [al, bl] {
-            for (&d, &s) in batch_dims.iter().zip(l.strides()) {
-                meta.push("stride", if d == 1 { 0 } else { s })?;
-            }
-        }
         let layouts: Vec<&Layout> = extra.iter().map(|(_, l)| *l).collect();
-        meta.elementwise(&shape, &layouts, params)?;
+        fused::matmul_meta(al, bl, (n, k, m), &shape, &layouts, params, |what, v| {
+            meta.push(what, v)
+        })?;
         let kern = kernel(be, epilogue, Variant::Matmul)?;
         let mut ptrs = vec![out.ptr(), be.buffer(a)?.ptr(), be.buffer(b)?.ptr()];
         for (x, _) in extra {

@@ -169,30 +169,12 @@ pub fn matmul_fused(
     let out = rt.alloc("matmul_fused", size)?;
     if size > 0 {
         let kern = kernel(rt, epilogue, Variant::Matmul, 2 + extra.len() + 1)?;
-        let r = al.dims();
-        let (sa, sb) = (al.strides(), bl.strides());
         let mut meta = Vec::new();
-        for v in [n, k, m, r - 2, al.offset(), bl.offset()] {
-            meta.push(to_u32("matmul_fused", "size", v)?);
-        }
-        for v in [sa[r - 2], sa[r - 1], sb[r - 2], sb[r - 1]] {
-            meta.push(to_u32("matmul_fused", "stride", v)?);
-        }
-        let batch_dims = &al.shape()[..r - 2];
-        for v in batch_dims {
-            meta.push(to_u32("matmul_fused", "dimension", *v)?);
-        }
-        for l in [al, bl] {
-            for (&d, &s) in batch_dims.iter().zip(l.strides()) {
-                meta.push(if d == 1 {
-                    0
-                } else {
-                    to_u32("matmul_fused", "stride", s)?
-                });
-            }
-        }
         let layouts: Vec<&Layout> = extra.iter().map(|(_, l)| *l).collect();
-        push_elementwise(&mut meta, &shape, &layouts, params)?;
+        fused::matmul_meta(al, bl, (n, k, m), &shape, &layouts, params, |what, v| {
+            meta.push(to_u32("matmul_fused", what, v)?);
+            Ok(())
+        })?;
         let mut ins = vec![buffer(a)?, buffer(b)?];
         for (x, _) in extra {
             ins.push(buffer(x)?);
