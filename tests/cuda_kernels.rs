@@ -713,7 +713,7 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    use minitorch::backend::fused::{cuda_source, elementwise_meta, Variant};
+    use minitorch::backend::fused::{cuda_source, elementwise_meta, matmul_meta, Variant};
     use minitorch::Layout;
 
     let dir = std::env::var_os("MINITORCH_CUDA_DIR")
@@ -845,6 +845,19 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
                 ];
                 meta.extend([batch as u32, (n * kk) as u32, 0]);
                 meta.extend(meta_arr(&shape, &[&bl], &params));
+                // The library writes the same words (the hand-written ones pin the layout).
+                let al = Layout::contiguous(&[batch, n, kk]);
+                let bb = Layout::new(vec![batch, kk, m], vec![0, m, 1], 0).unwrap();
+                let mut from_lib = Vec::new();
+                matmul_meta(&al, &bb, (n, kk, m), &shape, &[&bl], &params, |_, v| {
+                    from_lib.push(v as u32);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(
+                    from_lib, meta,
+                    "fused::matmul_meta: the words the kernel reads"
+                );
                 let mut want = Vec::new();
                 for z in 0..batch {
                     for i in 0..n {
