@@ -422,8 +422,7 @@ inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body)
 #include <algorithm>
 #include <random>
 #include <cassert>
-#include "map.cu"
-#include "zip.cu"
+#include "math.cuh"
 #include "reduce.cu"
 #include "matmul.cu"
 static int failures = 0;
@@ -442,34 +441,6 @@ struct L { std::vector<u32> shape, strides; u32 offset; };
 u32 pos_of(const L& l, u32 ord) { u32 p = l.offset; for (int d = (int)l.shape.size() - 1; d >= 0; --d) { p += (ord % l.shape[d]) * l.strides[d]; ord /= l.shape[d]; } return p; }
 u32 size_of(const std::vector<u32>& s) { u32 n = 1; for (auto d : s) n *= d; return n; }
 
-void test_map() {
-    auto x = rnd(400);
-    L l{{9, 7, 5}, {1, 9, 63}, 3};
-    Meta m{}; u32 r = 3, n = size_of(l.shape);
-    m.w[0] = n; m.w[1] = r; m.w[2] = l.offset;
-    for (u32 d = 0; d < r; ++d) { m.w[3 + d] = l.shape[d]; m.w[3 + r + d] = l.strides[d]; }
-    std::vector<float> out(n), want(n);
-    emu_launch({2}, {256}, [&] { map_sigmoid(out.data(), x.data(), m); });
-    for (u32 i = 0; i < n; ++i) { float v = x[pos_of(l, i)]; want[i] = v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)); }
-    check("map_sigmoid strided", out, want);
-    emu_launch({1}, {256}, [&] { map_neg_contiguous(out.data(), x.data(), m); });
-    for (u32 i = 0; i < n; ++i) want[i] = -x[l.offset + i];
-    check("map_neg_contig offset", out, want);
-}
-void test_zip() {
-    auto a = rnd(400), b = rnd(50);
-    L la{{5, 7, 9}, {63, 9, 1}, 2}, lb{{5, 7, 9}, {0, 0, 1}, 3};
-    u32 r = 3, n = 315; Meta m{};
-    m.w[0] = n; m.w[1] = r; m.w[2] = la.offset; m.w[3] = lb.offset;
-    for (u32 d = 0; d < r; ++d) { m.w[4 + d] = la.shape[d]; m.w[4 + r + d] = la.strides[d]; m.w[4 + 2 * r + d] = lb.strides[d]; }
-    std::vector<float> out(n), want(n);
-    emu_launch({1}, {256}, [&] { zip_sigmoid_back(out.data(), a.data(), b.data(), m); });
-    for (u32 i = 0; i < n; ++i) { float x = a[pos_of(la, i)], d = b[pos_of(lb, i)]; float s = x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x)); float t = -x >= 0 ? 1 / (1 + std::exp(x)) : std::exp(-x) / (1 + std::exp(-x)); want[i] = d * s * t; }
-    check("zip_sigmoid_back broadcast", out, want);
-    emu_launch({1}, {256}, [&] { zip_add_contiguous(out.data(), a.data(), a.data(), m); });
-    for (u32 i = 0; i < n; ++i) want[i] = a[2 + i] + a[3 + i];
-    check("zip_add_contig offsets", out, want);
-}
 void reduce_case(const char* name, std::vector<u32> shape, std::vector<u32> strides, u32 off, u32 dim, bool contig, int op) {
     u32 r = shape.size(); u32 extent = off + 1; for (u32 d = 0; d < r; ++d) if (shape[d]) extent += (shape[d] - 1) * strides[d];
     auto x = rnd(extent + 1);
@@ -601,12 +572,12 @@ void test_math() {
         if (!ok) failures++;
     }
 }
-int main() { test_map(); test_zip(); test_reduce(); test_matmul(); test_matmul_fast(); test_math(); printf("%d failures\n", failures); return failures != 0; }
+int main() { test_reduce(); test_matmul(); test_matmul_fast(); test_math(); printf("%d failures\n", failures); return failures != 0; }
 "##;
 
 // ----- generated (fused) kernels -------------------------------------------------------------
 
-/// Programs whose generated kernels the two tests below check: the course's loss, its
+/// Programs whose generated kernels the tests below check: the course's loss, its
 /// gradient, a two-output SGD step with momentum, and a linear layer's epilogue.
 fn fused_programs() -> Vec<(&'static str, minitorch::backend::fused::Program)> {
     use minitorch::backend::fused::ProgramBuilder;
@@ -656,49 +627,126 @@ fn fused_programs() -> Vec<(&'static str, minitorch::backend::fused::Program)> {
     ]
 }
 
-/// Every generated kernel variant compiles with NVRTC to sm_90 PTX and CUBIN and defines
-/// its entry point.
+/// The one-op programs `map` and `zip` run on the GPU backends: every row of the op table.
+fn op_programs() -> Vec<(&'static str, minitorch::backend::fused::Program)> {
+    use minitorch::backend::fused::Program;
+    use minitorch::{BinaryOp, UnaryOp};
+    let unary = UnaryOp::ALL
+        .iter()
+        .map(|&op| (op.name(), Program::of_unary(op).clone()));
+    let binary = BinaryOp::ALL
+        .iter()
+        .map(|&op| (op.name(), Program::of_binary(op).clone()));
+    unary.chain(binary).collect()
+}
+
+/// Compile every generated kernel variant with `nvrtc`: the fused programs for each of
+/// `archs` to PTX and CUBIN, and the one-op programs of `map` and `zip` (every row of the
+/// op table) for the first of `archs` to CUBIN; each defines its entry point. Returns the
+/// failures.
 #[cfg(feature = "cuda")]
-#[test]
-fn generated_fused_kernels_compile_with_nvrtc() {
+fn compile_generated(nvrtc: &minitorch::backend::cuda::nvrtc::Nvrtc, archs: &[i32]) -> Vec<String> {
     use minitorch::backend::cuda::kernels::HEADERS;
     use minitorch::backend::cuda::runtime::{Output, Program};
     use minitorch::backend::fused::{cuda_source, entry_point, Variant};
 
-    // The newest NVRTC CI installs; the fused kernels use nothing version-specific.
-    let Some(nvrtc) = open_nvrtc(13) else {
-        return;
+    let (major, minor) = nvrtc.version();
+    let jobs: Vec<(&str, minitorch::backend::fused::Program, Variant, i32)> = {
+        let mut jobs = Vec::new();
+        for (name, p) in fused_programs() {
+            let variants: &[Variant] = if name.contains("epilogue") {
+                &[Variant::Matmul, Variant::Strided]
+            } else {
+                &[Variant::Strided, Variant::Contiguous]
+            };
+            for &v in variants {
+                for &arch in archs {
+                    jobs.push((name, p.clone(), v, arch));
+                }
+            }
+        }
+        for (name, p) in op_programs() {
+            for v in [Variant::Strided, Variant::Contiguous] {
+                jobs.push((name, p.clone(), v, archs[0]));
+            }
+        }
+        jobs
     };
-    let mut failures = Vec::new();
-    for (name, p) in fused_programs() {
-        let variants: &[Variant] = if name.contains("epilogue") {
-            &[Variant::Matmul, Variant::Strided]
-        } else {
-            &[Variant::Strided, Variant::Contiguous]
-        };
-        for &v in variants {
-            let source = cuda_source(&p, v);
+    let check_one =
+        |(name, p, v, arch): &(&str, minitorch::backend::fused::Program, Variant, i32)| {
+            let mut failures = Vec::new();
+            let source = cuda_source(p, *v);
+            if source.contains("__grid_constant__") {
+                failures.push(format!(
+                    "{name} {v:?}: a literal __grid_constant__ (use GRID_CONSTANT)"
+                ));
+            }
             let program = Program {
                 name: "fused.cu",
                 source: &source,
                 headers: &HEADERS,
                 include_dirs: &[],
             };
-            match program.compile(&nvrtc, 90, Output::Ptx) {
+            match program.compile(nvrtc, *arch, Output::Ptx) {
                 Ok(image) => {
                     let ptx = String::from_utf8_lossy(&image);
-                    if !ptx.contains(&format!(".entry {}(", entry_point(v))) {
-                        failures.push(format!("{name} {v:?}: entry point missing"));
+                    if !ptx.contains(&format!(".entry {}(", entry_point(*v))) {
+                        failures.push(format!("{name} {v:?} sm_{arch}: entry point missing"));
                     }
-                    println!("{name} {v:?}: {} bytes of PTX", image.len());
                 }
-                Err(e) => failures.push(format!("{name} {v:?}: {e}\n{source}")),
+                Err(e) => failures.push(format!("{name} {v:?} sm_{arch}: {e}\n{source}")),
             }
-            if let Err(e) = program.compile(&nvrtc, 90, Output::Cubin) {
-                failures.push(format!("{name} {v:?} (CUBIN): {e}"));
+            if let Err(e) = program.compile(nvrtc, *arch, Output::Cubin) {
+                failures.push(format!("{name} {v:?} sm_{arch} (CUBIN): {e}"));
             }
-        }
-    }
+            failures
+        };
+    let start = std::time::Instant::now();
+    // Two threads: NVRTC compiles are independent.
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let (even, odd): (Vec<_>, Vec<_>) = jobs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let hs: Vec<_> = [even, odd]
+            .into_iter()
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .flat_map(|(_, j)| check_one(j))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .flat_map(|h| h.join().expect("compile thread"))
+            .collect()
+    });
+    println!(
+        "NVRTC {major}.{minor}: {} generated kernels for {archs:?} in {:.1} s",
+        jobs.len(),
+        start.elapsed().as_secs_f64()
+    );
+    failures
+}
+
+/// Every generated kernel variant compiles with NVRTC 12, Pascal (sm_60, where
+/// `__grid_constant__` does not exist) included.
+#[cfg(feature = "cuda")]
+#[test]
+fn generated_fused_kernels_compile_with_nvrtc_12() {
+    let Some(nvrtc) = open_nvrtc(12) else {
+        return;
+    };
+    let failures = compile_generated(&nvrtc, &[60, 75, 80, 89, 90]);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every generated kernel variant compiles with NVRTC 13 (starts at sm_75).
+#[cfg(feature = "cuda")]
+#[test]
+fn generated_fused_kernels_compile_with_nvrtc() {
+    let Some(nvrtc) = open_nvrtc(13) else {
+        return;
+    };
+    let failures = compile_generated(&nvrtc, &[90, 75, 120]);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -762,7 +810,8 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
     let mut kernels = String::new();
     let mut main = String::new();
     let mut expected: Vec<(String, Vec<f32>)> = Vec::new();
-    let programs = fused_programs();
+    let mut programs = fused_programs();
+    programs.extend(op_programs());
     for (k, (name, p)) in programs.iter().enumerate() {
         let matmul = name.contains("epilogue");
         let variants: &[Variant] = if matmul {
@@ -891,7 +940,7 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
         }
     }
     let prelude_end = EMULATION_CPP
-        .find("#include \"map.cu\"")
+        .find("#include \"math.cuh\"")
         .expect("the emulation prelude");
     let source = format!(
         "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
@@ -949,5 +998,6 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
         println!("ok   {label} ({} values)", got.len());
         checked += 1;
     }
-    assert_eq!(checked, 7);
+    // Two variants per program, one for the epilogue.
+    assert_eq!(checked, 2 * programs.len() - 1);
 }

@@ -17,7 +17,7 @@
 //! [`Backend::matmul_fused`]: super::Backend::matmul_fused
 
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use smallvec::SmallVec;
 
@@ -200,6 +200,32 @@ impl Program {
         self.0.params
     }
 
+    /// `op(in0)`: the one-op program the GPU backends run for `map` and the tensor `Map`
+    /// function differentiates (built once per op).
+    pub fn of_unary(op: UnaryOp) -> &'static Program {
+        static P: [OnceLock<Program>; UnaryOp::ALL.len()] =
+            [const { OnceLock::new() }; UnaryOp::ALL.len()];
+        P[op as usize].get_or_init(|| {
+            let mut b = ProgramBuilder::new();
+            let x = b.input(0);
+            let y = b.unary(op, x);
+            b.build(&[y])
+        })
+    }
+
+    /// `op(in0, in1)`: the one-op program the GPU backends run for `zip` (built once per
+    /// op).
+    pub fn of_binary(op: BinaryOp) -> &'static Program {
+        static P: [OnceLock<Program>; BinaryOp::ALL.len()] =
+            [const { OnceLock::new() }; BinaryOp::ALL.len()];
+        P[op as usize].get_or_init(|| {
+            let mut b = ProgramBuilder::new();
+            let (x, y) = (b.input(0), b.input(1));
+            let z = b.binary(op, x, y);
+            b.build(&[z])
+        })
+    }
+
     /// The program `in0` (a plain matmul as a `matmul_fused` epilogue).
     pub fn identity() -> Program {
         let mut b = ProgramBuilder::new();
@@ -314,37 +340,23 @@ impl Program {
             match self.0.nodes[i] {
                 Node::Input(_) | Node::Param(_) | Node::Const(_) => {}
                 Node::Unary(op, a) => {
-                    let x = Var(a);
-                    let d = match op {
-                        UnaryOp::Neg => b.unary(UnaryOp::Neg, g),
-                        UnaryOp::Id => g,
-                        UnaryOp::Inv => b.binary(BinaryOp::InvBack, x, g),
-                        UnaryOp::Relu => b.binary(BinaryOp::ReluBack, x, g),
-                        UnaryOp::Sigmoid => b.binary(BinaryOp::SigmoidBack, x, g),
-                        UnaryOp::Log => b.binary(BinaryOp::LogBack, x, g),
-                        UnaryOp::Exp => b.mul(Var(i), g),
-                    };
+                    let d = op.gradient(&mut b, Var(a), Var(i), g);
                     acc(&mut b, &mut adj[..], a, d);
                 }
-                Node::Binary(op, x, y) => match op {
-                    BinaryOp::Add => {
-                        acc(&mut b, &mut adj[..], x, g);
-                        acc(&mut b, &mut adj[..], y, g);
-                    }
-                    BinaryOp::Mul => {
-                        let dx = b.mul(g, Var(y));
-                        let dy = b.mul(g, Var(x));
-                        acc(&mut b, &mut adj[..], x, dx);
-                        acc(&mut b, &mut adj[..], y, dy);
-                    }
-                    BinaryOp::Lt | BinaryOp::Eq | BinaryOp::IsClose => {}
-                    _ => {
+                Node::Binary(op, x, y) => {
+                    let Some([dx, dy]) = op.gradient(&mut b, (Var(x), Var(y), Var(i)), g) else {
                         return Err(Error::Autodiff {
                             op: "fused backward",
                             msg: format!("{} has no backward", op.name()),
-                        })
+                        });
+                    };
+                    if let Some(dx) = dx {
+                        acc(&mut b, &mut adj[..], x, dx);
                     }
-                },
+                    if let Some(dy) = dy {
+                        acc(&mut b, &mut adj[..], y, dy);
+                    }
+                }
             }
         }
         let zero = b.constant(0.0);
@@ -422,56 +434,6 @@ pub enum Lang {
     Cuda,
 }
 
-/// The op table: the expression of `op` on the variables `a`, in `lang`. The formulas are
-/// those of the primitive kernels (shaders/map.wgsl, cuda/map.cu), and of
-/// [`UnaryOp::apply`].
-pub fn unary_expr(lang: Lang, op: UnaryOp, a: &str) -> String {
-    use Lang::*;
-    match (op, lang) {
-        (UnaryOp::Neg, _) => format!("-{a}"),
-        (UnaryOp::Id, _) => a.to_string(),
-        (UnaryOp::Inv, Wgsl) => format!("1.0 / {a}"),
-        (UnaryOp::Inv, Cuda) => format!("__fdiv_rn(1.0f, {a})"),
-        (UnaryOp::Relu, Wgsl) => format!("select(0.0, {a}, {a} > 0.0)"),
-        (UnaryOp::Relu, Cuda) => format!("({a} > 0.0f ? {a} : 0.0f)"),
-        (UnaryOp::Sigmoid, _) => format!("sigmoid_f({a})"),
-        // The primitives' own 2-ULP functions, not the platform's (see math.wgsl).
-        (UnaryOp::Log, _) => format!("log_f({a})"),
-        (UnaryOp::Exp, _) => format!("exp_f({a})"),
-    }
-}
-
-/// The op table for binary ops (see [`unary_expr`]). CUDA uses the `_rn` intrinsics for
-/// `+`, `*` and `/`, which the compiler never contracts into fused multiply-adds: a fused
-/// kernel rounds every step as the chain of primitive kernels does.
-pub fn binary_expr(lang: Lang, op: BinaryOp, a: &str, b: &str) -> String {
-    use Lang::*;
-    match (op, lang) {
-        (BinaryOp::Add, Wgsl) => format!("{a} + {b}"),
-        (BinaryOp::Add, Cuda) => format!("__fadd_rn({a}, {b})"),
-        (BinaryOp::Mul, Wgsl) => format!("{a} * {b}"),
-        (BinaryOp::Mul, Cuda) => format!("__fmul_rn({a}, {b})"),
-        (BinaryOp::Lt, Wgsl) => format!("select(0.0, 1.0, {a} < {b})"),
-        (BinaryOp::Lt, Cuda) => format!("({a} < {b} ? 1.0f : 0.0f)"),
-        (BinaryOp::Eq, Wgsl) => format!("select(0.0, 1.0, {a} == {b})"),
-        (BinaryOp::Eq, Cuda) => format!("({a} == {b} ? 1.0f : 0.0f)"),
-        (BinaryOp::IsClose, Wgsl) => format!("select(0.0, 1.0, abs({a} - {b}) < 0.01)"),
-        (BinaryOp::IsClose, Cuda) => format!("(fabsf({a} - {b}) < 0.01f ? 1.0f : 0.0f)"),
-        (BinaryOp::ReluBack, Wgsl) => format!("select(0.0, {b}, {a} > 0.0)"),
-        (BinaryOp::ReluBack, Cuda) => format!("({a} > 0.0f ? {b} : 0.0f)"),
-        (BinaryOp::LogBack, Wgsl) => format!("{b} / {a}"),
-        (BinaryOp::LogBack, Cuda) => format!("__fdiv_rn({b}, {a})"),
-        // -(d / x) / x: x * x would underflow for |x| < 1e-19.
-        (BinaryOp::InvBack, Wgsl) => format!("-({b} / {a}) / {a}"),
-        (BinaryOp::InvBack, Cuda) => format!("__fdiv_rn(-__fdiv_rn({b}, {a}), {a})"),
-        // s(x) (1 - s(x)) as s(x) s(-x): no cancellation when s(x) is near 1.
-        (BinaryOp::SigmoidBack, Wgsl) => format!("{b} * sigmoid_f({a}) * sigmoid_f(-{a})"),
-        (BinaryOp::SigmoidBack, Cuda) => {
-            format!("__fmul_rn(__fmul_rn({b}, sigmoid_f({a})), sigmoid_f(-{a}))")
-        }
-    }
-}
-
 /// The body of a generated kernel for one element: `let`s of every node, in `lang`.
 /// `load(i)` is the expression of input `i`'s element, `param(i)` of parameter `i`.
 /// Node `k` is the variable `v{k}`.
@@ -494,8 +456,17 @@ pub fn body(
                 Lang::Wgsl => format!("bitcast<f32>({bits}u)"),
                 Lang::Cuda => format!("__int_as_float({:#010x})", bits),
             },
-            Node::Unary(op, a) => unary_expr(lang, op, &format!("v{a}")),
-            Node::Binary(op, a, b) => binary_expr(lang, op, &format!("v{a}"), &format!("v{b}")),
+            Node::Unary(op, a) => match lang {
+                Lang::Wgsl => op.wgsl(&format!("v{a}")),
+                Lang::Cuda => op.cuda(&format!("v{a}")),
+            },
+            Node::Binary(op, a, b) => {
+                let (a, b) = (format!("v{a}"), format!("v{b}"));
+                match lang {
+                    Lang::Wgsl => op.wgsl(&a, &b),
+                    Lang::Cuda => op.cuda(&a, &b),
+                }
+            }
         };
         let _ = writeln!(s, "    {decl} v{k} = {e};");
     }
@@ -530,6 +501,40 @@ pub fn entry_point(variant: Variant) -> &'static str {
 /// the epilogue as a `fused` kernel (two launches, but the tiled kernel's speed).
 pub const FUSED_MATMUL_MAX_WORK: usize = 1 << 22;
 
+/// Shape and per-operand strides of an elementwise op with size-1 dimensions dropped and
+/// neighbouring dimensions merged where every operand steps through them as one (so a
+/// permuted or broadcast input needs as few divisions per element as possible). The
+/// row-major enumeration of the result is unchanged.
+pub fn merge_dims(shape: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut out_shape: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut out_strides: Vec<Vec<usize>> = vec![Vec::with_capacity(shape.len()); strides.len()];
+    for (d, &n) in shape.iter().enumerate() {
+        if n == 1 {
+            continue;
+        }
+        let mergeable = match out_shape.last() {
+            Some(_) => strides
+                .iter()
+                .zip(&out_strides)
+                .all(|(s, o)| *o.last().unwrap_or(&0) == s[d] * n),
+            None => false,
+        };
+        if mergeable {
+            let last = out_shape.len() - 1;
+            out_shape[last] *= n;
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o[last] = s[d];
+            }
+        } else {
+            out_shape.push(n);
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o.push(s[d]);
+            }
+        }
+    }
+    (out_shape, out_strides)
+}
+
 /// The metadata the generated kernels read (u32 words; parameters as f32 bits), shared by
 /// WGSL and CUDA:
 /// - elementwise: `[size, rank, shape[rank], offsets[inputs], strides[inputs][rank],
@@ -539,24 +544,28 @@ pub const FUSED_MATMUL_MAX_WORK: usize = 1 << 22;
 ///   b_batch_strides[batch_rank]]`, then the elementwise words of the epilogue's inputs
 ///   1.. (over the result's shape).
 ///
-/// Strides of dimensions of size 1 are written as 0 (they are only indexed at 0).
+/// The elementwise shape and strides are [`merge_dims`]'s: dimensions of size 1 dropped
+/// and neighbours every input steps through as one merged, so a kernel divides as little
+/// as possible per element.
 pub fn elementwise_meta(
     shape: &[usize],
     layouts: &[&crate::layout::Layout],
     params: &[f32],
     mut push: impl FnMut(&str, usize) -> Result<()>,
 ) -> Result<()> {
+    let strides: SmallVec<[&[usize]; 4]> = layouts.iter().map(|l| l.strides()).collect();
+    let (merged, merged_strides) = merge_dims(shape, &strides);
     push("size", shape.iter().product())?;
-    push("rank", shape.len())?;
-    for &d in shape {
+    push("rank", merged.len())?;
+    for &d in &merged {
         push("dimension", d)?;
     }
     for l in layouts {
         push("offset", l.offset())?;
     }
-    for l in layouts {
-        for (&d, &s) in l.shape().iter().zip(l.strides()) {
-            push("stride", if d == 1 { 0 } else { s })?;
+    for st in &merged_strides {
+        for &s in st {
+            push("stride", s)?;
         }
     }
     for &p in params {
@@ -741,7 +750,8 @@ pub fn cuda_source(p: &Program, variant: Variant) -> String {
         args.push("const float* __restrict__ mb".into());
     }
     args.extend((first..p.inputs()).map(|j| format!("const float* in{j}")));
-    args.push("const __grid_constant__ Meta meta".into());
+    // GRID_CONSTANT (indexing.cuh): `__grid_constant__` from sm_70, nothing below.
+    args.push("const GRID_CONSTANT Meta meta".into());
     let param = |j: usize| format!("__int_as_float(meta.w[pa + {j}])");
     let stores: String = (0..p.outputs().len())
         .map(|j| format!("    out{j}[i] = v{};\n", p.outputs()[j]))

@@ -6,6 +6,7 @@
 
 use smallvec::smallvec;
 
+use crate::backend::fused::{Node, Program};
 use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
 use crate::error::{Error, Result};
 use crate::layout::{checked_shape_size, shape_broadcast, Dims, Layout};
@@ -54,29 +55,17 @@ struct Map(UnaryOp);
 
 impl Function for Map {
     fn name(&self) -> &'static str {
-        match self.0 {
-            UnaryOp::Neg => "Neg",
-            UnaryOp::Id => "Id",
-            UnaryOp::Inv => "Inv",
-            UnaryOp::Relu => "ReLU",
-            UnaryOp::Sigmoid => "Sigmoid",
-            UnaryOp::Log => "Log",
-            UnaryOp::Exp => "Exp",
-        }
+        self.0.function_name()
     }
 
+    /// The op table's derivative, as one fused kernel `g * f'(x)` (none for `Id`).
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
-        let x = &inputs[0];
-        let g = match self.0 {
-            UnaryOp::Neg => grad.neg()?,
-            UnaryOp::Id => grad.clone(),
-            UnaryOp::Inv => x.zip_raw(BinaryOp::InvBack, grad)?,
-            UnaryOp::Relu => x.zip_raw(BinaryOp::ReluBack, grad)?,
-            UnaryOp::Sigmoid => x.zip_raw(BinaryOp::SigmoidBack, grad)?,
-            UnaryOp::Log => x.zip_raw(BinaryOp::LogBack, grad)?,
-            UnaryOp::Exp => x.exp()?.mul(grad)?,
-        };
-        Ok(smallvec![Some(g)])
+        let gp = Program::of_unary(self.0).gradient(0, &[0])?;
+        if gp.nodes()[gp.outputs()[0]] == Node::Input(1) {
+            return Ok(smallvec![Some(grad.clone())]);
+        }
+        let mut g = Tensor::fused(&gp, &[&inputs[0], grad], &[])?;
+        Ok(smallvec![Some(g.remove(0))])
     }
 }
 
@@ -86,17 +75,7 @@ struct Zip(BinaryOp);
 
 impl Function for Zip {
     fn name(&self) -> &'static str {
-        match self.0 {
-            BinaryOp::Add => "Add",
-            BinaryOp::Mul => "Mul",
-            BinaryOp::Lt => "LT",
-            BinaryOp::Eq => "EQ",
-            BinaryOp::IsClose => "IsClose",
-            BinaryOp::ReluBack => "ReLUBack",
-            BinaryOp::LogBack => "LogBack",
-            BinaryOp::InvBack => "InvBack",
-            BinaryOp::SigmoidBack => "SigmoidBack",
-        }
+        self.0.function_name()
     }
 
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use super::pool::HostBuf;
-use super::{contiguous_slice, PARALLEL_MIN};
+use super::{contiguous_slice, monomorphise, with_binary, with_unary, PARALLEL_MIN};
 use crate::backend::fused::{Node, Program};
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::layout::{Layout, StridedCursor};
@@ -31,31 +31,13 @@ fn each2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
     }
 }
 
-/// `op` over a block, one monomorphised loop per op.
+/// `op` over a block, one monomorphised loop per op (from the op table).
 fn unary(op: UnaryOp, out: &mut [f32], a: &[f32]) {
-    match op {
-        UnaryOp::Neg => each1(out, a, ops::neg::<f32>),
-        UnaryOp::Id => each1(out, a, ops::id::<f32>),
-        UnaryOp::Inv => each1(out, a, ops::inv::<f32>),
-        UnaryOp::Relu => each1(out, a, ops::relu::<f32>),
-        UnaryOp::Sigmoid => each1(out, a, ops::sigmoid::<f32>),
-        UnaryOp::Log => each1(out, a, ops::log::<f32>),
-        UnaryOp::Exp => each1(out, a, ops::exp::<f32>),
-    }
+    with_unary!(op, f => each1(out, a, f))
 }
 
 fn binary(op: BinaryOp, out: &mut [f32], a: &[f32], b: &[f32]) {
-    match op {
-        BinaryOp::Add => each2(out, a, b, ops::add::<f32>),
-        BinaryOp::Mul => each2(out, a, b, ops::mul::<f32>),
-        BinaryOp::Lt => each2(out, a, b, ops::lt::<f32>),
-        BinaryOp::Eq => each2(out, a, b, ops::eq::<f32>),
-        BinaryOp::IsClose => each2(out, a, b, ops::is_close::<f32>),
-        BinaryOp::ReluBack => each2(out, a, b, ops::relu_back::<f32>),
-        BinaryOp::LogBack => each2(out, a, b, ops::log_back::<f32>),
-        BinaryOp::InvBack => each2(out, a, b, ops::inv_back::<f32>),
-        BinaryOp::SigmoidBack => each2(out, a, b, ops::sigmoid_back::<f32>),
-    }
+    with_binary!(op, f => each2(out, a, b, f))
 }
 
 /// Evaluate `p` on the elements `start..start + len` into `outs` (one slice per output).

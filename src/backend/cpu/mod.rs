@@ -154,81 +154,58 @@ fn contiguous_slice<'a>(x: &'a [f32], l: &Layout) -> &'a [f32] {
     &x[l.offset()..l.offset() + l.size()]
 }
 
-/// Monomorphise the body for each unary op, so the inner loop has no branch per element.
+/// Monomorphise `$body` for each unary op of the op table (`$f` is the row's `apply`, a
+/// function item), so the inner loop has no branch per element.
 macro_rules! with_unary {
     ($op:expr, $f:ident => $body:expr) => {
+        $crate::backend::op_table::unary_table!(monomorphise!(UnaryOp, $op, $f, $body))
+    };
+}
+pub(crate) use with_unary;
+
+/// [`with_unary!`] for the binary ops.
+macro_rules! with_binary {
+    ($op:expr, $f:ident => $body:expr) => {
+        $crate::backend::op_table::binary_table!(monomorphise!(BinaryOp, $op, $f, $body))
+    };
+}
+pub(crate) use with_binary;
+
+/// The match of [`with_unary!`] / [`with_binary!`] over the table's rows.
+macro_rules! monomorphise {
+    (($Op:ident, $op:expr, $f:ident, $body:expr)
+     $( $(#[$doc:meta])* $V:ident { name: $name:literal, function: $function:literal,
+        apply: $apply:expr, $($rest:tt)* } )*) => {
         match $op {
-            UnaryOp::Neg => {
-                let $f = ops::neg::<f32>;
+            $( $Op::$V => {
+                let $f = $apply;
                 $body
-            }
-            UnaryOp::Id => {
-                let $f = ops::id::<f32>;
-                $body
-            }
-            UnaryOp::Inv => {
-                let $f = ops::inv::<f32>;
-                $body
-            }
-            UnaryOp::Relu => {
-                let $f = ops::relu::<f32>;
-                $body
-            }
-            UnaryOp::Sigmoid => {
-                let $f = ops::sigmoid::<f32>;
-                $body
-            }
-            UnaryOp::Log => {
-                let $f = ops::log::<f32>;
-                $body
-            }
-            UnaryOp::Exp => {
-                let $f = ops::exp::<f32>;
-                $body
-            }
+            } )*
         }
     };
 }
+pub(crate) use monomorphise;
 
-macro_rules! with_binary {
-    ($op:expr, $f:ident => $body:expr) => {
+/// Monomorphise `$body` for each reduction of the op table (`$combine` and `$identity` are
+/// the row's).
+macro_rules! with_reduce {
+    ($op:expr, ($combine:ident, $identity:ident) => $body:expr) => {
+        $crate::backend::op_table::reduce_table!(monomorphise_reduce!(
+            $op, $combine, $identity, $body
+        ))
+    };
+}
+
+/// The match of [`with_reduce!`] over the table's rows.
+macro_rules! monomorphise_reduce {
+    (($op:expr, $c:ident, $i:ident, $body:expr)
+     $( $(#[$doc:meta])* $V:ident { name: $name:literal, identity: $identity:expr,
+        combine: $combine:expr $(,)? } )*) => {
         match $op {
-            BinaryOp::Add => {
-                let $f = ops::add::<f32>;
+            $( ReduceOp::$V => {
+                let ($c, $i) = ($combine, $identity);
                 $body
-            }
-            BinaryOp::Mul => {
-                let $f = ops::mul::<f32>;
-                $body
-            }
-            BinaryOp::Lt => {
-                let $f = ops::lt::<f32>;
-                $body
-            }
-            BinaryOp::Eq => {
-                let $f = ops::eq::<f32>;
-                $body
-            }
-            BinaryOp::IsClose => {
-                let $f = ops::is_close::<f32>;
-                $body
-            }
-            BinaryOp::ReluBack => {
-                let $f = ops::relu_back::<f32>;
-                $body
-            }
-            BinaryOp::LogBack => {
-                let $f = ops::log_back::<f32>;
-                $body
-            }
-            BinaryOp::InvBack => {
-                let $f = ops::inv_back::<f32>;
-                $body
-            }
-            BinaryOp::SigmoidBack => {
-                let $f = ops::sigmoid_back::<f32>;
-                $body
-            }
+            } )*
         }
     };
 }
@@ -349,33 +326,26 @@ fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
     let outer = Layout::new(l.reduced_shape(dim), l.strides(), l.offset()).expect("same rank");
     let plan = CpuBackend::reduce_plan(l, dim);
     let mut out = HostBuf::take(outer.size());
-    macro_rules! body {
-        ($combine:expr, $init:expr) => {
-            run_chunks(plan, &mut out, |start, chunk| {
-                let mut cur = StridedCursor::new(&outer, start);
-                for o in chunk.iter_mut() {
-                    let base = cur.pos();
-                    let mut acc = $init;
-                    if stride == 1 {
-                        for &v in &x[base..base + len] {
-                            acc = $combine(acc, v);
-                        }
-                    } else {
-                        for j in 0..len {
-                            acc = $combine(acc, x[base + j * stride]);
-                        }
+    with_reduce!(op, (combine, identity) => {
+        run_chunks(plan, &mut out, |start, chunk| {
+            let mut cur = StridedCursor::new(&outer, start);
+            for o in chunk.iter_mut() {
+                let base = cur.pos();
+                let mut acc = identity;
+                if stride == 1 {
+                    for &v in &x[base..base + len] {
+                        acc = combine(acc, v);
                     }
-                    *o = acc;
-                    cur.advance();
+                } else {
+                    for j in 0..len {
+                        acc = combine(acc, x[base + j * stride]);
+                    }
                 }
-            })
-        };
-    }
-    match op {
-        ReduceOp::Sum => body!(|a: f32, v: f32| a + v, 0.0f32),
-        ReduceOp::Prod => body!(|a: f32, v: f32| a * v, 1.0f32),
-        ReduceOp::Max => body!(|a: f32, v: f32| ops::max(a, v), f32::NEG_INFINITY),
-    }
+                *o = acc;
+                cur.advance();
+            }
+        })
+    });
     out
 }
 

@@ -13,9 +13,11 @@ use super::runtime::Program as NvrtcProgram;
 use super::{count_launch, CudaBackend, NAME};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
 use crate::backend::Backend;
-use crate::backend::{check, Outputs, Storage};
+use crate::backend::{check, BinaryOp, Outputs, Storage, UnaryOp};
+
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use smallvec::SmallVec;
 
 /// A loaded generated kernel (the module is kept alive with its function).
 struct Loaded {
@@ -136,6 +138,46 @@ pub fn fused(
     params: &[f32],
 ) -> Result<Outputs> {
     check::fused(program, inputs, params)?;
+    elementwise(be, "fused", program, inputs, params)
+}
+
+/// `map`: `op` on every element of `x` read through `layout`, as the op table's one-op
+/// program; errors name `name` (`copy` is `map` with `id`).
+pub fn map(
+    be: &CudaBackend,
+    name: &'static str,
+    op: UnaryOp,
+    x: &Storage,
+    layout: &Layout,
+) -> Result<Storage> {
+    check::fits(name, x, layout)?;
+    let mut out = elementwise(be, name, Program::of_unary(op), &[(x, layout)], &[])?;
+    Ok(out.remove(0))
+}
+
+/// `zip`: `op` on element pairs of `a` and `b` (layouts of one shape), as the op table's
+/// one-op program.
+pub fn zip(
+    be: &CudaBackend,
+    op: BinaryOp,
+    a: &Storage,
+    al: &Layout,
+    b: &Storage,
+    bl: &Layout,
+) -> Result<Storage> {
+    check::zip(a, al, b, bl)?;
+    let mut out = elementwise(be, "zip", Program::of_binary(op), &[(a, al), (b, bl)], &[])?;
+    Ok(out.remove(0))
+}
+
+/// A checked elementwise call of `program` as one launch (errors name `op`).
+fn elementwise(
+    be: &CudaBackend,
+    op: &'static str,
+    program: &Program,
+    inputs: &[(&Storage, &Layout)],
+    params: &[f32],
+) -> Result<Outputs> {
     let shape = inputs[0].1.shape();
     let size = inputs[0].1.size();
     let outs = (0..program.outputs().len())
@@ -143,24 +185,24 @@ pub fn fused(
         .collect::<Result<Vec<_>>>()?;
     if size > 0 {
         for (_, l) in inputs {
-            kernels::map_meta(l)?;
+            kernels::check_elementwise(op, l)?;
         }
         let variant = if inputs.iter().all(|(_, l)| l.is_contiguous()) {
             Variant::Contiguous
         } else {
             Variant::Strided
         };
-        let layouts: Vec<&Layout> = inputs.iter().map(|(_, l)| *l).collect();
-        let mut meta = MetaWords::new("fused");
+        let layouts: SmallVec<[&Layout; 4]> = inputs.iter().map(|(_, l)| *l).collect();
+        let mut meta = MetaWords::new(op);
         meta.elementwise(shape, &layouts, params)?;
         let k = kernel(be, program, variant)?;
-        let mut ptrs: Vec<u64> = outs.iter().map(|o| o.ptr()).collect();
+        let mut ptrs: SmallVec<[u64; 8]> = outs.iter().map(|o| o.ptr()).collect();
         for (x, _) in inputs {
             ptrs.push(be.buffer(x)?.ptr());
         }
         launch(
             be,
-            "fused",
+            op,
             &k,
             be.elementwise_cfg(size),
             &ptrs,

@@ -3,8 +3,8 @@
 //! launch shapes. Everything here is pure, so it is tested without a GPU.
 //!
 //! Metadata layouts (all u32, identical to the WGSL kernels in `shaders/`):
-//! - map:    `[size, rank, x_offset, shape[rank], x_strides[rank]]`
-//! - zip:    `[size, rank, a_offset, b_offset, shape[rank], a_strides[rank], b_strides[rank]]`
+//! - map and zip: generated from the op table as one-op fused programs; their metadata is
+//!   the generated kernels' (`fused::elementwise_meta`)
 //! - reduce: `[out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
 //!   out_shape[rank] (reduce_dim set to 1), x_strides[rank]]`
 //! - matmul: `[batch, n, k, m, batch_rank, a_offset, b_offset, a_row_stride, a_col_stride,
@@ -16,7 +16,7 @@
 //! entry point (`map_neg_contiguous`, ...) chosen once per launch.
 
 use crate::backend::gpu_plan::{matmul_fast_applies, reduce_plan, ReducePlan, MATMUL_FAST_TILE};
-use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
+use crate::backend::ReduceOp;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -44,10 +44,6 @@ pub const HEADERS: [(&str, &str); 2] = [
 /// One kernel file of `cuda/`: a family of entry points compiled together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// `cuda/map.cu`: `map_<op>` and `map_<op>_contiguous`.
-    Map,
-    /// `cuda/zip.cu`: `zip_<op>` and `zip_<op>_contiguous`.
-    Zip,
     /// `cuda/reduce.cu`: `reduce_<op>` and `reduce_<op>_contiguous`.
     Reduce,
     /// `cuda/matmul.cu`: `matmul` (any layout) and `matmul_fast` (whole aligned tiles).
@@ -56,13 +52,11 @@ pub enum Family {
 
 impl Family {
     /// Every kernel file.
-    pub const ALL: [Family; 4] = [Family::Map, Family::Zip, Family::Reduce, Family::Matmul];
+    pub const ALL: [Family; 2] = [Family::Reduce, Family::Matmul];
 
     /// File name inside `cuda/` (also the NVRTC program name, so logs say `map.cu(12)`).
     pub fn file_name(self) -> &'static str {
         match self {
-            Family::Map => "map.cu",
-            Family::Zip => "zip.cu",
             Family::Reduce => "reduce.cu",
             Family::Matmul => "matmul.cu",
         }
@@ -71,8 +65,6 @@ impl Family {
     /// The source, embedded at build time (a binary needs no source tree to run).
     pub fn source(self) -> &'static str {
         match self {
-            Family::Map => include_str!("../../../cuda/map.cu"),
-            Family::Zip => include_str!("../../../cuda/zip.cu"),
             Family::Reduce => include_str!("../../../cuda/reduce.cu"),
             Family::Matmul => include_str!("../../../cuda/matmul.cu"),
         }
@@ -83,17 +75,9 @@ impl Family {
         self as usize
     }
 
-    /// Every entry point of the file, in the order [`map_slot`], [`zip_slot`],
-    /// [`reduce_slot`] index them.
+    /// Every entry point of the file, in the order [`reduce_slot`] indexes them.
     pub fn entry_points(self) -> Vec<String> {
-        fn pairs(prefix: &str, names: impl Iterator<Item = &'static str>) -> Vec<String> {
-            names
-                .flat_map(|n| [format!("{prefix}_{n}"), format!("{prefix}_{n}_contiguous")])
-                .collect()
-        }
         match self {
-            Family::Map => pairs("map", UnaryOp::ALL.iter().map(|o| o.name())),
-            Family::Zip => pairs("zip", BinaryOp::ALL.iter().map(|o| o.name())),
             Family::Reduce => ReduceOp::ALL
                 .iter()
                 .flat_map(|o| {
@@ -113,16 +97,6 @@ impl Family {
 
 fn position<T: PartialEq>(all: &[T], x: T) -> usize {
     all.iter().position(|y| *y == x).unwrap_or(0)
-}
-
-/// Slot of `map_<op>[_contiguous]` in [`Family::entry_points`].
-pub fn map_slot(op: UnaryOp, contig: bool) -> usize {
-    2 * position(&UnaryOp::ALL, op) + contig as usize
-}
-
-/// Slot of `zip_<op>[_contiguous]` in [`Family::entry_points`].
-pub fn zip_slot(op: BinaryOp, contig: bool) -> usize {
-    2 * position(&BinaryOp::ALL, op) + contig as usize
 }
 
 /// Slot of `reduce_<op>[_contiguous]` (the block tree) in [`Family::entry_points`].
@@ -227,76 +201,11 @@ fn check_rank(op: &'static str, shapes: &[&[usize]], rank: usize) -> Result<()> 
     Ok(())
 }
 
-/// Shape and per-operand strides of an elementwise op with size-1 dimensions dropped and
-/// neighbouring dimensions merged where every operand steps through them as one (so a
-/// permuted or broadcast input needs as few divisions per element as possible). The
-/// row-major enumeration of the result is unchanged.
-pub fn merge_dims(shape: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
-    let mut out_shape: Vec<usize> = Vec::with_capacity(shape.len());
-    let mut out_strides: Vec<Vec<usize>> = vec![Vec::with_capacity(shape.len()); strides.len()];
-    for (d, &n) in shape.iter().enumerate() {
-        if n == 1 {
-            continue;
-        }
-        let mergeable = match out_shape.last() {
-            Some(_) => strides
-                .iter()
-                .zip(&out_strides)
-                .all(|(s, o)| *o.last().unwrap_or(&0) == s[d] * n),
-            None => false,
-        };
-        if mergeable {
-            let last = out_shape.len() - 1;
-            out_shape[last] *= n;
-            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
-                o[last] = s[d];
-            }
-        } else {
-            out_shape.push(n);
-            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
-                o.push(s[d]);
-            }
-        }
-    }
-    (out_shape, out_strides)
-}
-
-/// Metadata of `map` over `layout`, and whether the contiguous entry point applies.
-/// The caller launches nothing for an empty layout.
-pub fn map_meta(layout: &Layout) -> Result<(Meta, bool)> {
-    const OP: &str = "map";
-    to_u32(OP, "element count", layout.size())?;
-    check_positions(OP, layout)?;
-    let contig = layout.is_contiguous();
-    let (shape, strides) = merge_dims(layout.shape(), &[layout.strides()]);
-    check_rank(OP, &[layout.shape()], shape.len())?;
-    let mut m = MetaBuilder::new(OP);
-    m.push("element count", layout.size())?;
-    m.push("rank", shape.len())?;
-    m.push("offset", layout.offset())?;
-    m.extend("dimension", &shape)?;
-    m.extend("stride", &strides[0])?;
-    Ok((m.finish(), contig))
-}
-
-/// Metadata of `zip` over two layouts of one shape, and whether both are contiguous.
-pub fn zip_meta(al: &Layout, bl: &Layout) -> Result<(Meta, bool)> {
-    const OP: &str = "zip";
-    to_u32(OP, "element count", al.size())?;
-    check_positions(OP, al)?;
-    check_positions(OP, bl)?;
-    let contig = al.is_contiguous() && bl.is_contiguous();
-    let (shape, strides) = merge_dims(al.shape(), &[al.strides(), bl.strides()]);
-    check_rank(OP, &[al.shape(), bl.shape()], shape.len())?;
-    let mut m = MetaBuilder::new(OP);
-    m.push("element count", al.size())?;
-    m.push("rank", shape.len())?;
-    m.push("offset", al.offset())?;
-    m.push("offset", bl.offset())?;
-    m.extend("dimension", &shape)?;
-    m.extend("stride", &strides[0])?;
-    m.extend("stride", &strides[1])?;
-    Ok((m.finish(), contig))
+/// The checks of an elementwise launch over `l` (a generated kernel reads it): its element
+/// count and every position it addresses fit in u32.
+pub fn check_elementwise(op: &'static str, l: &Layout) -> Result<()> {
+    to_u32(op, "element count", l.size())?;
+    check_positions(op, l)
 }
 
 /// The kernel shape for reducing dimension `dim` of `layout` ([`reduce_plan`]).
@@ -389,7 +298,7 @@ pub fn matmul_meta(al: &Layout, bl: &Layout) -> Result<(Meta, MatmulDims)> {
     check_positions(OP, al)?;
     check_positions(OP, bl)?;
     // Batch dimensions of size 1 select nothing; merge the rest where both inputs allow.
-    let (batch_shape, batch_strides) = merge_dims(
+    let (batch_shape, batch_strides) = crate::backend::fused::merge_dims(
         &sa[..r - 2],
         &[&al.strides()[..r - 2], &bl.strides()[..r - 2]],
     );
@@ -461,7 +370,6 @@ pub fn matmul_grid(d: &MatmulDims) -> (u32, u32, u32) {
 /// check it against the device limit of 48 KiB for static shared memory).
 pub fn shared_bytes(f: Family) -> usize {
     match f {
-        Family::Map | Family::Zip => 0,
         Family::Reduce => BLOCK as usize * 4,
         // matmul: As and Bs, 2 buffers x BK (16) x (TILE + PAD (4)) floats each;
         // matmul_fast (less): 2 x 8 x (128 + 4) + 2 x 8 x 128 floats.
@@ -481,18 +389,6 @@ mod tests {
 
     #[test]
     fn entry_points_follow_op_names() {
-        let map = Family::Map.entry_points();
-        assert_eq!(map[map_slot(UnaryOp::Neg, false)], "map_neg");
-        assert_eq!(map[map_slot(UnaryOp::Exp, true)], "map_exp_contiguous");
-        let zip = Family::Zip.entry_points();
-        assert_eq!(
-            zip[zip_slot(BinaryOp::SigmoidBack, false)],
-            "zip_sigmoid_back"
-        );
-        assert_eq!(
-            zip[zip_slot(BinaryOp::IsClose, true)],
-            "zip_is_close_contiguous"
-        );
         let red = Family::Reduce.entry_points();
         assert_eq!(
             red[reduce_slot(ReduceOp::Max, true)],
@@ -518,17 +414,7 @@ mod tests {
 
     #[test]
     fn sources_name_their_entry_points() {
-        // Every op of the enums has an instantiation line in its file.
-        for op in UnaryOp::ALL {
-            assert!(Family::Map
-                .source()
-                .contains(&format!("MAP_ENTRY({},", op.name())));
-        }
-        for op in BinaryOp::ALL {
-            assert!(Family::Zip
-                .source()
-                .contains(&format!("ZIP_ENTRY({},", op.name())));
-        }
+        // Every reduction of the op table has an instantiation line in its file.
         for op in ReduceOp::ALL {
             assert!(Family::Reduce
                 .source()
@@ -542,39 +428,6 @@ mod tests {
             .1
             .contains(&format!("#define MAX_DIMS {MAX_DIMS}")));
         assert!(HEADERS[0].1.contains(&format!("#define BLOCK {BLOCK}")));
-    }
-
-    #[test]
-    fn map_meta_layout() {
-        let l = Layout::contiguous(&[2, 3]);
-        let (m, contig) = map_meta(&l).unwrap();
-        assert!(contig);
-        // Contiguous dims merge into one.
-        assert_eq!(words(&m, 5), vec![6, 1, 0, 6, 1]);
-        // Transposed: [3, 2] with strides [1, 3], offset 1.
-        let t = Layout::new(vec![3, 2], vec![1, 3], 1).unwrap();
-        let (m, contig) = map_meta(&t).unwrap();
-        assert!(!contig);
-        assert_eq!(words(&m, 7), vec![6, 2, 1, 3, 2, 1, 3]);
-        assert!(m.0[7..].iter().all(|&w| w == 0));
-    }
-
-    #[test]
-    fn zip_meta_layout_with_broadcast() {
-        let a = Layout::contiguous(&[4, 3]);
-        let b = Layout::new(vec![4, 3], vec![0, 1], 2).unwrap();
-        let (m, contig) = zip_meta(&a, &b).unwrap();
-        assert!(!contig);
-        assert_eq!(words(&m, 10), vec![12, 2, 0, 2, 4, 3, 3, 1, 0, 1]);
-    }
-
-    #[test]
-    fn merge_dims_keeps_order() {
-        let (s, st) = merge_dims(&[2, 1, 3, 4], &[&[12, 99, 4, 1], &[0, 5, 4, 1]]);
-        assert_eq!(s, vec![2, 12]);
-        assert_eq!(st, vec![vec![12, 1], vec![0, 1]]);
-        let (s, st) = merge_dims(&[1, 1], &[&[7, 7]]);
-        assert!(s.is_empty() && st[0].is_empty());
     }
 
     #[test]
@@ -677,17 +530,7 @@ mod tests {
     #[test]
     fn u32_limits_are_errors() {
         let big = Layout::new(vec![2], vec![1 << 32], 0).unwrap();
-        assert!(map_meta(&big).is_err());
-        // 17 broadcast dimensions merge into one.
-        let deep = Layout::new(vec![2; 17], vec![0; 17], 0).unwrap();
-        assert!(map_meta(&deep).is_ok());
-        // 17 dimensions in column-major order cannot merge.
-        let deep = Layout::new(
-            vec![2; 17],
-            (0..17).map(|d| 1 << d).collect::<Vec<usize>>(),
-            0,
-        )
-        .unwrap();
-        assert!(map_meta(&deep).is_err());
+        assert!(check_elementwise("map", &big).is_err());
+        assert!(check_elementwise("map", &Layout::contiguous(&[2, 3])).is_ok());
     }
 }

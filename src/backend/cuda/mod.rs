@@ -235,22 +235,7 @@ impl Backend for CudaBackend {
     }
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
-        check::fits("map", x, layout)?;
-        let size = layout.size();
-        let out = self.pool.alloc(size)?;
-        if size > 0 {
-            let (meta, contig) = kernels::map_meta(layout)?;
-            let xb = self.buffer(x)?;
-            self.launch(
-                "map",
-                Family::Map,
-                kernels::map_slot(op, contig),
-                self.elementwise_cfg(size),
-                &[out.ptr(), xb.ptr()],
-                &meta,
-            )?;
-        }
-        Ok(Self::wrap(out))
+        fused::map(self, "map", op, x, layout)
     }
 
     fn zip(
@@ -261,22 +246,7 @@ impl Backend for CudaBackend {
         b: &Storage,
         bl: &Layout,
     ) -> Result<Storage> {
-        check::zip(a, al, b, bl)?;
-        let size = al.size();
-        let out = self.pool.alloc(size)?;
-        if size > 0 {
-            let (meta, contig) = kernels::zip_meta(al, bl)?;
-            let (ab, bb) = (self.buffer(a)?, self.buffer(b)?);
-            self.launch(
-                "zip",
-                Family::Zip,
-                kernels::zip_slot(op, contig),
-                self.elementwise_cfg(size),
-                &[out.ptr(), ab.ptr(), bb.ptr()],
-                &meta,
-            )?;
-        }
-        Ok(Self::wrap(out))
+        fused::zip(self, op, a, al, b, bl)
     }
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
@@ -337,7 +307,7 @@ impl Backend for CudaBackend {
     }
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
-        self.map(UnaryOp::Id, x, layout)
+        fused::map(self, "map", UnaryOp::Id, x, layout)
     }
 
     fn synchronize(&self) -> Result<()> {

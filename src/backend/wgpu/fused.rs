@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::runtime::{storage_entry, Runtime, INDEXING, MATH, NAME};
 use super::{buffer, to_u32, WgpuBackend};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
-use crate::backend::{check, Outputs, Storage};
+use crate::backend::{check, BinaryOp, Outputs, Storage, UnaryOp};
+
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use smallvec::SmallVec;
 
 /// A compiled generated kernel.
 struct Compiled {
@@ -85,19 +87,6 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
     Ok(k)
 }
 
-/// Metadata words of the elementwise part, checked to fit u32.
-fn push_elementwise(
-    meta: &mut Vec<u32>,
-    shape: &[usize],
-    layouts: &[&Layout],
-    params: &[f32],
-) -> Result<()> {
-    fused::elementwise_meta(shape, layouts, params, |what, v| {
-        meta.push(to_u32("fused", what, v)?);
-        Ok(())
-    })
-}
-
 /// `program` over `inputs` as one dispatch; one storage per output.
 pub fn fused(
     rt: &Runtime,
@@ -106,10 +95,50 @@ pub fn fused(
     params: &[f32],
 ) -> Result<Outputs> {
     check::fused(program, inputs, params)?;
+    elementwise(rt, "fused", program, inputs, params)
+}
+
+/// `map`: `op` on every element of `x` read through `layout`, as the op table's one-op
+/// program; errors name `name` (`copy` is `map` with `id`).
+pub fn map(
+    rt: &Runtime,
+    name: &'static str,
+    op: UnaryOp,
+    x: &Storage,
+    layout: &Layout,
+) -> Result<Storage> {
+    check::fits(name, x, layout)?;
+    let mut out = elementwise(rt, name, Program::of_unary(op), &[(x, layout)], &[])?;
+    Ok(out.remove(0))
+}
+
+/// `zip`: `op` on element pairs of `a` and `b` (layouts of one shape), as the op table's
+/// one-op program.
+pub fn zip(
+    rt: &Runtime,
+    op: BinaryOp,
+    a: &Storage,
+    al: &Layout,
+    b: &Storage,
+    bl: &Layout,
+) -> Result<Storage> {
+    check::zip(a, al, b, bl)?;
+    let mut out = elementwise(rt, "zip", Program::of_binary(op), &[(a, al), (b, bl)], &[])?;
+    Ok(out.remove(0))
+}
+
+/// A checked elementwise call of `program` as one dispatch (errors name `op`).
+fn elementwise(
+    rt: &Runtime,
+    op: &'static str,
+    program: &Program,
+    inputs: &[(&Storage, &Layout)],
+    params: &[f32],
+) -> Result<Outputs> {
     let shape = inputs[0].1.shape();
     let size = inputs[0].1.size();
     let outs = (0..program.outputs().len())
-        .map(|_| rt.alloc("fused", size))
+        .map(|_| rt.alloc(op, size))
         .collect::<Result<Vec<_>>>()?;
     if size > 0 {
         let contiguous = inputs.iter().all(|(_, l)| l.is_contiguous());
@@ -119,24 +148,19 @@ pub fn fused(
             Variant::Strided
         };
         let k = kernel(rt, program, variant, inputs.len() + outs.len())?;
-        let layouts: Vec<&Layout> = inputs.iter().map(|(_, l)| *l).collect();
+        let layouts: SmallVec<[&Layout; 4]> = inputs.iter().map(|(_, l)| *l).collect();
         let mut meta = Vec::new();
-        push_elementwise(&mut meta, shape, &layouts, params)?;
+        fused::elementwise_meta(shape, &layouts, params, |what, v| {
+            meta.push(to_u32(op, what, v)?);
+            Ok(())
+        })?;
         let ins = inputs
             .iter()
             .map(|(x, _)| buffer(x))
-            .collect::<Result<Vec<_>>>()?;
-        let out_bufs: Vec<&wgpu::Buffer> = outs.iter().map(|o| o.raw()).collect();
-        let groups = rt.groups_1d("fused", size.div_ceil(256))?;
-        rt.dispatch_bound(
-            "fused",
-            &k.pipeline,
-            &k.layout,
-            groups,
-            &ins,
-            &out_bufs,
-            &meta,
-        )?;
+            .collect::<Result<SmallVec<[_; 4]>>>()?;
+        let out_bufs: SmallVec<[&wgpu::Buffer; 2]> = outs.iter().map(|o| o.raw()).collect();
+        let groups = rt.groups_1d(op, size.div_ceil(256))?;
+        rt.dispatch_bound(op, &k.pipeline, &k.layout, groups, &ins, &out_bufs, &meta)?;
     }
     Ok(outs
         .into_iter()

@@ -18,12 +18,10 @@ use crate::executor::BoxFuture;
 use crate::layout::Layout;
 
 pub mod fused;
-pub mod map;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
 pub mod runtime;
-pub mod zip;
 
 use pool::PooledBuffer;
 use runtime::{Runtime, NAME};
@@ -173,7 +171,7 @@ impl Backend for WgpuBackend {
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
         let _serial = self.rt.serial();
-        map::map(&self.rt, op, x, layout)
+        fused::map(&self.rt, "map", op, x, layout)
     }
 
     fn zip(
@@ -185,7 +183,7 @@ impl Backend for WgpuBackend {
         bl: &Layout,
     ) -> Result<Storage> {
         let _serial = self.rt.serial();
-        zip::zip(&self.rt, op, a, al, b, bl)
+        fused::zip(&self.rt, op, a, al, b, bl)
     }
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
@@ -200,7 +198,7 @@ impl Backend for WgpuBackend {
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
         let _serial = self.rt.serial();
-        map::map_named(&self.rt, "copy", UnaryOp::Id, x, layout)
+        fused::map(&self.rt, "copy", UnaryOp::Id, x, layout)
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -36,10 +36,6 @@ pub const BACKEND_ENV: &str = "WGPU_BACKEND";
 /// The kernel families, one WGSL template each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// shaders/map.wgsl
-    Map,
-    /// shaders/zip.wgsl
-    Zip,
     /// shaders/reduce.wgsl
     Reduce,
     /// shaders/reduce.wgsl, one thread per output (`reduce_serial_<op>` entry points).
@@ -55,8 +51,6 @@ pub(super) const MATH: &str = include_str!("../../../shaders/math.wgsl");
 impl Kernel {
     fn template(self) -> &'static str {
         match self {
-            Kernel::Map => include_str!("../../../shaders/map.wgsl"),
-            Kernel::Zip => include_str!("../../../shaders/zip.wgsl"),
             Kernel::Reduce | Kernel::ReduceSerial => {
                 include_str!("../../../shaders/reduce.wgsl")
             }
@@ -66,8 +60,6 @@ impl Kernel {
 
     fn prefix(self) -> &'static str {
         match self {
-            Kernel::Map => "map",
-            Kernel::Zip => "zip",
             Kernel::Reduce => "reduce",
             Kernel::ReduceSerial => "reduce_serial",
             Kernel::Matmul => "matmul",
@@ -77,22 +69,15 @@ impl Kernel {
     /// Number of bound input buffers (outputs and metadata come after them).
     fn inputs(self) -> usize {
         match self {
-            Kernel::Map | Kernel::Reduce | Kernel::ReduceSerial => 1,
-            Kernel::Zip | Kernel::Matmul => 2,
+            Kernel::Reduce | Kernel::ReduceSerial => 1,
+            Kernel::Matmul => 2,
         }
     }
 
     /// The WGSL of this kernel for `op`: the indexing snippet, then the template with its
     /// `OPNAME` placeholder replaced (text specialisation: one pipeline per op).
     pub fn source(self, op: &str) -> String {
-        let math = match self {
-            Kernel::Map | Kernel::Zip => MATH,
-            Kernel::Reduce | Kernel::ReduceSerial | Kernel::Matmul => "",
-        };
-        format!(
-            "{INDEXING}\n{math}\n{}",
-            self.template().replace("OPNAME", op)
-        )
+        format!("{INDEXING}\n\n{}", self.template().replace("OPNAME", op))
     }
 
     /// The entry point for `op` (for matmul, `op` is the entry point: `matmul` or
