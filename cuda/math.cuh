@@ -1,4 +1,4 @@
-// log, exp and sigmoid of our own (twin of shaders/math.wgsl, same algorithm, same
+// log, exp, sigmoid and tanh of our own (twin of shaders/math.wgsl, same algorithm, same
 // constants), so CUDA and WebGPU give the same results and both stay within 2 ULP of the
 // correctly rounded result on every f32 input (docs/accuracy.md), whatever the flush mode:
 // special values, subnormal inputs and subnormal results are handled on the bits, and no
@@ -134,4 +134,38 @@ __device__ __forceinline__ float sigmoid_f(float x) {
     const float dh = 1.0f + e;
     const float dl = e - (dh - 1.0f);
     return div2_f(num, dh, dl);
+}
+
+// tanh x, odd: computed at a = |x| with the sign of x put back on the bits. Below 2^-12 it
+// is x (tanh x = x - x^3/3 rounds to x; subnormals and -0 pass through the bits); below
+// 0.55 its Taylor polynomial to degree 19 (truncation under 0.1 ULP); above,
+// 1 - 2e / (1 + e) with e = e^(-2a) <= 1/3 and 1 + e kept as a two-part sum (1 from
+// a = 9.1 on, e = 0 past 44). NaN stays NaN.
+__device__ __forceinline__ float tanh_f(float x) {
+    const unsigned b = __float_as_uint(x);
+    const unsigned ab = b & 0x7fffffffu;
+    if (ab > 0x7f800000u || ab < 0x39800000u) {
+        return x;  // NaN, or |x| < 2^-12
+    }
+    const float a = __uint_as_float(ab);
+    float t;
+    if (a < 0.55f) {
+        const float s = a * a;
+        float p = -2.3912911424e-4f;
+        p = p * s + 5.9002744095e-4f;
+        p = p * s + -1.4558343871e-3f;
+        p = p * s + 3.5921280366e-3f;
+        p = p * s + -8.8632355299e-3f;
+        p = p * s + 2.1869488536e-2f;
+        p = p * s + -5.3968253968e-2f;
+        p = p * s + 1.3333333333e-1f;
+        p = p * s + -3.3333333333e-1f;
+        t = a + a * (s * p);
+    } else {
+        const float e = exp_f(-2.0f * a);
+        const float dh = 1.0f + e;
+        const float dl = e - (dh - 1.0f);
+        t = 1.0f - div2_f(2.0f * e, dh, dl);
+    }
+    return __uint_as_float(__float_as_uint(t) | (b & 0x80000000u));
 }

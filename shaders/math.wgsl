@@ -1,4 +1,4 @@
-// log, exp and sigmoid of our own (twin of cuda/math.cuh), concatenated in front of the
+// log, exp, sigmoid and tanh of our own (twin of cuda/math.cuh), concatenated in front of the
 // map and zip kernels. WGSL's built-in log and exp are only bounded to an absolute 2^-21
 // near 1 and 3 + 2|x| ULP, and differ by platform; these are within 2 ULP of the correctly
 // rounded result on every f32 input (docs/accuracy.md), whatever the device does with
@@ -147,4 +147,38 @@ fn sigmoid_f(x: f32) -> f32 {
     let dh = 1.0 + e;
     let dl = e - (dh - 1.0);
     return div2_f(num, dh, dl);
+}
+
+// tanh x, odd: computed at a = |x| with the sign of x put back on the bits. Below 2^-12 it
+// is x (tanh x = x - x^3/3 rounds to x; subnormals and -0 pass through the bits); below
+// 0.55 its Taylor polynomial to degree 19 (truncation under 0.1 ULP); above,
+// 1 - 2e / (1 + e) with e = e^(-2a) <= 1/3 and 1 + e kept as a two-part sum (1 from
+// a = 9.1 on, e = 0 past 44). NaN stays NaN.
+fn tanh_f(x: f32) -> f32 {
+    let b = bitcast<u32>(x);
+    let ab = b & 0x7fffffffu;
+    if (ab > 0x7f800000u || ab < 0x39800000u) {
+        return x; // NaN, or |x| < 2^-12
+    }
+    let a = bitcast<f32>(ab);
+    var t: f32;
+    if (a < 0.55) {
+        let s = a * a;
+        var p = -2.3912911424e-4;
+        p = p * s + 5.9002744095e-4;
+        p = p * s + -1.4558343871e-3;
+        p = p * s + 3.5921280366e-3;
+        p = p * s + -8.8632355299e-3;
+        p = p * s + 2.1869488536e-2;
+        p = p * s + -5.3968253968e-2;
+        p = p * s + 1.3333333333e-1;
+        p = p * s + -3.3333333333e-1;
+        t = a + a * (s * p);
+    } else {
+        let e = exp_f(-2.0 * a);
+        let dh = 1.0 + e;
+        let dl = e - (dh - 1.0);
+        t = 1.0 - div2_f(2.0 * e, dh, dl);
+    }
+    return bitcast<f32>(bitcast<u32>(t) | (b & 0x80000000u));
 }

@@ -1,4 +1,4 @@
-//! Accuracy of the transcendental ops (log, exp, sigmoid) against a correctly rounded
+//! Accuracy of the transcendental ops (log, exp, sigmoid, tanh) against a correctly rounded
 //! reference: the value computed in f64 and rounded to f32, compared in units in the last
 //! place on the f32 ordered-integer line. Shared by the accuracy test (2^20 stratified
 //! inputs per op per backend) and the `accuracy` example (all 2^32 inputs).
@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::layout::Layout;
 
 /// The ops swept: the ones whose GPU kernels are our own polynomials.
-pub const OPS: [UnaryOp; 3] = [UnaryOp::Log, UnaryOp::Exp, UnaryOp::Sigmoid];
+pub const OPS: [UnaryOp; 4] = [UnaryOp::Log, UnaryOp::Exp, UnaryOp::Sigmoid, UnaryOp::Tanh];
 
 /// The correctly rounded reference of `op` at `x`: f64 then one rounding to f32.
 pub fn reference(op: UnaryOp, x: f32) -> f32 {
@@ -17,6 +17,7 @@ pub fn reference(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Log => x.ln(),
         UnaryOp::Exp => x.exp(),
         UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Tanh => x.tanh(),
         other => other.apply(x as f32) as f64,
     };
     y as f32

@@ -30,6 +30,8 @@ pub trait Float:
     fn exp(self) -> Self;
     /// Natural logarithm.
     fn ln(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
     /// True for NaN.
@@ -49,6 +51,10 @@ macro_rules! impl_float {
             #[inline]
             fn ln(self) -> Self {
                 <$t>::ln(self)
+            }
+            #[inline]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
             }
             #[inline]
             fn abs(self) -> Self {
@@ -148,6 +154,11 @@ pub fn log<F: Float>(x: F) -> F {
 #[inline]
 pub fn exp<F: Float>(x: F) -> F {
     x.exp()
+}
+/// tanh x = (e^x - e^-x) / (e^x + e^-x)
+#[inline]
+pub fn tanh<F: Float>(x: F) -> F {
+    x.tanh()
 }
 /// 1 / x
 #[inline]

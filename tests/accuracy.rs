@@ -1,4 +1,4 @@
-//! log, exp and sigmoid are within 2 ULP of the correctly rounded result (f64 rounded to
+//! log, exp, sigmoid and tanh are within 2 ULP of the correctly rounded result (f64 rounded to
 //! f32) on every present backend: 2^20 inputs spread over all f32 bit patterns per op
 //! (subnormals, infinities and NaNs included), plus 2^20 inputs in [0.5, 2] for log, where
 //! ln x is near 0 and WGSL's built-in log was 10^5 ULP off. The exhaustive sweep over all
@@ -51,7 +51,7 @@ fn transcendental_ops_are_within_2_ulp_on_every_backend() {
 #[test]
 fn special_values_of_log_exp_sigmoid() {
     let inf = f32::INFINITY;
-    let cases: [(UnaryOp, f32, f32); 17] = [
+    let cases: [(UnaryOp, f32, f32); 24] = [
         (UnaryOp::Log, 0.0, -inf),
         (UnaryOp::Log, -0.0, -inf),
         (UnaryOp::Log, 1.0, 0.0),
@@ -69,6 +69,13 @@ fn special_values_of_log_exp_sigmoid() {
         (UnaryOp::Sigmoid, inf, 1.0),
         (UnaryOp::Sigmoid, -inf, 0.0),
         (UnaryOp::Sigmoid, f32::NAN, f32::NAN),
+        (UnaryOp::Tanh, 0.0, 0.0),
+        (UnaryOp::Tanh, -0.0, -0.0),
+        (UnaryOp::Tanh, inf, 1.0),
+        (UnaryOp::Tanh, -inf, -1.0),
+        (UnaryOp::Tanh, 20.0, 1.0),
+        (UnaryOp::Tanh, -1e-40, -1e-40),
+        (UnaryOp::Tanh, f32::NAN, f32::NAN),
     ];
     for col in columns() {
         for (op, x, want) in cases {

@@ -555,18 +555,18 @@ double sigmoid64(double x) { if (x >= 0) return 1 / (1 + std::exp(-x)); double e
 // over all bit patterns (every exponent, both signs, subnormals, inf, NaN) and 2^20 in
 // [0.5, 2] (log near 1): at most 2 ULP, as shaders/math.wgsl on the wgpu backend.
 void test_math() {
-    long long worst[3] = {0, 0, 0}; unsigned at[3] = {0, 0, 0};
+    long long worst[4] = {0, 0, 0, 0}; unsigned at[4] = {0, 0, 0, 0};
     auto one = [&](unsigned bits) {
         float x = __uint_as_float(bits);
-        float got[3] = {log_f(x), exp_f(x), sigmoid_f(x)};
-        float want[3] = {(float)std::log((double)x), (float)std::exp((double)x), (float)sigmoid64((double)x)};
-        for (int i = 0; i < 3; ++i) { long long d = ulp_dist(got[i], want[i]); if (d > worst[i]) { worst[i] = d; at[i] = bits; } }
+        float got[4] = {log_f(x), exp_f(x), sigmoid_f(x), tanh_f(x)};
+        float want[4] = {(float)std::log((double)x), (float)std::exp((double)x), (float)sigmoid64((double)x), (float)std::tanh((double)x)};
+        for (int i = 0; i < 4; ++i) { long long d = ulp_dist(got[i], want[i]); if (d > worst[i]) { worst[i] = d; at[i] = bits; } }
     };
     for (unsigned i = 0; i < (1u << 20); ++i) one(i * 4096u + (i * 2654435761u >> 20));
     for (unsigned i = 0; i < (1u << 20); ++i) one(0x3f000000u + i * 8u + (i & 7u));
     one(0x7f800000u); one(0xff800000u); one(0x7fc00000u); one(0u); one(0x80000000u); one(1u); one(0x807fffffu);
-    const char* names[3] = {"log", "exp", "sigmoid"};
-    for (int i = 0; i < 3; ++i) {
+    const char* names[4] = {"log", "exp", "sigmoid", "tanh"};
+    for (int i = 0; i < 4; ++i) {
         bool ok = worst[i] <= 2;
         printf("%s math %s: max %lld ULP over 2^21 inputs (at bits 0x%08x)\n", ok ? "ok  " : "FAIL", names[i], worst[i], at[i]);
         if (!ok) failures++;

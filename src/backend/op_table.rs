@@ -77,6 +77,19 @@ macro_rules! unary_table {
                 wgsl: "exp_f({a})", cuda: "exp_f({a})",
                 grad: |p, _x, y, g| p.mul(y, g),
             }
+            /// tanh x
+            Tanh {
+                name: "tanh", function: "Tanh", apply: ops::tanh::<f32>,
+                wgsl: "tanh_f({a})", cuda: "tanh_f({a})",
+                // g (1 - y^2), from the stored value y = tanh x.
+                grad: |p, _x, y, g| {
+                    let one = p.constant(1.0);
+                    let yy = p.mul(y, y);
+                    let nyy = p.unary(UnaryOp::Neg, yy);
+                    let d = p.add(one, nyy);
+                    p.mul(g, d)
+                },
+            }
         }
     };
 }

@@ -294,6 +294,10 @@ impl Tensor {
     pub fn exp(&self) -> Result<Tensor> {
         self.map_op(UnaryOp::Exp)
     }
+    /// tanh x elementwise.
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.map_op(UnaryOp::Tanh)
+    }
 
     /// self + other, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {

@@ -159,7 +159,7 @@ pub fn unary_domain(op: UnaryOp) -> Domain {
     match op {
         UnaryOp::Log => Domain::Positive,
         UnaryOp::Inv => Domain::NonZero,
-        UnaryOp::Exp | UnaryOp::Sigmoid => Domain::Wide,
+        UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Tanh => Domain::Wide,
         _ => Domain::General,
     }
 }
@@ -415,7 +415,7 @@ pub fn unary_bound(op: UnaryOp, _x: f32) -> Bound {
         UnaryOp::Neg | UnaryOp::Id | UnaryOp::Relu => Bound::EXACT,
         // Every backend is within 2 ULP of the correctly rounded result (tests/accuracy.rs),
         // so two backends are within 4 of each other.
-        UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Log => Bound::ulps(4.0),
+        UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Log | UnaryOp::Tanh => Bound::ulps(4.0),
         UnaryOp::Inv => Bound::ulps(4.0),
     }
 }
