@@ -739,6 +739,57 @@ fn generated_fused_kernels_compile_with_nvrtc_12() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The self-contained sources `examples/dump_kernels.rs` writes (headers inlined) compile
+/// alone with NVRTC 12 for Pascal (sm_60), the oldest target: hand-written families,
+/// `map` and `zip` of every op-table row, and the generated fused kernels.
+#[cfg(feature = "cuda")]
+#[test]
+fn dumped_kernels_compile_alone_with_nvrtc_12() {
+    use minitorch::backend::cuda::runtime::{Output, Program};
+    use minitorch::backend::gpu::sources::all_kernels;
+
+    let Some(nvrtc) = open_nvrtc(12) else {
+        return;
+    };
+    let programs: Vec<_> = fused_programs()
+        .into_iter()
+        .map(|(n, p)| (n.replace(' ', "_"), p.clone(), n.contains("epilogue")))
+        .collect();
+    let cu: Vec<_> = all_kernels(&programs)
+        .into_iter()
+        .filter(|k| k.file.ends_with(".cu"))
+        .collect();
+    assert!(cu.len() > 2 * 16, "{} CUDA sources", cu.len());
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = cu
+            .chunks(cu.len().div_ceil(2))
+            .map(|part| {
+                let nvrtc = &nvrtc;
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|k| {
+                            let program = Program {
+                                name: &k.file,
+                                source: &k.source,
+                                headers: &[],
+                                include_dirs: &[],
+                            };
+                            program
+                                .compile(nvrtc, 60, Output::Ptx)
+                                .err()
+                                .map(|e| format!("{}: {e}", k.file))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .flat_map(|h| h.join().expect("compile thread"))
+            .collect()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Every generated kernel variant compiles with NVRTC 13 (starts at sm_75).
 #[cfg(feature = "cuda")]
 #[test]

@@ -408,3 +408,38 @@ fn train_first_line_is_short() {
     );
     assert!(!first.contains("LD_LIBRARY_PATH"), "{first}");
 }
+
+#[test]
+fn dump_kernels_writes_self_contained_sources() {
+    let dir = scratch("dump_kernels");
+    let (ok, out, err) = run_example("dump_kernels", &[dir.to_str().unwrap()]);
+    assert!(ok, "dump_kernels failed:\n{out}\n{err}");
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        out.contains(&format!("wrote {} kernel sources", files.len())),
+        "{out}"
+    );
+    for want in [
+        "map_tanh_strided.cu",
+        "zip_add_contiguous.wgsl",
+        "reduce.cu",
+        "matmul.wgsl",
+    ] {
+        assert!(files.iter().any(|f| f == want), "{want} missing: {files:?}");
+    }
+    // The course loop's epilogues as generated matmuls, in both languages.
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with("fused_") && f.ends_with("_matmul.cu")));
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with("fused_") && f.ends_with("_matmul.wgsl")));
+    for f in &files {
+        let src = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(!src.contains("#include \""), "{f} includes a header");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

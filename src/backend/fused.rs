@@ -17,6 +17,7 @@
 //! [`Backend::matmul_fused`]: super::Backend::matmul_fused
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use smallvec::SmallVec;
@@ -24,6 +25,34 @@ use smallvec::SmallVec;
 use super::{BinaryOp, Storage, UnaryOp};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+
+/// Whether [`note`] keeps the programs it sees (see [`record_programs`]).
+static RECORDING: AtomicBool = AtomicBool::new(false);
+/// The programs seen while recording, each with whether it ran as a matmul epilogue.
+static RECORDED: Mutex<Vec<(Program, bool)>> = Mutex::new(Vec::new());
+
+/// Start (or stop) keeping every distinct program the backends are asked to run, so that
+/// `examples/dump_kernels.rs` can write the kernels a real run generates; off by default
+/// (then a call costs one relaxed load).
+pub fn record_programs(on: bool) {
+    RECORDING.store(on, Ordering::Relaxed);
+}
+
+/// The programs kept since [`record_programs`], each with whether it ran as a matmul
+/// epilogue, in first-seen order.
+pub fn recorded_programs() -> Vec<(Program, bool)> {
+    RECORDED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Called by the contract checks of `fused` and `matmul_fused` on every backend.
+pub(crate) fn note(p: &Program, epilogue: bool) {
+    if RECORDING.load(Ordering::Relaxed) {
+        let mut r = RECORDED.lock().unwrap_or_else(|e| e.into_inner());
+        if !r.iter().any(|(q, e)| q == p && *e == epilogue) {
+            r.push((p.clone(), epilogue));
+        }
+    }
+}
 
 /// One step of a [`Program`]; operands are indices of earlier nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

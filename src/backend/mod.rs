@@ -24,6 +24,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod fused;
+pub mod gpu;
 pub mod gpu_plan;
 pub mod op_table;
 #[cfg(feature = "wgpu")]
@@ -402,6 +403,7 @@ pub mod check {
         params: &[f32],
     ) -> Result<()> {
         program.check("fused", inputs.len(), params.len())?;
+        fused::note(program, false);
         let Some((_, first)) = inputs.first() else {
             return Err(Error::invalid(
                 "fused",
@@ -449,6 +451,7 @@ pub mod check {
     ) -> Result<(MatmulDims, crate::layout::Dims)> {
         let dims = matmul(a, al, b, bl)?;
         epilogue.check("matmul_fused", extra.len() + 1, params.len())?;
+        fused::note(epilogue, true);
         if epilogue.outputs().len() != 1 {
             return Err(Error::invalid(
                 "matmul_fused",

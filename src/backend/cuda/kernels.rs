@@ -36,10 +36,7 @@ pub const GRID_YZ_MAX: u32 = 65_535;
 pub const REDUCE_GRID_MAX: u32 = 65_535;
 
 /// The shared header every kernel file includes, as `(include name, source)`.
-pub const HEADERS: [(&str, &str); 2] = [
-    ("indexing.cuh", include_str!("../../../cuda/indexing.cuh")),
-    ("math.cuh", include_str!("../../../cuda/math.cuh")),
-];
+pub const HEADERS: [(&str, &str); 2] = crate::backend::gpu::sources::CUDA_HEADERS;
 
 /// One kernel file of `cuda/`: a family of entry points compiled together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,8 +62,8 @@ impl Family {
     /// The source, embedded at build time (a binary needs no source tree to run).
     pub fn source(self) -> &'static str {
         match self {
-            Family::Reduce => include_str!("../../../cuda/reduce.cu"),
-            Family::Matmul => include_str!("../../../cuda/matmul.cu"),
+            Family::Reduce => crate::backend::gpu::sources::CUDA_REDUCE,
+            Family::Matmul => crate::backend::gpu::sources::CUDA_MATMUL,
         }
     }
 

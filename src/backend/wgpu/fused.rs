@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::runtime::{storage_entry, Runtime, INDEXING, MATH, NAME};
+use super::runtime::{storage_entry, Runtime, NAME};
 use super::{buffer, to_u32, WgpuBackend};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
+use crate::backend::gpu::sources;
 use crate::backend::{check, BinaryOp, Outputs, Storage, UnaryOp};
 
 use crate::error::{Error, Result};
@@ -75,7 +76,7 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
         immediate_size: 0,
     });
     let entry = fused::entry_point(variant);
-    let source = fused::wgsl_source(p, variant, &format!("{INDEXING}\n{MATH}"));
+    let source = sources::wgsl_generated(p, variant);
     let pipeline = rt.compile_pipeline("fused", entry, source, &pipeline_layout)?;
     let k = Arc::new(Compiled { pipeline, layout });
     cache()

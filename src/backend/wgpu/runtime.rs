@@ -11,6 +11,8 @@
 //! wait for them ([`crate::executor::block_on`]).
 
 use std::collections::HashMap;
+
+use crate::backend::gpu::sources;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::pool::{Kind, Pool, PooledBuffer};
@@ -44,17 +46,11 @@ pub enum Kernel {
     Matmul,
 }
 
-pub(super) const INDEXING: &str = include_str!("../../../shaders/indexing.wgsl");
-/// log, exp and sigmoid within 2 ULP, for the elementwise kernels.
-pub(super) const MATH: &str = include_str!("../../../shaders/math.wgsl");
-
 impl Kernel {
     fn template(self) -> &'static str {
         match self {
-            Kernel::Reduce | Kernel::ReduceSerial => {
-                include_str!("../../../shaders/reduce.wgsl")
-            }
-            Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Kernel::Reduce | Kernel::ReduceSerial => sources::WGSL_REDUCE,
+            Kernel::Matmul => sources::WGSL_MATMUL,
         }
     }
 
@@ -77,7 +73,7 @@ impl Kernel {
     /// The WGSL of this kernel for `op`: the indexing snippet, then the template with its
     /// `OPNAME` placeholder replaced (text specialisation: one pipeline per op).
     pub fn source(self, op: &str) -> String {
-        format!("{INDEXING}\n\n{}", self.template().replace("OPNAME", op))
+        sources::wgsl_family(self.template(), op)
     }
 
     /// The entry point for `op` (for matmul, `op` is the entry point: `matmul` or

@@ -1,0 +1,226 @@
+//! Every kernel source the GPU backends compile: the hand-written families of `shaders/`
+//! (WGSL) and `cuda/` (CUDA C), embedded at build time so a binary needs no source tree,
+//! and the kernels generated from the op table and from fused programs
+//! ([`crate::backend::fused`]). [`all_kernels`] lists each kernel variant as one
+//! self-contained source (CUDA headers inlined), which `examples/dump_kernels.rs` writes
+//! to files so a student can read, or compile with their own NVRTC, the kernel that ran.
+
+use crate::backend::fused::{self, Program, Variant};
+use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
+
+/// `shaders/indexing.wgsl`: positions from indices and strides, in front of every kernel.
+pub const WGSL_INDEXING: &str = include_str!("../../../shaders/indexing.wgsl");
+/// `shaders/math.wgsl`: the transcendental functions of the op table (log, exp, sigmoid,
+/// tanh within 2 ULP), in front of every generated kernel.
+pub const WGSL_MATH: &str = include_str!("../../../shaders/math.wgsl");
+/// `shaders/reduce.wgsl`: the reduce family, `OPNAME` replaced by a [`ReduceOp`] name.
+pub const WGSL_REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+/// `shaders/matmul.wgsl`: the tiled matmul family (`matmul`, `matmul_fast`).
+pub const WGSL_MATMUL: &str = include_str!("../../../shaders/matmul.wgsl");
+
+/// The headers every CUDA kernel includes, as `(include name, source)`.
+pub const CUDA_HEADERS: [(&str, &str); 2] = [
+    ("indexing.cuh", include_str!("../../../cuda/indexing.cuh")),
+    ("math.cuh", include_str!("../../../cuda/math.cuh")),
+];
+/// `cuda/reduce.cu`: the reduce family, every op instantiated.
+pub const CUDA_REDUCE: &str = include_str!("../../../cuda/reduce.cu");
+/// `cuda/matmul.cu`: the tiled matmul family (`matmul`, `matmul_fast`).
+pub const CUDA_MATMUL: &str = include_str!("../../../cuda/matmul.cu");
+
+/// The WGSL of a hand-written `template` for `op`: the indexing snippet, then the template
+/// with its `OPNAME` placeholder replaced (one pipeline per op, no branch on the op).
+pub fn wgsl_family(template: &str, op: &str) -> String {
+    format!("{WGSL_INDEXING}\n\n{}", template.replace("OPNAME", op))
+}
+
+/// The WGSL of the generated kernel of `p` as `variant`, with its prelude (indexing, math).
+pub fn wgsl_generated(p: &Program, variant: Variant) -> String {
+    fused::wgsl_source(p, variant, &format!("{WGSL_INDEXING}\n{WGSL_MATH}"))
+}
+
+/// `src` with every `#include "<header>"` of [`CUDA_HEADERS`] replaced by the header's text
+/// (each once: the headers are `#pragma once`), so it compiles on its own.
+pub fn cuda_inline_headers(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 8192);
+    let mut done = [false; CUDA_HEADERS.len()];
+    for line in src.lines() {
+        let header = CUDA_HEADERS
+            .iter()
+            .position(|(name, _)| line.trim() == format!("#include \"{name}\""));
+        match header {
+            Some(h) if done[h] => {}
+            Some(h) => {
+                done[h] = true;
+                out.push_str(&cuda_inline_headers_of(CUDA_HEADERS[h].1, &mut done));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// [`cuda_inline_headers`] inside a header, sharing the record of headers already inlined.
+fn cuda_inline_headers_of(src: &str, done: &mut [bool]) -> String {
+    let mut out = String::new();
+    for line in src.lines() {
+        let header = CUDA_HEADERS
+            .iter()
+            .position(|(name, _)| line.trim() == format!("#include \"{name}\""));
+        match header {
+            Some(h) if done[h] => {}
+            Some(h) => {
+                done[h] = true;
+                out.push_str(&cuda_inline_headers_of(CUDA_HEADERS[h].1, done));
+            }
+            None if line.trim() == "#pragma once" => {}
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// One kernel variant as a self-contained source file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSource {
+    /// File name: `<what>.wgsl` or `<what>.cu`.
+    pub file: String,
+    /// The source.
+    pub source: String,
+}
+
+/// The variants the GPU backends generate for a program: elementwise (strided and
+/// contiguous), and for a matmul epilogue also the generated matmul.
+fn variants(epilogue: bool) -> &'static [Variant] {
+    if epilogue {
+        &[Variant::Matmul, Variant::Strided, Variant::Contiguous]
+    } else {
+        &[Variant::Strided, Variant::Contiguous]
+    }
+}
+
+fn variant_name(v: Variant) -> &'static str {
+    match v {
+        Variant::Strided => "strided",
+        Variant::Contiguous => "contiguous",
+        Variant::Matmul => "matmul",
+    }
+}
+
+/// Every kernel the GPU backends can launch, as self-contained sources: the hand-written
+/// families (reduce per op, matmul), `map` and `zip` for every row of the op table, and
+/// the generated kernels of `programs` (`(name, program, is a matmul epilogue)`), each in
+/// WGSL and CUDA C, one file per variant.
+pub fn all_kernels(programs: &[(String, Program, bool)]) -> Vec<KernelSource> {
+    let mut out = Vec::new();
+    let mut both = |stem: String, p: &Program, v: Variant| {
+        out.push(KernelSource {
+            file: format!("{stem}.wgsl"),
+            source: wgsl_generated(p, v),
+        });
+        out.push(KernelSource {
+            file: format!("{stem}.cu"),
+            source: cuda_inline_headers(&fused::cuda_source(p, v)),
+        });
+    };
+    for op in UnaryOp::ALL {
+        for &v in variants(false) {
+            both(
+                format!("map_{}_{}", op.name(), variant_name(v)),
+                Program::of_unary(op),
+                v,
+            );
+        }
+    }
+    for op in BinaryOp::ALL {
+        for &v in variants(false) {
+            both(
+                format!("zip_{}_{}", op.name(), variant_name(v)),
+                Program::of_binary(op),
+                v,
+            );
+        }
+    }
+    for (name, p, epilogue) in programs {
+        for &v in variants(*epilogue) {
+            both(format!("fused_{name}_{}", variant_name(v)), p, v);
+        }
+    }
+    for op in ReduceOp::ALL {
+        out.push(KernelSource {
+            file: format!("reduce_{}.wgsl", op.name()),
+            source: wgsl_family(WGSL_REDUCE, op.name()),
+        });
+    }
+    out.push(KernelSource {
+        file: "reduce.cu".into(),
+        source: cuda_inline_headers(CUDA_REDUCE),
+    });
+    out.push(KernelSource {
+        file: "matmul.wgsl".into(),
+        source: wgsl_family(WGSL_MATMUL, ""),
+    });
+    out.push(KernelSource {
+        file: "matmul.cu".into(),
+        source: cuda_inline_headers(CUDA_MATMUL),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_is_self_contained_and_named_once() {
+        let epilogue = {
+            let mut b = fused::ProgramBuilder::new();
+            let (x, y) = (b.input(0), b.input(1));
+            let z = b.add(x, y);
+            let r = b.unary(UnaryOp::Tanh, z);
+            b.build(&[r])
+        };
+        let all = all_kernels(&[("tanh_epilogue".into(), epilogue, true)]);
+        let mut names: Vec<&str> = all.iter().map(|k| k.file.as_str()).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "two kernels share a file name");
+        // map and zip per op and variant, the epilogue's three variants, in two languages;
+        // reduce per op in WGSL, one reduce.cu, matmul in both.
+        let generated = 2 * (UnaryOp::ALL.len() + BinaryOp::ALL.len()) + 3;
+        assert_eq!(n, 2 * generated + ReduceOp::ALL.len() + 3);
+        for k in &all {
+            assert!(
+                !k.source.contains("#include"),
+                "{}: an include left",
+                k.file
+            );
+            assert!(
+                !k.source.contains("OPNAME"),
+                "{}: a placeholder left",
+                k.file
+            );
+            if k.file.ends_with(".cu") {
+                assert_eq!(
+                    k.source.matches("#define GRID_CONSTANT").count(),
+                    2,
+                    "{}",
+                    k.file
+                );
+                assert!(!k.source.contains("const __grid_constant__"), "{}", k.file);
+            }
+        }
+        let tanh = all
+            .iter()
+            .find(|k| k.file == "map_tanh_strided.cu")
+            .unwrap();
+        assert!(tanh.source.contains("tanh_f(v0)") && tanh.source.contains("float tanh_f("));
+    }
+}
