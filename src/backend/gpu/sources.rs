@@ -198,16 +198,12 @@ mod tests {
         assert_eq!(n, 2 * generated + ReduceOp::ALL.len() + 3);
         for k in &all {
             assert!(
-                !k.source.contains("#include"),
-                "{}: an include left",
-                k.file
-            );
-            assert!(
                 !k.source.contains("OPNAME"),
                 "{}: a placeholder left",
                 k.file
             );
             if k.file.ends_with(".cu") {
+                assert!(!k.source.contains("#include \""), "{}: an include", k.file);
                 assert_eq!(
                     k.source.matches("#define GRID_CONSTANT").count(),
                     2,
