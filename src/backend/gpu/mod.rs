@@ -1,5 +1,8 @@
-//! What the two GPU backends (wgpu and CUDA) share: every kernel source, hand-written
-//! or generated, in one place ([`sources`]). The backends keep only what differs:
-//! buffers, pipelines or modules, and the launch call.
+//! What the two GPU backends (wgpu and CUDA) share: the code generators of the fused and
+//! elementwise kernels ([`codegen`]), the one metadata writer of those kernels ([`meta`]),
+//! and every kernel source, hand-written or generated, in one place ([`sources`]). The
+//! backends keep only what differs: buffers, pipelines or modules, and the launch call.
 
+pub mod codegen;
+pub mod meta;
 pub mod sources;
