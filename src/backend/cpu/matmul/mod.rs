@@ -1049,5 +1049,4 @@ pub fn naive(a: &[f32], b: &[f32], batch: usize, n: usize, k: usize, m: usize) -
 }
 
 #[cfg(test)]
-#[path = "matmul_tests.rs"]
 mod tests;
