@@ -166,7 +166,7 @@ pub(super) use x86::{avx2, avx512};
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{run, Lanes, RowTile};
-    use crate::backend::cpu::matmul::x86::{mask16, mask8};
+    use crate::backend::cpu::matmul::micro::x86::{mask16, mask8};
     use std::arch::x86_64::*;
 
     /// An AVX-512 register: 16 lanes, masked loads and stores.

@@ -1,0 +1,108 @@
+//! Packing: one operand's matrix per batch ([`Mat`]), and A and B copied into the panels
+//! the micro-kernels read (A in row panels `MR` tall stored column by column, B in column
+//! panels `NR` wide stored row by row, zero-padded).
+
+use super::*;
+
+/// One matrix operand: base position and row / column strides.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Mat {
+    pub(super) base: usize,
+    pub(super) rs: usize,
+    pub(super) cs: usize,
+}
+
+/// The matrix of batch `z` of a `[..batch, r, c]` layout (no allocation: small products
+/// should not pay for their setup).
+pub(super) fn mat(l: &Layout, mut z: usize) -> Mat {
+    let r = l.dims();
+    let mut base = l.offset();
+    // Batch dimensions from the last: the row-major ordinal's digits.
+    for (&d, &st) in l.shape()[..r - 2].iter().zip(l.strides()).rev() {
+        base += (z % d) * st;
+        z /= d;
+    }
+    Mat {
+        base,
+        rs: l.strides()[r - 2],
+        cs: l.strides()[r - 1],
+    }
+}
+
+/// Whether every batch of `l` reads the same matrix (a broadcast batch: pack it once).
+pub(super) fn shared(l: &Layout) -> bool {
+    let nb = l.dims() - 2;
+    l.shape()[..nb]
+        .iter()
+        .zip(l.strides())
+        .all(|(&d, &st)| d <= 1 || st == 0)
+}
+
+/// Pack `h` rows from `r0`, all `k` columns of A, into one panel stored column by column
+/// (`mr` values per column, zero-padded past row `h`).
+pub(super) fn pack_a(
+    a: &[f32],
+    ma: &Mat,
+    r0: usize,
+    h: usize,
+    k: usize,
+    mr: usize,
+    panel: &mut [f32],
+) {
+    let base = ma.base + r0 * ma.rs;
+    if ma.cs <= ma.rs {
+        // Rows contiguous (or nearly): read along rows.
+        for ii in 0..h {
+            let row = base + ii * ma.rs;
+            for p in 0..k {
+                panel[p * mr + ii] = a[row + p * ma.cs];
+            }
+        }
+    } else {
+        for p in 0..k {
+            let col = base + p * ma.cs;
+            for ii in 0..h {
+                panel[p * mr + ii] = a[col + ii * ma.rs];
+            }
+        }
+    }
+}
+
+/// Pack `w` columns from `c0`, all `k` rows of B, into one panel stored row by row (`nr`
+/// values per row, zero-padded past column `w`).
+pub(super) fn pack_b(
+    b: &[f32],
+    mb: &Mat,
+    c0: usize,
+    w: usize,
+    k: usize,
+    nr: usize,
+    panel: &mut [f32],
+) {
+    let base = mb.base + c0 * mb.cs;
+    if mb.cs == 1 {
+        for p in 0..k {
+            let s = base + p * mb.rs;
+            panel[p * nr..p * nr + w].copy_from_slice(&b[s..s + w]);
+        }
+    } else if mb.rs < mb.cs {
+        // Transposed B: read down its columns, which are contiguous, in blocks of rows
+        // so the panel rows written stay in L1.
+        for p0 in (0..k).step_by(64) {
+            let p1 = (p0 + 64).min(k);
+            for jj in 0..w {
+                let col = base + jj * mb.cs;
+                for p in p0..p1 {
+                    panel[p * nr + jj] = b[col + p * mb.rs];
+                }
+            }
+        }
+    } else {
+        for p in 0..k {
+            let row = base + p * mb.rs;
+            for jj in 0..w {
+                panel[p * nr + jj] = b[row + jj * mb.cs];
+            }
+        }
+    }
+}
