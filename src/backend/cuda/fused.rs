@@ -3,15 +3,15 @@
 //! compiled with NVRTC once and cached, launched on the backend's stream with the
 //! metadata and scalar parameters by value (nothing is uploaded per launch).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
 
-use super::kernels::{self, Meta, HEADERS, META_WORDS};
+use super::kernels::{self, Meta, MetaBuilder, HEADERS};
 use super::runtime::Program as NvrtcProgram;
 use super::{count_launch, CudaBackend, NAME};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
+use crate::backend::gpu::cache::KernelCache;
 use crate::backend::Backend;
 use crate::backend::{check, BinaryOp, Outputs, Storage, UnaryOp};
 
@@ -25,11 +25,9 @@ struct Loaded {
     _module: Arc<CudaModule>,
 }
 
-/// Per variant, per program: looked up by reference, so a hit clones nothing.
-type Cache = Mutex<HashMap<Variant, HashMap<Program, Arc<Loaded>>>>;
-
-fn cache() -> &'static Cache {
-    static C: OnceLock<Cache> = OnceLock::new();
+/// The kernels loaded so far (the process has one CUDA context).
+fn cache() -> &'static KernelCache<Loaded> {
+    static C: OnceLock<KernelCache<Loaded>> = OnceLock::new();
     C.get_or_init(Default::default)
 }
 
@@ -38,14 +36,11 @@ pub const FILE_NAME: &str = "fused.cu";
 
 /// The kernel of `p` and `variant`, compiled and loaded on first use.
 fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>> {
-    if let Some(k) = cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&variant)
-        .and_then(|m| m.get(p))
-    {
-        return Ok(k.clone());
-    }
+    cache().get_or_build(p, variant, || load(be, p, variant))
+}
+
+/// Compile and load the kernel of `p` and `variant`.
+fn load(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Loaded> {
     let rt = be.runtime();
     let source = fused::cuda_source(p, variant);
     let program = NvrtcProgram {
@@ -59,53 +54,10 @@ fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>
     let func = module.load_function(entry).map_err(|e| {
         Error::backend(NAME, "fused", format!("entry point {entry} not found: {e}"))
     })?;
-    let k = Arc::new(Loaded {
+    Ok(Loaded {
         func,
         _module: module,
-    });
-    cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(variant)
-        .or_default()
-        .insert(p.clone(), k.clone());
-    Ok(k)
-}
-
-/// Builds the by-value metadata, checking its length and the u32 range.
-struct MetaWords {
-    op: &'static str,
-    words: [u32; META_WORDS],
-    len: usize,
-}
-
-impl MetaWords {
-    fn new(op: &'static str) -> Self {
-        MetaWords {
-            op,
-            words: [0; META_WORDS],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, what: &str, v: usize) -> Result<()> {
-        if self.len == META_WORDS {
-            return Err(Error::backend(
-                NAME,
-                self.op,
-                format!(
-                    "the fused kernel's metadata (shapes, strides and parameters) exceeds {META_WORDS} words; use fewer inputs or dimensions"
-                ),
-            ));
-        }
-        self.words[self.len] = kernels::to_u32(self.op, what, v)?;
-        self.len += 1;
-        Ok(())
-    }
-
-    fn elementwise(&mut self, shape: &[usize], layouts: &[&Layout], params: &[f32]) -> Result<()> {
-        fused::elementwise_meta(shape, layouts, params, |what, v| self.push(what, v))
-    }
+    })
 }
 
 fn launch(
@@ -193,21 +145,14 @@ fn elementwise(
             Variant::Strided
         };
         let layouts: SmallVec<[&Layout; 4]> = inputs.iter().map(|(_, l)| *l).collect();
-        let mut meta = MetaWords::new(op);
-        meta.elementwise(shape, &layouts, params)?;
+        let mut meta = MetaBuilder::new(op);
+        fused::elementwise_meta(shape, &layouts, params, |what, v| meta.push(what, v))?;
         let k = kernel(be, program, variant)?;
         let mut ptrs: SmallVec<[u64; 8]> = outs.iter().map(|o| o.ptr()).collect();
         for (x, _) in inputs {
             ptrs.push(be.buffer(x)?.ptr());
         }
-        launch(
-            be,
-            op,
-            &k,
-            be.elementwise_cfg(size),
-            &ptrs,
-            &Meta(meta.words),
-        )?;
+        launch(be, op, &k, be.elementwise_cfg(size), &ptrs, &meta.finish())?;
     }
     Ok(outs.into_iter().map(CudaBackend::wrap).collect())
 }
@@ -238,7 +183,7 @@ pub fn matmul_fused(
     if size > 0 {
         // The same checks (u32 positions, rank) as the primitive matmul.
         kernels::matmul_meta(al, bl)?;
-        let mut meta = MetaWords::new("matmul_fused");
+        let mut meta = MetaBuilder::new("matmul_fused");
         let layouts: Vec<&Layout> = extra.iter().map(|(_, l)| *l).collect();
         fused::matmul_meta(al, bl, (n, k, m), &shape, &layouts, params, |what, v| {
             meta.push(what, v)
@@ -254,7 +199,7 @@ pub fn matmul_fused(
             &kern,
             be.elementwise_cfg(size),
             &ptrs,
-            &Meta(meta.words),
+            &meta.finish(),
         )?;
     }
     Ok(CudaBackend::wrap(out))

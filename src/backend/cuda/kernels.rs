@@ -120,15 +120,17 @@ impl Meta {
     }
 }
 
-/// Builds a [`Meta`] word by word, checking that every value fits in u32.
-struct MetaBuilder {
+/// Builds a [`Meta`] word by word, checking that every value fits in u32 and that the
+/// words fit in [`META_WORDS`]: the one builder of every CUDA launch's metadata (the
+/// hand-written families' here, the generated kernels' through `gpu::meta`).
+pub(crate) struct MetaBuilder {
     op: &'static str,
     words: [u32; META_WORDS],
     len: usize,
 }
 
 impl MetaBuilder {
-    fn new(op: &'static str) -> Self {
+    pub(crate) fn new(op: &'static str) -> Self {
         MetaBuilder {
             op,
             words: [0; META_WORDS],
@@ -136,13 +138,15 @@ impl MetaBuilder {
         }
     }
 
-    fn push(&mut self, what: &str, v: usize) -> Result<()> {
+    pub(crate) fn push(&mut self, what: &str, v: usize) -> Result<()> {
         let v = to_u32(self.op, what, v)?;
         if self.len == META_WORDS {
             return Err(Error::backend(
                 "cuda",
                 self.op,
-                format!("kernel metadata longer than {META_WORDS} words"),
+                format!(
+                    "the kernel's metadata (shapes, strides and parameters) exceeds {META_WORDS} words; use fewer inputs or dimensions"
+                ),
             ));
         }
         self.words[self.len] = v;
@@ -154,7 +158,7 @@ impl MetaBuilder {
         vs.iter().try_for_each(|&v| self.push(what, v))
     }
 
-    fn finish(self) -> Meta {
+    pub(crate) fn finish(self) -> Meta {
         Meta(self.words)
     }
 }

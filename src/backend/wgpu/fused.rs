@@ -3,12 +3,12 @@
 //! with its bind group layout (inputs, outputs, metadata), then dispatched through the
 //! runtime's batch like every other kernel.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use super::runtime::{storage_entry, Runtime, NAME};
 use super::{buffer, to_u32, WgpuBackend};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
+use crate::backend::gpu::cache::KernelCache;
 use crate::backend::gpu::sources;
 use crate::backend::{check, BinaryOp, Outputs, Storage, UnaryOp};
 
@@ -22,33 +22,24 @@ struct Compiled {
     layout: wgpu::BindGroupLayout,
 }
 
-/// Per variant, per program: looked up by reference, so a hit clones nothing.
-type Cache = Mutex<HashMap<Variant, HashMap<Program, Arc<Compiled>>>>;
-
 /// The kernels compiled so far (the process has one wgpu runtime).
-fn cache() -> &'static Cache {
-    static C: OnceLock<Cache> = OnceLock::new();
+fn cache() -> &'static KernelCache<Compiled> {
+    static C: OnceLock<KernelCache<Compiled>> = OnceLock::new();
     C.get_or_init(Default::default)
 }
 
 /// Number of generated kernels compiled so far.
 pub fn compiled() -> usize {
-    cache()
-        .lock()
-        .map(|c| c.values().map(HashMap::len).sum())
-        .unwrap_or(0)
+    cache().len()
 }
 
 /// The kernel of `p` and `variant`, compiled on first use.
 fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result<Arc<Compiled>> {
-    if let Some(k) = cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&variant)
-        .and_then(|m| m.get(p))
-    {
-        return Ok(k.clone());
-    }
+    cache().get_or_build(p, variant, || compile(rt, p, variant, buffers))
+}
+
+/// Compile the kernel of `p` and `variant`.
+fn compile(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result<Compiled> {
     let max = rt.limits.max_storage_buffers_per_shader_stage as usize;
     if buffers + 1 > max {
         return Err(Error::backend(
@@ -78,14 +69,7 @@ fn kernel(rt: &Runtime, p: &Program, variant: Variant, buffers: usize) -> Result
     let entry = fused::entry_point(variant);
     let source = sources::wgsl_generated(p, variant);
     let pipeline = rt.compile_pipeline("fused", entry, source, &pipeline_layout)?;
-    let k = Arc::new(Compiled { pipeline, layout });
-    cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(variant)
-        .or_default()
-        .insert(p.clone(), k.clone());
-    Ok(k)
+    Ok(Compiled { pipeline, layout })
 }
 
 /// `program` over `inputs` as one dispatch; one storage per output.
