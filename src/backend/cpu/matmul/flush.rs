@@ -14,6 +14,7 @@ pub(super) const MXCSR_DAZ_FTZ: u32 = (1 << 6) | (1 << 15);
 
 /// The current thread's MXCSR.
 #[cfg(target_arch = "x86_64")]
+#[inline]
 pub(crate) fn mxcsr() -> u32 {
     let mut v: u32 = 0;
     // SAFETY: stmxcsr writes 4 bytes to the given address, a local.
@@ -24,6 +25,7 @@ pub(crate) fn mxcsr() -> u32 {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[inline]
 pub(super) fn set_mxcsr(v: u32) {
     // SAFETY: ldmxcsr reads 4 bytes from a local; the value is a valid MXCSR (a saved one,
     // or one with only the DAZ / FTZ bits added).
@@ -33,6 +35,7 @@ pub(super) fn set_mxcsr(v: u32) {
 }
 
 impl FlushSubnormals {
+    #[inline]
     pub(super) fn new() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
@@ -46,6 +49,7 @@ impl FlushSubnormals {
 }
 
 impl Drop for FlushSubnormals {
+    #[inline]
     fn drop(&mut self) {
         #[cfg(target_arch = "x86_64")]
         set_mxcsr(self.saved);

@@ -44,6 +44,7 @@ impl Kernel {
     }
 
     /// Rows of the output tile.
+    #[inline]
     pub fn mr(self) -> usize {
         match self {
             Kernel::Avx512 => 12,
@@ -52,6 +53,7 @@ impl Kernel {
     }
 
     /// Columns of the output tile.
+    #[inline]
     pub fn nr(self) -> usize {
         match self {
             Kernel::Avx512 => 32,
@@ -86,6 +88,7 @@ impl Kernel {
     }
 
     /// The row kernel (see [`RowTile`]).
+    #[inline]
     pub(super) fn row(self) -> RowFn {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -98,6 +101,7 @@ impl Kernel {
 
     /// The micro-kernel for a tile of `h` rows (1..=mr) and `w` columns (1..=nr), reading A
     /// from a packed panel or in place.
+    #[inline]
     pub(super) fn micro(self, h: usize, w: usize, packed_a: bool) -> MicroFn {
         let pa = usize::from(!packed_a);
         match self {

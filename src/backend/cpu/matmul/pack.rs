@@ -14,6 +14,7 @@ pub(super) struct Mat {
 
 /// The matrix of batch `z` of a `[..batch, r, c]` layout (no allocation: small products
 /// should not pay for their setup).
+#[inline]
 pub(super) fn mat(l: &Layout, mut z: usize) -> Mat {
     let r = l.dims();
     let mut base = l.offset();
@@ -30,6 +31,7 @@ pub(super) fn mat(l: &Layout, mut z: usize) -> Mat {
 }
 
 /// Whether every batch of `l` reads the same matrix (a broadcast batch: pack it once).
+#[inline]
 pub(super) fn shared(l: &Layout) -> bool {
     let nb = l.dims() - 2;
     l.shape()[..nb]
@@ -40,6 +42,7 @@ pub(super) fn shared(l: &Layout) -> bool {
 
 /// Pack `h` rows from `r0`, all `k` columns of A, into one panel stored column by column
 /// (`mr` values per column, zero-padded past row `h`).
+#[inline]
 pub(super) fn pack_a(
     a: &[f32],
     ma: &Mat,
@@ -70,6 +73,7 @@ pub(super) fn pack_a(
 
 /// Pack `w` columns from `c0`, all `k` rows of B, into one panel stored row by row (`nr`
 /// values per row, zero-padded past column `w`).
+#[inline]
 pub(super) fn pack_b(
     b: &[f32],
     mb: &Mat,

@@ -89,6 +89,7 @@ pub fn split(batch: usize, n: usize, k: usize, m: usize, b_strides: (usize, usiz
 
 /// Whether `batched_into_with` runs the product as `C^T = B^T A^T`: B stored transposed,
 /// and few enough rows of A that B^T is read in place there (`n` becomes its column count).
+#[inline]
 pub(super) fn swaps(n: usize, (b_rs, b_cs): (usize, usize), opts: &Options) -> bool {
     b_cs != 1
         && b_rs == 1
@@ -96,6 +97,7 @@ pub(super) fn swaps(n: usize, (b_rs, b_cs): (usize, usize), opts: &Options) -> b
         && opts.swap != Some(false)
 }
 
+#[inline]
 pub(super) fn plan(
     batch: usize,
     n: usize,
@@ -159,6 +161,7 @@ pub(super) fn plan(
 
 /// The split of a one-row product for the row kernel: blocks of [`Kernel::row_width`]
 /// columns, cut into about two tasks per thread when it runs in parallel.
+#[inline]
 pub(super) fn row_plan(batch: usize, k: usize, m: usize, parallel: bool, opts: &Options) -> Split {
     let w = opts.kernel.row_width();
     let cp = m.div_ceil(w).max(1);
