@@ -68,7 +68,7 @@ fn compile_all(nvrtc: &minitorch::backend::cuda::nvrtc::Nvrtc, archs: &[i32]) ->
     use std::path::{Path, PathBuf};
 
     use minitorch::backend::cuda::kernels::Family;
-    use minitorch::backend::cuda::runtime::{Output, Program};
+    use minitorch::backend::cuda::runtime::{NvrtcSource, Output};
 
     // MINITORCH_CUDA_DIR: where a GPU bundle (scripts/gpu-bundle.sh) keeps the sources.
     let dir = std::env::var_os("MINITORCH_CUDA_DIR")
@@ -102,7 +102,7 @@ fn compile_all(nvrtc: &minitorch::backend::cuda::nvrtc::Nvrtc, archs: &[i32]) ->
             assert_eq!(source, f.source(), "{name}: embedded source is stale");
         }
         let entries = family.map(|f| f.entry_points()).unwrap_or_default();
-        let program = Program {
+        let program = NvrtcSource {
             name,
             source: &source,
             headers: &[],
@@ -201,7 +201,7 @@ fn cuda_kernels_compile_with_nvrtc_13() {
 #[cfg(feature = "cuda")]
 #[test]
 fn nvrtc_errors_quote_the_source_line() {
-    use minitorch::backend::cuda::runtime::{self, Output, Program};
+    use minitorch::backend::cuda::runtime::{self, NvrtcSource, Output};
 
     let nvrtc = match runtime::load_nvrtc(None) {
         Ok((n, _)) => n,
@@ -214,7 +214,7 @@ fn nvrtc_errors_quote_the_source_line() {
             return;
         }
     };
-    let program = Program {
+    let program = NvrtcSource {
         name: "broken.cu",
         source: "#include \"indexing.cuh\"\nextern \"C\" __global__ void k(float* out) {\n    out[0] = undefined_name;\n}\n",
         headers: &minitorch::backend::cuda::kernels::HEADERS,
@@ -647,7 +647,7 @@ fn op_programs() -> Vec<(&'static str, minitorch::backend::fused::Program)> {
 #[cfg(feature = "cuda")]
 fn compile_generated(nvrtc: &minitorch::backend::cuda::nvrtc::Nvrtc, archs: &[i32]) -> Vec<String> {
     use minitorch::backend::cuda::kernels::HEADERS;
-    use minitorch::backend::cuda::runtime::{Output, Program};
+    use minitorch::backend::cuda::runtime::{NvrtcSource, Output};
     use minitorch::backend::fused::{cuda_source, entry_point, Variant};
 
     let (major, minor) = nvrtc.version();
@@ -681,7 +681,7 @@ fn compile_generated(nvrtc: &minitorch::backend::cuda::nvrtc::Nvrtc, archs: &[i3
                     "{name} {v:?}: a literal __grid_constant__ (use GRID_CONSTANT)"
                 ));
             }
-            let program = Program {
+            let program = NvrtcSource {
                 name: "fused.cu",
                 source: &source,
                 headers: &HEADERS,
@@ -745,7 +745,7 @@ fn generated_fused_kernels_compile_with_nvrtc_12() {
 #[cfg(feature = "cuda")]
 #[test]
 fn dumped_kernels_compile_alone_with_nvrtc_12() {
-    use minitorch::backend::cuda::runtime::{Output, Program};
+    use minitorch::backend::cuda::runtime::{NvrtcSource, Output};
     use minitorch::backend::gpu::sources::all_kernels;
 
     let Some(nvrtc) = open_nvrtc(12) else {
@@ -768,7 +768,7 @@ fn dumped_kernels_compile_alone_with_nvrtc_12() {
                 s.spawn(move || {
                     part.iter()
                         .filter_map(|k| {
-                            let program = Program {
+                            let program = NvrtcSource {
                                 name: &k.file,
                                 source: &k.source,
                                 headers: &[],

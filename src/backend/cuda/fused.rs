@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
 
 use super::kernels::{self, Meta, MetaBuilder, HEADERS};
-use super::runtime::Program as NvrtcProgram;
+use super::runtime::NvrtcSource;
 use super::{count_launch, CudaBackend, NAME};
 use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
 use crate::backend::gpu::cache::KernelCache;
@@ -43,7 +43,7 @@ fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>
 fn load(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Loaded> {
     let rt = be.runtime();
     let source = fused::cuda_source(p, variant);
-    let program = NvrtcProgram {
+    let program = NvrtcSource {
         name: FILE_NAME,
         source: &source,
         headers: &HEADERS,

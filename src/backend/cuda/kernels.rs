@@ -260,7 +260,7 @@ pub fn reduce_meta(layout: &Layout, dim: usize) -> Result<(Meta, bool, usize)> {
 
 /// Sizes of one matmul launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulDims {
+pub struct MatmulSizes {
     /// Number of matrix products.
     pub batch: usize,
     /// Rows of A and of the result.
@@ -271,7 +271,7 @@ pub struct MatmulDims {
     pub m: usize,
 }
 
-impl MatmulDims {
+impl MatmulSizes {
     /// Elements of the result.
     pub fn out_size(&self) -> usize {
         self.batch * self.n * self.m
@@ -280,11 +280,11 @@ impl MatmulDims {
 
 /// Metadata of `matmul` for `[..batch, n, k] @ [..batch, k, m]` (same batch shapes,
 /// already checked by `check::matmul`).
-pub fn matmul_meta(al: &Layout, bl: &Layout) -> Result<(Meta, MatmulDims)> {
+pub fn matmul_meta(al: &Layout, bl: &Layout) -> Result<(Meta, MatmulSizes)> {
     const OP: &str = "matmul";
     let (sa, sb) = (al.shape(), bl.shape());
     let r = sa.len();
-    let dims = MatmulDims {
+    let dims = MatmulSizes {
         batch: sa[..r - 2].iter().product(),
         n: sa[r - 2],
         k: sa[r - 1],
@@ -348,7 +348,7 @@ pub fn matmul_fast(meta: &Meta) -> bool {
 
 /// Grid `(x, y, z)` of a `matmul_fast` launch: 128-tiles, y and z capped as in
 /// [`matmul_grid`].
-pub fn matmul_fast_grid(d: &MatmulDims) -> (u32, u32, u32) {
+pub fn matmul_fast_grid(d: &MatmulSizes) -> (u32, u32, u32) {
     let t = MATMUL_FAST_TILE as usize;
     let x = (d.m / t).max(1);
     let y = (d.n / t).clamp(1, GRID_YZ_MAX as usize);
@@ -358,7 +358,7 @@ pub fn matmul_fast_grid(d: &MatmulDims) -> (u32, u32, u32) {
 
 /// Grid `(x, y, z)` of a matmul launch: column tiles on x, row tiles on y and batches on
 /// z; y and z are capped at [`GRID_YZ_MAX`] and the kernel loops over the rest.
-pub fn matmul_grid(d: &MatmulDims) -> (u32, u32, u32) {
+pub fn matmul_grid(d: &MatmulSizes) -> (u32, u32, u32) {
     let t = MATMUL_TILE as usize;
     let x = d.m.div_ceil(t).max(1);
     let y = d.n.div_ceil(t).clamp(1, GRID_YZ_MAX as usize);
@@ -459,7 +459,7 @@ mod tests {
         let (m, d) = matmul_meta(&a, &b).unwrap();
         assert_eq!(
             d,
-            MatmulDims {
+            MatmulSizes {
                 batch: 2,
                 n: 3,
                 k: 4,
@@ -500,7 +500,7 @@ mod tests {
             &Layout::contiguous(&[128, 12]),
             &Layout::contiguous(&[12, 128])
         ));
-        let d = MatmulDims {
+        let d = MatmulSizes {
             batch: 70_000,
             n: 256,
             k: 8,
@@ -516,7 +516,7 @@ mod tests {
         assert_eq!(elementwise_grid(1 << 30, 132), 132 * 16);
         assert_eq!(reduce_grid(10), 10);
         assert_eq!(reduce_grid(1 << 28), REDUCE_GRID_MAX);
-        let d = MatmulDims {
+        let d = MatmulSizes {
             batch: 100_000,
             n: 5_000_000,
             k: 1,

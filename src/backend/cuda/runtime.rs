@@ -136,7 +136,7 @@ pub fn driver_version() -> Result<(i32, i32)> {
 /// One NVRTC compilation: a `.cu` file, the headers it includes (given to NVRTC in
 /// memory) and directories to search for other includes.
 #[derive(Clone, Copy, Debug)]
-pub struct Program<'a> {
+pub struct NvrtcSource<'a> {
     /// File name, used by NVRTC in its log (`map.cu(12): error ...`).
     pub name: &'a str,
     /// The source text.
@@ -147,7 +147,7 @@ pub struct Program<'a> {
     pub include_dirs: &'a [&'a Path],
 }
 
-impl Program<'_> {
+impl NvrtcSource<'_> {
     /// Line `line` (1-based) of `file`, looked up in the source, the headers and the
     /// include directories.
     fn source_line(&self, file: &str, line: usize) -> Option<String> {
@@ -411,7 +411,7 @@ impl Runtime {
     }
 
     fn build(&self, family: Family) -> Result<Kernels> {
-        let program = Program {
+        let program = NvrtcSource {
             name: family.file_name(),
             source: family.source(),
             headers: &HEADERS,
@@ -441,7 +441,7 @@ impl Runtime {
     /// (only a CUBIN when the NVRTC is a newer minor than the driver, whose PTX the
     /// driver could not load), else PTX. The one compile-and-load path of the backend: the
     /// kernel files and the generated fused kernels both come through here.
-    pub fn load_program(&self, program: &Program) -> Result<(Arc<CudaModule>, Output)> {
+    pub fn load_program(&self, program: &NvrtcSource) -> Result<(Arc<CudaModule>, Output)> {
         let order: &[Output] = if self.native_arch && self.cubin_only {
             &[Output::Cubin]
         } else if self.native_arch {
@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn annotation_quotes_the_source_line() {
-        let p = Program {
+        let p = NvrtcSource {
             name: "t.cu",
             source: "line one\nline two\n",
             headers: &[("h.cuh", "header one\n")],

@@ -3,7 +3,7 @@
 //! tiles and the batch on the x, y and z axes of the grid, each capped at the device's
 //! workgroups per dimension (the kernel loops over the rest).
 
-use super::runtime::{Kernel, Launch, Runtime};
+use super::runtime::{Family, Launch, Runtime};
 use super::{buffer, push_shape, to_u32, WgpuBackend};
 use crate::backend::gpu_plan::{matmul_fast_applies, MATMUL_FAST_TILE};
 use crate::backend::{check, Storage};
@@ -82,10 +82,10 @@ pub fn matmul(rt: &Runtime, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) 
         } else {
             ("matmul", grid((batch, n, m), max))
         };
-        let pipeline = rt.pipeline(Kernel::Matmul, entry, false)?;
+        let pipeline = rt.pipeline(Family::Matmul, entry, false)?;
         let launch = Launch {
             op: "matmul",
-            kernel: Kernel::Matmul,
+            kernel: Family::Matmul,
             pipeline: &pipeline,
             groups,
         };

@@ -2,7 +2,7 @@
 //! serial loop, or one workgroup of 256 threads per output position with a strided share
 //! of the reduced dimension per thread, then a shared-memory tree.
 
-use super::runtime::{Kernel, Launch, Runtime};
+use super::runtime::{Family, Launch, Runtime};
 use super::{buffer, push_shape, push_strides, to_u32, WgpuBackend};
 use crate::backend::gpu_plan::{reduce_plan, ReducePlan};
 use crate::backend::{check, ReduceOp, Storage};
@@ -54,8 +54,8 @@ pub fn reduce(rt: &Runtime, op: ReduceOp, x: &Storage, l: &Layout, dim: usize) -
         let contiguous = l.is_contiguous() && len > 1;
         let plan = reduce_plan(out_size, len, l.strides()[dim] == 1);
         let (kernel, groups) = match plan {
-            ReducePlan::Serial => (Kernel::ReduceSerial, out_size.div_ceil(256)),
-            ReducePlan::Tree => (Kernel::Reduce, out_size),
+            ReducePlan::Serial => (Family::ReduceSerial, out_size.div_ceil(256)),
+            ReducePlan::Tree => (Family::Reduce, out_size),
         };
         let pipeline = rt.pipeline(kernel, op.name(), contiguous)?;
         let groups = rt.groups_1d("reduce", groups)?;

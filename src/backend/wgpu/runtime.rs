@@ -35,9 +35,10 @@ pub const ADAPTER_ENV: &str = "MINITORCH_WGPU_ADAPTER";
 /// Environment variable (wgpu's own) that selects the graphics API.
 pub const BACKEND_ENV: &str = "WGPU_BACKEND";
 
-/// The kernel families, one WGSL template each.
+/// The hand-written kernel families, one WGSL template each (the generated kernels are
+/// `fused.rs`'s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
+pub enum Family {
     /// shaders/reduce.wgsl
     Reduce,
     /// shaders/reduce.wgsl, one thread per output (`reduce_serial_<op>` entry points).
@@ -46,27 +47,27 @@ pub enum Kernel {
     Matmul,
 }
 
-impl Kernel {
+impl Family {
     fn template(self) -> &'static str {
         match self {
-            Kernel::Reduce | Kernel::ReduceSerial => sources::WGSL_REDUCE,
-            Kernel::Matmul => sources::WGSL_MATMUL,
+            Family::Reduce | Family::ReduceSerial => sources::WGSL_REDUCE,
+            Family::Matmul => sources::WGSL_MATMUL,
         }
     }
 
     fn prefix(self) -> &'static str {
         match self {
-            Kernel::Reduce => "reduce",
-            Kernel::ReduceSerial => "reduce_serial",
-            Kernel::Matmul => "matmul",
+            Family::Reduce => "reduce",
+            Family::ReduceSerial => "reduce_serial",
+            Family::Matmul => "matmul",
         }
     }
 
     /// Number of bound input buffers (outputs and metadata come after them).
     fn inputs(self) -> usize {
         match self {
-            Kernel::Reduce | Kernel::ReduceSerial => 1,
-            Kernel::Matmul => 2,
+            Family::Reduce | Family::ReduceSerial => 1,
+            Family::Matmul => 2,
         }
     }
 
@@ -80,7 +81,7 @@ impl Kernel {
     /// `matmul_fast`) and variant.
     pub fn entry_point(self, op: &str, contiguous: bool) -> String {
         match (self, contiguous) {
-            (Kernel::Matmul, _) => op.to_string(),
+            (Family::Matmul, _) => op.to_string(),
             (_, false) => format!("{}_{op}", self.prefix()),
             (_, true) => format!("{}_{op}_contiguous", self.prefix()),
         }
@@ -93,7 +94,7 @@ pub struct Launch<'a> {
     /// The op, for errors.
     pub op: &'static str,
     /// The kernel family (selects the bind group layout).
-    pub kernel: Kernel,
+    pub kernel: Family,
     /// The compiled pipeline.
     pub pipeline: &'a wgpu::ComputePipeline,
     /// Workgroups in x, y, z.
@@ -150,7 +151,7 @@ pub struct Runtime {
     pub pool: Arc<Pool>,
     layouts: [wgpu::BindGroupLayout; 2],
     pipeline_layouts: [wgpu::PipelineLayout; 2],
-    pipelines: Mutex<HashMap<(Kernel, &'static str, bool), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<(Family, &'static str, bool), wgpu::ComputePipeline>>,
     batch: Mutex<Batch>,
     errors: Arc<Mutex<Vec<String>>>,
     stats: Mutex<RuntimeStats>,
@@ -403,7 +404,7 @@ impl Runtime {
     /// The cached pipeline of `kernel` for `op`, compiled on first use.
     pub fn pipeline(
         &self,
-        kernel: Kernel,
+        kernel: Family,
         op: &'static str,
         contiguous: bool,
     ) -> Result<wgpu::ComputePipeline> {
