@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::layout::{Layout, StridedCursor};
 use crate::operators as ops;
 
-pub mod fused;
+pub mod interpreter;
 pub mod matmul;
 pub mod pool;
 #[cfg(test)]
@@ -427,7 +427,7 @@ impl Backend for CpuBackend {
             .iter()
             .map(|(x, l)| Ok((host(x)?, *l)))
             .collect::<Result<SmallVec<[_; 4]>>>()?;
-        let outs = fused::run(program, &ins, params, size);
+        let outs = interpreter::run(program, &ins, params, size);
         Ok(outs.into_iter().map(Self::wrap).collect())
     }
 

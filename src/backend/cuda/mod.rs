@@ -27,7 +27,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
-pub mod fused;
+pub mod generated;
 pub mod kernels;
 pub mod nvrtc;
 pub mod pool;
@@ -235,7 +235,7 @@ impl Backend for CudaBackend {
     }
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
-        fused::map(self, "map", op, x, layout)
+        generated::map(self, "map", op, x, layout)
     }
 
     fn zip(
@@ -246,7 +246,7 @@ impl Backend for CudaBackend {
         b: &Storage,
         bl: &Layout,
     ) -> Result<Storage> {
-        fused::zip(self, op, a, al, b, bl)
+        generated::zip(self, op, a, al, b, bl)
     }
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
@@ -307,7 +307,7 @@ impl Backend for CudaBackend {
     }
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
-        fused::map(self, "map", UnaryOp::Id, x, layout)
+        generated::map(self, "map", UnaryOp::Id, x, layout)
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -330,7 +330,7 @@ impl Backend for CudaBackend {
         inputs: &[(&Storage, &Layout)],
         params: &[f32],
     ) -> Result<Outputs> {
-        fused::fused(self, program, inputs, params)
+        generated::fused(self, program, inputs, params)
     }
 
     fn matmul_fused(
@@ -343,6 +343,6 @@ impl Backend for CudaBackend {
         extra: &[(&Storage, &Layout)],
         params: &[f32],
     ) -> Result<Storage> {
-        fused::matmul_fused(self, a, al, b, bl, epilogue, extra, params)
+        generated::matmul_fused(self, a, al, b, bl, epilogue, extra, params)
     }
 }

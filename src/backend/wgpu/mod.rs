@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::executor::BoxFuture;
 use crate::layout::Layout;
 
-pub mod fused;
+pub mod generated;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
@@ -173,7 +173,7 @@ impl Backend for WgpuBackend {
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
         let _serial = self.rt.serial();
-        fused::map(&self.rt, "map", op, x, layout)
+        generated::map(&self.rt, "map", op, x, layout)
     }
 
     fn zip(
@@ -185,7 +185,7 @@ impl Backend for WgpuBackend {
         bl: &Layout,
     ) -> Result<Storage> {
         let _serial = self.rt.serial();
-        fused::zip(&self.rt, op, a, al, b, bl)
+        generated::zip(&self.rt, op, a, al, b, bl)
     }
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
@@ -200,7 +200,7 @@ impl Backend for WgpuBackend {
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
         let _serial = self.rt.serial();
-        fused::map(&self.rt, "copy", UnaryOp::Id, x, layout)
+        generated::map(&self.rt, "copy", UnaryOp::Id, x, layout)
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -219,7 +219,7 @@ impl Backend for WgpuBackend {
         params: &[f32],
     ) -> Result<Outputs> {
         let _serial = self.rt.serial();
-        fused::fused(&self.rt, program, inputs, params)
+        generated::fused(&self.rt, program, inputs, params)
     }
 
     fn matmul_fused(
@@ -233,7 +233,7 @@ impl Backend for WgpuBackend {
         params: &[f32],
     ) -> Result<Storage> {
         let _serial = self.rt.serial();
-        fused::matmul_fused(&self.rt, a, al, b, bl, epilogue, extra, params)
+        generated::matmul_fused(&self.rt, a, al, b, bl, epilogue, extra, params)
     }
 }
 

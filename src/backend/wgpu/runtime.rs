@@ -36,7 +36,7 @@ pub const ADAPTER_ENV: &str = "MINITORCH_WGPU_ADAPTER";
 pub const BACKEND_ENV: &str = "WGPU_BACKEND";
 
 /// The hand-written kernel families, one WGSL template each (the generated kernels are
-/// `fused.rs`'s).
+/// `generated.rs`'s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     /// shaders/reduce.wgsl
