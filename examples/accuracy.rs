@@ -1,6 +1,7 @@
-//! The exhaustive accuracy sweep: log, exp and sigmoid on every one of the 2^32 f32 inputs
-//! (or every `--step`-th bit pattern, for a shorter run), on each chosen backend, compared
-//! with the correctly rounded result (f64 rounded to f32) in ULPs. Writes a markdown table
+//! The exhaustive accuracy sweep: the transcendental ops (`accuracy::OPS`: log, exp,
+//! sigmoid, tanh) on every one of the 2^32 f32 inputs (or every `--step`-th bit pattern,
+//! for a shorter run), on each chosen backend, compared with the correctly rounded result
+//! (f64 rounded to f32) in ULPs. Writes a markdown table
 //! (max ULP per op per backend, with the machine) to `--out` (docs/accuracy.md).
 //!
 //! ```text
@@ -20,7 +21,7 @@ use minitorch::layout::Layout;
 use minitorch::{Device, Result};
 use rayon::prelude::*;
 
-/// Sweep log, exp and sigmoid over all f32 inputs and write the worst ULP errors.
+/// Sweep the transcendental ops over all f32 inputs and write the worst ULP errors.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -49,7 +50,7 @@ fn run(args: Args) -> Result<()> {
         let device = Device::parse(name.trim())?;
         let backend = device.backend()?;
         let started = Instant::now();
-        let mut results = [Sweep::default(); 3];
+        let mut results = [Sweep::default(); OPS.len()];
         let total = (1u64 << 32).div_ceil(step);
         let mut next = 0u64;
         while next < total {

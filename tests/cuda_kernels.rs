@@ -310,10 +310,11 @@ fn cuda_backend_is_unavailable_or_agrees_with_cpu() {
 
 /// The kernels run on the CPU under a small emulation of CUDA (one OS thread per CUDA
 /// thread, `__syncthreads` as a barrier, `__shared__` as static storage), compiled with the
-/// host C++ compiler, and agree with naive loops: strided and contiguous map and zip,
-/// reduce over lengths 0 to 1000 (more than one pass of 256 threads), matmul at sizes off
+/// host C++ compiler, and agree with naive loops: reduce over lengths 0 to 1000 (more than one pass of 256 threads), matmul at sizes off
 /// the tile edges, transposed inputs, broadcast batches, k = 0, and grids smaller than the
-/// work (the grid-stride loops). This checks the kernels' logic where no GPU is available.
+/// work (the grid-stride loops), and the math functions' ULP bounds. (map and zip are
+/// generated kernels: `generated_fused_kernels_run_in_cpu_emulation` runs every op.) This
+/// checks the kernels' logic where no GPU is available.
 /// Skipped (with a message) when no C++20 compiler is found.
 #[test]
 fn cuda_kernels_run_in_cpu_emulation() {
@@ -803,7 +804,8 @@ fn generated_fused_kernels_compile_with_nvrtc() {
 
 /// The generated CUDA kernels run under the CPU emulation of
 /// `cuda_kernels_run_in_cpu_emulation` and agree with `Program::eval` (elementwise, strided
-/// with a transposed and a broadcast input, contiguous at offsets, two outputs) and with a
+/// with a transposed and a broadcast input, contiguous at offsets, two outputs; the fused
+/// programs, and `map` / `zip` of every op-table row) and with a
 /// naive matmul followed by the epilogue (batch of 2 with a broadcast operand, sizes off
 /// the 16-tile edges). Skipped (with a message) without a C++20 compiler.
 #[test]

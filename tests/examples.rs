@@ -355,7 +355,7 @@ fn accuracy_writes_the_ulp_table() {
     assert!(ok, "accuracy failed:\n{out}\n{err}");
     let table = std::fs::read_to_string(&out_file).expect("table written");
     for d in &devices {
-        for op in ["log", "exp", "sigmoid"] {
+        for op in ["log", "exp", "sigmoid", "tanh"] {
             let row = table
                 .lines()
                 .find(|l| l.starts_with(&format!("| {op} | {d} |")))
