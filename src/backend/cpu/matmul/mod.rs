@@ -65,9 +65,8 @@ pub const NC: usize = 1024;
 pub const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 /// Below this many multiply-adds a one-row product runs on the calling thread. It reads
 /// each value of B once for one multiply-add, so memory bounds it, and a second thread
-/// did not pay on the 2-core machine it was measured on: from 1M to 16M multiply-adds
-/// (1x1000 @ 1000x1000 to 1x4000 @ 4000x4000) the serial row kernel ran at 1.17-1.44x the
-/// gemm crate's throughput and the parallel split at 0.84-1.27x.
+/// did not pay up to 16M multiply-adds where it was measured (docs/results.md, "CPU at
+/// scale").
 pub const ROW_PARALLEL_MIN_FLOPS: usize = 1 << 26;
 /// A task is not cut below this many multiply-adds to make more tasks.
 pub const TASK_MIN_FLOPS: usize = 1 << 15;
