@@ -1,5 +1,5 @@
 // Reduce kernels (twin of shaders/reduce.wgsl). Two shapes of kernel, chosen by the host
-// from the shape (src/backend/gpu_plan.rs):
+// from the shape (src/backend/gpu/plan.rs):
 // - tree (reduce_<op>, reduce_<op>_contiguous): one block of BLOCK (256) threads per
 //   output position. Each thread folds a strided share of the reduced dimension
 //   (j = t, t + 256, ...) into a private accumulator, then the block combines the 256

@@ -12,7 +12,7 @@
 //
 // matmul_fast: the same product for row-major operands whose sizes are whole tiles (n and
 // m multiples of 128, k a multiple of 8) and whose offsets and batch strides are multiples
-// of 4 floats (src/backend/gpu_plan.rs, matmul_fast_applies), so every load is an aligned
+// of 4 floats (src/backend/gpu/plan.rs, matmul_fast_applies), so every load is an aligned
 // vec4 with no bounds check. 256 threads compute a 128 x 128 tile, 8 x 8 outputs each
 // (rows ty*4 .. +3 and 64 + ty*4 .. +3, likewise for columns); A is stored transposed in
 // workgroup memory, its row groups XOR-swizzled by the k step (conflict-free stores; the

@@ -1,5 +1,5 @@
 // reduce (twin of cuda/reduce.cu). Two shapes of kernel, chosen by the host from the shape
-// (src/backend/gpu_plan.rs):
+// (src/backend/gpu/plan.rs):
 // - tree (reduce_OPNAME, reduce_OPNAME_contiguous): one workgroup of 256 threads per output
 //   position. Each thread folds a strided share of the reduced dimension (j = lid,
 //   lid + 256, ...), then a shared-memory tree combines the 256 partial results. For long

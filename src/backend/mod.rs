@@ -25,7 +25,8 @@ pub mod cpu;
 pub mod cuda;
 pub mod fused;
 pub mod gpu;
-pub mod gpu_plan;
+/// The GPU launch plan, [`gpu::plan`], under its earlier path.
+pub use gpu::plan as gpu_plan;
 pub mod host_memory;
 pub mod op_table;
 #[cfg(feature = "wgpu")]

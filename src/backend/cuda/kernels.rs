@@ -15,7 +15,7 @@
 //! in the kernels), so a launch uploads nothing. The contiguous fast path is a separate
 //! entry point (`map_neg_contiguous`, ...) chosen once per launch.
 
-use crate::backend::gpu_plan::{matmul_fast_applies, reduce_plan, ReducePlan, MATMUL_FAST_TILE};
+use crate::backend::gpu::plan::{matmul_fast_applies, reduce_plan, ReducePlan, MATMUL_FAST_TILE};
 use crate::backend::ReduceOp;
 use crate::error::{Error, Result};
 use crate::layout::Layout;

@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{sys as dsys, LaunchConfig, PushKernelArg};
 
-use super::gpu_plan::ReducePlan;
+use super::gpu::plan::ReducePlan;
 use super::{
     check, fused as fusion, Backend, BinaryOp, Device, Outputs, ReduceOp, Storage, UnaryOp,
 };

@@ -5,7 +5,7 @@
 
 use super::runtime::{Family, Launch, Runtime};
 use super::{buffer, push_shape, to_u32, WgpuBackend};
-use crate::backend::gpu_plan::{matmul_fast_applies, MATMUL_FAST_TILE};
+use crate::backend::gpu::plan::{matmul_fast_applies, MATMUL_FAST_TILE};
 use crate::backend::{check, Storage};
 use crate::error::Result;
 use crate::layout::Layout;

@@ -4,7 +4,7 @@
 
 use super::runtime::{Family, Launch, Runtime};
 use super::{buffer, push_shape, push_strides, to_u32, WgpuBackend};
-use crate::backend::gpu_plan::{reduce_plan, ReducePlan};
+use crate::backend::gpu::plan::{reduce_plan, ReducePlan};
 use crate::backend::{check, ReduceOp, Storage};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
