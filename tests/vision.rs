@@ -258,3 +258,31 @@ fn checked_in_sample_loads() {
         assert!((0.05..0.3).contains(&ink), "ink fraction {ink}");
     }
 }
+
+#[test]
+fn batches_scale_pixels_and_keep_labels() {
+    let set = sample_set(6, 2, 3);
+    let (x, y) = set.batch(&[4, 1], minitorch::Device::Cpu).unwrap();
+    assert_eq!(x.shape(), &[2, 1, 2, 3]);
+    let want: Vec<f32> = set
+        .image(4)
+        .iter()
+        .chain(set.image(1))
+        .map(|&b| b as f32 / 255.0)
+        .collect();
+    assert_eq!(x.to_vec().unwrap(), want);
+    assert_eq!(y, vec![4, 1]);
+    let err = set
+        .batch(&[6], minitorch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("image 6 of a set of 6"), "{err}");
+}
+
+#[test]
+fn confusion_counts_true_rows_and_predicted_columns() {
+    let m = minitorch::vision::confusion(&[0, 1, 1, 2], &[0, 2, 1, 2], 3).unwrap();
+    assert_eq!(m, vec![vec![1, 0, 0], vec![0, 1, 1], vec![0, 0, 1]]);
+    assert!(minitorch::vision::confusion(&[0], &[3], 3).is_err());
+    assert!(minitorch::vision::confusion(&[0, 1], &[0], 3).is_err());
+}

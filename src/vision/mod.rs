@@ -8,12 +8,14 @@
 //! `scripts/get-data.sh` writes the digits and Fashion-MNIST that way under `data/`, and a
 //! small sample of the digits is checked in under `samples/digits/`.
 
+pub mod batch;
 pub mod idx;
 pub mod npm_digits;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+pub use batch::confusion;
 use idx::IdxArray;
 
 /// Grayscale images with one class label each: `len()` images of `rows x cols` bytes.
