@@ -45,7 +45,7 @@ impl ImageSet {
     pub fn new(images: Vec<u8>, labels: Vec<u8>, rows: usize, cols: usize) -> Result<Self> {
         let pixels = rows.checked_mul(cols).filter(|&p| p > 0);
         match pixels {
-            Some(p) if images.len() % p == 0 && images.len() / p == labels.len() => Ok(ImageSet {
+            Some(p) if images.len().is_multiple_of(p) && images.len() / p == labels.len() => Ok(ImageSet {
                 images,
                 labels,
                 rows,

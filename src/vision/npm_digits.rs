@@ -80,7 +80,7 @@ pub fn shuffle(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         // Multiply-shift gives an index in 0..=i without a modulo's bias worth noticing.
-        let j = ((next() >> 32) * (i as u64 + 1) >> 32) as usize;
+        let j = (((next() >> 32) * (i as u64 + 1)) >> 32) as usize;
         order.swap(i, j);
     }
     order
