@@ -10,12 +10,16 @@
 
 pub mod batch;
 pub mod idx;
+pub mod model;
 pub mod npm_digits;
+pub mod trainer;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use batch::confusion;
+pub use model::{Classifier, ModelKind};
+pub use trainer::{accuracy, EpochStats, ImageConfig, ImageTrainer, OptimizerKind};
 use idx::IdxArray;
 
 /// Grayscale images with one class label each: `len()` images of `rows x cols` bytes.
