@@ -26,6 +26,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod fused;
 pub mod gpu_plan;
+pub mod pad;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
@@ -432,6 +433,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
         extra: &[(&Storage, &Layout)],
         params: &[f32],
     ) -> Result<Storage>;
+    /// Zero padding with dilation (the convolution family, [`pad::PadSpec`]): a
+    /// contiguous result of `spec.out_shape` holding input element `i` at `lo + i * step`
+    /// along every dimension and 0 elsewhere.
+    fn pad(&self, x: &Storage, layout: &Layout, spec: &pad::PadSpec) -> Result<Storage>;
 }
 
 /// Contract checks every backend runs before launching work, so a misuse of the trait is
@@ -565,6 +570,12 @@ pub mod check {
         crate::layout::checked_shape_size("matmul", &out)?;
         let batch = sa[..r - 2].iter().product();
         Ok((batch, sa[r - 2], sa[r - 1], sb[r - 1]))
+    }
+
+    /// Inputs of `pad`: the spec fits the layout, which lies inside its storage.
+    pub fn pad(x: &Storage, l: &Layout, spec: &super::pad::PadSpec) -> Result<()> {
+        spec.check("pad", l.shape())?;
+        fits("pad", x, l)
     }
 
     /// Inputs of `fused`: the program's counts, one shape, every layout inside its storage.
