@@ -5,6 +5,7 @@
 //! the function that made it. Autodiff lives here, above the [`Backend`] trait, and uses
 //! nothing but that trait, so it runs unchanged on every backend.
 
+mod conv;
 mod functions;
 mod fused;
 pub mod grad_check;
@@ -24,6 +25,7 @@ use crate::executor::block_on;
 use crate::layout::{checked_shape_size, shape_size, Layout};
 
 pub(crate) use functions::{Function, Grads};
+pub use conv::Padding;
 pub use fused::{Activation, Tensors};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
