@@ -27,6 +27,7 @@ pub mod cuda;
 pub mod fused;
 pub mod gpu_plan;
 pub mod pad;
+pub mod random;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
@@ -437,6 +438,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// contiguous result of `spec.out_shape` holding input element `i` at `lo + i * step`
     /// along every dimension and 0 elsewhere.
     fn pad(&self, x: &Storage, layout: &Layout, spec: &pad::PadSpec) -> Result<Storage>;
+    /// `len` values uniform in `[0, 1)` of the counter-based generator's draw `key`
+    /// ([`random`]): element `i` is `random::uniform(key, i)` on every backend. The default
+    /// computes them on the host and uploads them.
+    fn uniform(&self, len: usize, key: [u32; 2]) -> Result<Storage> {
+        let mut v = check::host_vec("uniform", len, 0.0)?;
+        random::uniform_host(key, &mut v);
+        self.upload(&v)
+    }
 }
 
 /// Contract checks every backend runs before launching work, so a misuse of the trait is
