@@ -445,6 +445,15 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
+        check::pad(x, layout, spec)?;
+        let size = crate::layout::shape_size(&spec.out_shape);
+        check::host_alloc("pad", size)?;
+        let mut out = HostBuf::full(size, 0.0);
+        super::pad::pad_into(&mut out, host(x)?, layout, spec);
+        Ok(Self::wrap(out))
+    }
+
     fn fused(
         &self,
         program: &fusion::Program,

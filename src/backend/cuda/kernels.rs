@@ -52,11 +52,19 @@ pub enum Family {
     Reduce,
     /// `cuda/matmul.cu`: `matmul` (any layout) and `matmul_fast` (whole aligned tiles).
     Matmul,
+    /// `cuda/pad.cu`: `pad_any` (zero padding with dilation, for convolution).
+    Pad,
 }
 
 impl Family {
     /// Every kernel file.
-    pub const ALL: [Family; 4] = [Family::Map, Family::Zip, Family::Reduce, Family::Matmul];
+    pub const ALL: [Family; 5] = [
+        Family::Map,
+        Family::Zip,
+        Family::Reduce,
+        Family::Matmul,
+        Family::Pad,
+    ];
 
     /// File name inside `cuda/` (also the NVRTC program name, so logs say `map.cu(12)`).
     pub fn file_name(self) -> &'static str {
@@ -65,6 +73,7 @@ impl Family {
             Family::Zip => "zip.cu",
             Family::Reduce => "reduce.cu",
             Family::Matmul => "matmul.cu",
+            Family::Pad => "pad.cu",
         }
     }
 
@@ -75,6 +84,7 @@ impl Family {
             Family::Zip => include_str!("../../../cuda/zip.cu"),
             Family::Reduce => include_str!("../../../cuda/reduce.cu"),
             Family::Matmul => include_str!("../../../cuda/matmul.cu"),
+            Family::Pad => include_str!("../../../cuda/pad.cu"),
         }
     }
 
@@ -107,6 +117,7 @@ impl Family {
                 })
                 .collect(),
             Family::Matmul => vec!["matmul".to_string(), "matmul_fast".to_string()],
+            Family::Pad => vec!["pad_any".to_string()],
         }
     }
 }
@@ -147,6 +158,24 @@ impl Meta {
     pub fn words(&self, len: usize) -> &[u32] {
         &self.0[..len]
     }
+}
+
+/// The metadata of a pad ([`crate::backend::pad::meta`]) in a [`Meta`].
+pub fn pad_meta(
+    layout: &crate::layout::Layout,
+    spec: &crate::backend::pad::PadSpec,
+) -> Result<Meta> {
+    let words = crate::backend::pad::meta("pad", layout, spec)?;
+    if words.len() > META_WORDS {
+        return Err(Error::backend(
+            "cuda",
+            "pad",
+            format!("kernel metadata longer than {META_WORDS} words"),
+        ));
+    }
+    let mut m = [0u32; META_WORDS];
+    m[..words.len()].copy_from_slice(&words);
+    Ok(Meta(m))
 }
 
 /// Builds a [`Meta`] word by word, checking that every value fits in u32.
@@ -461,7 +490,7 @@ pub fn matmul_grid(d: &MatmulDims) -> (u32, u32, u32) {
 /// check it against the device limit of 48 KiB for static shared memory).
 pub fn shared_bytes(f: Family) -> usize {
     match f {
-        Family::Map | Family::Zip => 0,
+        Family::Map | Family::Zip | Family::Pad => 0,
         Family::Reduce => BLOCK as usize * 4,
         // matmul: As and Bs, 2 buffers x BK (16) x (TILE + PAD (4)) floats each;
         // matmul_fast (less): 2 x 8 x (128 + 4) + 2 x 8 x 128 floats.

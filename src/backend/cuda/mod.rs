@@ -340,6 +340,25 @@ impl Backend for CudaBackend {
         self.map(UnaryOp::Id, x, layout)
     }
 
+    fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
+        check::pad(x, layout, spec)?;
+        let size = crate::layout::shape_size(&spec.out_shape);
+        let out = self.pool.alloc(size)?;
+        if size > 0 {
+            let meta = kernels::pad_meta(layout, spec)?;
+            let xb = self.buffer(x)?;
+            self.launch(
+                "pad",
+                Family::Pad,
+                0,
+                self.elementwise_cfg(size),
+                &[out.ptr(), xb.ptr()],
+                &meta,
+            )?;
+        }
+        Ok(Self::wrap(out))
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.rt.stream.synchronize().map_err(|e| {
             Error::backend(

@@ -20,6 +20,7 @@ use crate::layout::Layout;
 pub mod fused;
 pub mod map;
 pub mod matmul;
+pub mod pad;
 pub mod pool;
 pub mod reduce;
 pub mod runtime;
@@ -201,6 +202,11 @@ impl Backend for WgpuBackend {
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
         let _serial = self.rt.serial();
         map::map_named(&self.rt, "copy", UnaryOp::Id, x, layout)
+    }
+
+    fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        pad::pad(&self.rt, x, layout, spec)
     }
 
     fn synchronize(&self) -> Result<()> {

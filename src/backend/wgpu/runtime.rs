@@ -46,6 +46,8 @@ pub enum Kernel {
     ReduceSerial,
     /// shaders/matmul.wgsl
     Matmul,
+    /// shaders/pad.wgsl (zero padding with dilation, for convolution)
+    Pad,
 }
 
 pub(super) const INDEXING: &str = include_str!("../../../shaders/indexing.wgsl");
@@ -61,6 +63,7 @@ impl Kernel {
                 include_str!("../../../shaders/reduce.wgsl")
             }
             Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Kernel::Pad => include_str!("../../../shaders/pad.wgsl"),
         }
     }
 
@@ -71,13 +74,14 @@ impl Kernel {
             Kernel::Reduce => "reduce",
             Kernel::ReduceSerial => "reduce_serial",
             Kernel::Matmul => "matmul",
+            Kernel::Pad => "pad",
         }
     }
 
     /// Number of bound input buffers (outputs and metadata come after them).
     fn inputs(self) -> usize {
         match self {
-            Kernel::Map | Kernel::Reduce | Kernel::ReduceSerial => 1,
+            Kernel::Map | Kernel::Reduce | Kernel::ReduceSerial | Kernel::Pad => 1,
             Kernel::Zip | Kernel::Matmul => 2,
         }
     }
@@ -87,7 +91,7 @@ impl Kernel {
     pub fn source(self, op: &str) -> String {
         let math = match self {
             Kernel::Map | Kernel::Zip => MATH,
-            Kernel::Reduce | Kernel::ReduceSerial | Kernel::Matmul => "",
+            Kernel::Reduce | Kernel::ReduceSerial | Kernel::Matmul | Kernel::Pad => "",
         };
         format!(
             "{INDEXING}\n{math}\n{}",
