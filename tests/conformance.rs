@@ -70,6 +70,16 @@ fn table_copy_and_view() {
     check_all(&cases::copy_and_view());
 }
 
+#[test]
+fn table_pad() {
+    check_all(&cases::pad());
+}
+
+#[test]
+fn table_uniform() {
+    check_all(&cases::uniform());
+}
+
 /// Special inputs of the special-value table: NaN, +-inf, +-0, subnormals (the smallest,
 /// one in the middle, the largest), the smallest normal, and values where the functions
 /// overflow, underflow or saturate.
@@ -200,7 +210,7 @@ fn table_special_values() {
                     ..Bound::EXACT
                 },
                 // Two terms: one rounding, the same on every backend.
-                Op::Reduce(..) | Op::Copy => Bound::EXACT,
+                Op::Reduce(..) | Op::Copy | Op::Pad(_) | Op::Uniform(..) => Bound::EXACT,
                 // One product per result: exact, or flushed (the absolute floor).
                 Op::Matmul => Bound {
                     ulps: 0.0,
