@@ -409,6 +409,7 @@ inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c,
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline float __uint_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned i; std::memcpy(&i, &f, 4); return i; }
+inline float __fsqrt_rn(float x) { return std::sqrt(x); }
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
 inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body) {
     gridDim = grid; blockDim = block;
@@ -942,7 +943,7 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
         .find("#include \"map.cu\"")
         .expect("the emulation prelude");
     let source = format!(
-        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
+        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\ninline float __fsqrt_rn(float x) {{ return std::sqrt(x); }}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
         &EMULATION_CPP[..prelude_end]
     );
     let work = std::env::temp_dir().join(format!("minitorch-fused-emu-{}", std::process::id()));

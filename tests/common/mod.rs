@@ -157,7 +157,7 @@ pub fn with_specials(mut v: Vec<f32>) -> Vec<f32> {
 /// The domain of a unary op's input.
 pub fn unary_domain(op: UnaryOp) -> Domain {
     match op {
-        UnaryOp::Log => Domain::Positive,
+        UnaryOp::Log | UnaryOp::Sqrt => Domain::Positive,
         UnaryOp::Inv => Domain::NonZero,
         UnaryOp::Exp | UnaryOp::Sigmoid => Domain::Wide,
         _ => Domain::General,
@@ -425,6 +425,8 @@ pub fn unary_bound(op: UnaryOp, _x: f32) -> Bound {
         // so two backends are within 4 of each other.
         UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Log => Bound::ulps(4.0),
         UnaryOp::Inv => Bound::ulps(4.0),
+        // CUDA's __fsqrt_rn is correctly rounded; WGSL allows sqrt a small error.
+        UnaryOp::Sqrt => Bound::ulps(2.0),
     }
 }
 
