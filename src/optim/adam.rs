@@ -153,7 +153,9 @@ impl Adam {
                     self.weight_decay,
                     (1.0 - lr * self.weight_decay as f64) as f32,
                 ];
-                let mut outs = Tensor::fused(program, &[&value, &g, &m, &v], &params)?;
+                // A program without decay reads only the first parameters.
+                let used = &params[..program.params()];
+                let mut outs = Tensor::fused(program, &[&value, &g, &m, &v], used)?;
                 let (nv, nm) = (outs.pop(), outs.pop());
                 let np = outs.pop();
                 match (np, nm, nv) {
