@@ -13,6 +13,7 @@ struct OpRelu { __device__ static float f(float x) { return x > 0.0f ? x : 0.0f;
 struct OpSigmoid { __device__ static float f(float x) { return sigmoid_f(x); } };
 struct OpLog { __device__ static float f(float x) { return log_f(x); } };
 struct OpExp { __device__ static float f(float x) { return exp_f(x); } };
+struct OpSqrt { __device__ static float f(float x) { return __fsqrt_rn(x); } };
 
 template <class Op>
 __device__ __forceinline__ void map_strided(float* __restrict__ out, const float* __restrict__ x,
@@ -57,3 +58,4 @@ MAP_ENTRY(relu, OpRelu)
 MAP_ENTRY(sigmoid, OpSigmoid)
 MAP_ENTRY(log, OpLog)
 MAP_ENTRY(exp, OpExp)
+MAP_ENTRY(sqrt, OpSqrt)

@@ -13,6 +13,7 @@ fn op_relu(v: f32) -> f32 { return select(0.0, v, v > 0.0); }
 fn op_sigmoid(v: f32) -> f32 { return sigmoid_f(v); }
 fn op_log(v: f32) -> f32 { return log_f(v); }
 fn op_exp(v: f32) -> f32 { return exp_f(v); }
+fn op_sqrt(v: f32) -> f32 { return sqrt(v); }
 
 // Any strides and offset.
 @compute @workgroup_size(256)

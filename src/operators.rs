@@ -32,6 +32,8 @@ pub trait Float:
     fn ln(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
+    /// Square root (correctly rounded, IEEE 754).
+    fn sqrt(self) -> Self;
     /// True for NaN.
     fn is_nan(self) -> bool;
 }
@@ -49,6 +51,10 @@ macro_rules! impl_float {
             #[inline]
             fn ln(self) -> Self {
                 <$t>::ln(self)
+            }
+            #[inline]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
             }
             #[inline]
             fn abs(self) -> Self {
@@ -148,6 +154,11 @@ pub fn log<F: Float>(x: F) -> F {
 #[inline]
 pub fn exp<F: Float>(x: F) -> F {
     x.exp()
+}
+/// sqrt(x) (NaN below 0; -0 for -0)
+#[inline]
+pub fn sqrt<F: Float>(x: F) -> F {
+    x.sqrt()
 }
 /// 1 / x
 #[inline]

@@ -321,3 +321,34 @@ fn conv_bad_input_is_an_error_naming_op_and_shapes() {
     shape_err(x1.conv1d(&w1, None, 1, (0, 0)), "conv1d", "does not fit");
     shape_err(x1.conv1d(&w1.view(&[1, 1, 5]).unwrap(), None, 0, (0, 4)), "conv1d", "stride");
 }
+
+#[test]
+fn backend_pad_rejects_bad_specs_on_every_backend() {
+    use minitorch::backend::pad::PadSpec;
+    use minitorch::Layout;
+    for d in [Device::Cpu, Device::Wgpu, Device::Cuda] {
+        let Ok(b) = d.backend() else {
+            eprintln!("{d}: not present");
+            continue;
+        };
+        let x = b.upload(&[1.0; 6]).unwrap();
+        let l = Layout::contiguous(&[2, 3]);
+        let spec = |out: &[usize], lo: &[i64], step: &[usize]| PadSpec {
+            out_shape: out.into(),
+            lo: lo.into(),
+            step: step.into(),
+        };
+        for (s, needle) in [
+            (spec(&[2], &[0], &[1]), "every input dimension"),
+            (spec(&[2, 3], &[0, 0], &[1, 0]), "step 0"),
+            (spec(&[2, 3], &[0, 1 << 40], &[1, 1]), "out of range"),
+            (spec(&[2, 1 << 40], &[0, 0], &[1, 1]), "below 2^31"),
+        ] {
+            let e = b.pad(&x, &l, &s).unwrap_err().to_string();
+            assert!(e.starts_with("pad") && e.contains(needle), "{d}: {e}");
+        }
+        let past = Layout::new(vec![2, 3], vec![3, 1], 4).unwrap();
+        let e = b.pad(&x, &past, &spec(&[2, 3], &[0, 0], &[1, 1])).unwrap_err();
+        assert!(e.to_string().contains("reaches past"), "{d}: {e}");
+    }
+}

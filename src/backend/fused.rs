@@ -323,6 +323,13 @@ impl Program {
                         UnaryOp::Sigmoid => b.binary(BinaryOp::SigmoidBack, x, g),
                         UnaryOp::Log => b.binary(BinaryOp::LogBack, x, g),
                         UnaryOp::Exp => b.mul(Var(i), g),
+                        // d sqrt(x) = d * 0.5 / sqrt(x), from the node's own value.
+                        UnaryOp::Sqrt => {
+                            let half = b.constant(0.5);
+                            let r = b.unary(UnaryOp::Inv, Var(i));
+                            let s = b.mul(half, r);
+                            b.mul(s, g)
+                        }
                     };
                     acc(&mut b, &mut adj[..], a, d);
                 }
@@ -438,6 +445,8 @@ pub fn unary_expr(lang: Lang, op: UnaryOp, a: &str) -> String {
         // The primitives' own 2-ULP functions, not the platform's (see math.wgsl).
         (UnaryOp::Log, _) => format!("log_f({a})"),
         (UnaryOp::Exp, _) => format!("exp_f({a})"),
+        (UnaryOp::Sqrt, Wgsl) => format!("sqrt({a})"),
+        (UnaryOp::Sqrt, Cuda) => format!("__fsqrt_rn({a})"),
     }
 }
 

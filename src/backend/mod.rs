@@ -48,11 +48,13 @@ pub enum UnaryOp {
     Log,
     /// e^x
     Exp,
+    /// sqrt(x), correctly rounded
+    Sqrt,
 }
 
 impl UnaryOp {
     /// Every unary op, for tests and kernel instantiation.
-    pub const ALL: [UnaryOp; 7] = [
+    pub const ALL: [UnaryOp; 8] = [
         UnaryOp::Neg,
         UnaryOp::Id,
         UnaryOp::Inv,
@@ -60,6 +62,7 @@ impl UnaryOp {
         UnaryOp::Sigmoid,
         UnaryOp::Log,
         UnaryOp::Exp,
+        UnaryOp::Sqrt,
     ];
 
     /// Lower-case name, used in kernel entry points (`map_neg`, ...).
@@ -72,6 +75,7 @@ impl UnaryOp {
             UnaryOp::Sigmoid => "sigmoid",
             UnaryOp::Log => "log",
             UnaryOp::Exp => "exp",
+            UnaryOp::Sqrt => "sqrt",
         }
     }
 
@@ -86,6 +90,7 @@ impl UnaryOp {
             UnaryOp::Sigmoid => ops::sigmoid(x),
             UnaryOp::Log => ops::log(x),
             UnaryOp::Exp => ops::exp(x),
+            UnaryOp::Sqrt => ops::sqrt(x),
         }
     }
 }

@@ -24,10 +24,11 @@ use smallvec::smallvec;
 
 use crate::backend::fused::{Program, ProgramBuilder};
 use crate::backend::pad::PadSpec;
+use crate::backend::{BinaryOp, UnaryOp};
 use crate::error::{Error, Result};
 use crate::layout::{checked_shape_size, Layout};
 
-use super::{Function, Grads, Tensor};
+use super::{Activation, Function, Grads, Tensor};
 
 /// Zeros before and after one spatial dimension.
 pub type Padding = (usize, usize);
@@ -109,14 +110,23 @@ impl Geometry {
     }
 }
 
-/// The epilogue `in0 + in1` (the product plus the bias), built once.
-fn bias_epilogue() -> &'static Program {
-    static P: OnceLock<Program> = OnceLock::new();
-    P.get_or_init(|| {
+/// The matmul epilogue of a convolution: `act(in0 + in1)` with a bias, `act(in0)`
+/// without; one program per case, built once.
+fn epilogue(act: Activation, bias: bool) -> &'static Program {
+    static P: [OnceLock<Program>; 6] = [const { OnceLock::new() }; 6];
+    P[act as usize * 2 + bias as usize].get_or_init(|| {
         let mut p = ProgramBuilder::new();
-        let (acc, bias) = (p.input(0), p.input(1));
-        let z = p.add(acc, bias);
-        p.build(&[z])
+        let mut z = p.input(0);
+        if bias {
+            let b = p.input(1);
+            z = p.add(z, b);
+        }
+        let out = match act {
+            Activation::Identity => z,
+            Activation::Relu => p.unary(UnaryOp::Relu, z),
+            Activation::Sigmoid => p.unary(UnaryOp::Sigmoid, z),
+        };
+        p.build(&[out])
     })
 }
 
@@ -178,19 +188,31 @@ fn unfold(x: &Tensor, g: &Geometry) -> Result<Tensor> {
 }
 
 /// The convolution without history: `(out [B, Cout, OH, OW], cols)`; `w2` is the weight as
-/// `[Cout, Cin*KH*KW]`, `bias` is `[Cout]`.
+/// `[Cout, Cin*KH*KW]`, `bias` is `[Cout]`, `act` applied in the matmul's epilogue.
 fn conv_raw(
     x: &Tensor,
     w2: &Tensor,
     bias: Option<&Tensor>,
+    act: Activation,
     g: &Geometry,
 ) -> Result<(Tensor, Tensor)> {
     let cols = unfold(x, g)?;
     let backend = x.backend();
     let al = w2.layout().broadcast_to(&[g.b, g.cout, g.ckk()])?;
-    let s = match bias {
-        None => backend.matmul(w2.storage(), &al, cols.storage(), cols.layout())?,
-        Some(b) => {
+    let s = match (bias, act) {
+        (None, Activation::Identity) => {
+            backend.matmul(w2.storage(), &al, cols.storage(), cols.layout())?
+        }
+        (None, _) => backend.matmul_fused(
+            w2.storage(),
+            &al,
+            cols.storage(),
+            cols.layout(),
+            epilogue(act, false),
+            &[],
+            &[],
+        )?,
+        (Some(b), _) => {
             let bl = b
                 .layout()
                 .view(&[g.cout, 1])?
@@ -200,7 +222,7 @@ fn conv_raw(
                 &al,
                 cols.storage(),
                 cols.layout(),
-                bias_epilogue(),
+                epilogue(act, true),
                 &[(b.storage(), &bl)],
                 &[],
             )?
@@ -218,6 +240,9 @@ fn conv_raw(
 struct Conv2d {
     g: Geometry,
     cols: Tensor,
+    act: Activation,
+    /// The activated output (no history), for the activation's derivative.
+    out: Option<Tensor>,
 }
 
 impl Function for Conv2d {
@@ -228,7 +253,14 @@ impl Function for Conv2d {
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
         let g = &self.g;
         let (x, w) = (&inputs[0], &inputs[1]);
-        let go = grad.contiguous()?;
+        // Through the activation first: relu' from the output's sign, sigmoid' = s (1 - s).
+        let go = match (&self.out, self.act) {
+            (Some(y), Activation::Relu) => y.zip_raw(BinaryOp::ReluBack, grad)?,
+            (Some(y), Activation::Sigmoid) => {
+                y.mul(&y.neg()?.add_scalar(1.0)?)?.mul(grad)?
+            }
+            _ => grad.contiguous()?,
+        };
         let go3 = go.view(&[g.b, g.cout, g.oh * g.ow])?;
         let mut grads: Grads = smallvec![None, None];
         if w.needs_grad() {
@@ -289,7 +321,7 @@ fn input_grad(go: &Tensor, w: &Tensor, g: &Geometry) -> Result<Tensor> {
         [1, 1],
         [(0, 0), (0, 0)],
     )?;
-    Ok(conv_raw(&dp, &wf, None, &gt)?.0)
+    Ok(conv_raw(&dp, &wf, None, Activation::Identity, &gt)?.0)
 }
 
 impl Tensor {
@@ -303,6 +335,20 @@ impl Tensor {
         bias: Option<&Tensor>,
         stride: [usize; 2],
         padding: [Padding; 2],
+    ) -> Result<Tensor> {
+        self.conv2d_act(weight, bias, stride, padding, Activation::Identity)
+    }
+
+    /// [`Tensor::conv2d`] followed by `act`, applied in the matmul's epilogue: a layer with
+    /// bias and relu is at most three kernels (pad, window copy, matmul), and its backward
+    /// takes the activation's derivative from the stored output.
+    pub fn conv2d_act(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: [usize; 2],
+        padding: [Padding; 2],
+        act: Activation,
     ) -> Result<Tensor> {
         const OP: &str = "conv2d";
         same_device(OP, self, weight)?;
@@ -320,14 +366,20 @@ impl Tensor {
         let w2 = weight.contiguous()?;
         let w2 = raw_view(&w2, Layout::contiguous(&[g.cout, g.ckk()]));
         let bias_c = bias.map(|b| b.contiguous()).transpose()?;
-        let (out, cols) = conv_raw(self, &w2, bias_c.as_ref(), &g)?;
+        let (out, cols) = conv_raw(self, &w2, bias_c.as_ref(), act, &g)?;
         let mut inputs: Vec<&Tensor> = vec![self, weight];
         inputs.extend(bias);
+        let saved = (act != Activation::Identity).then(|| out.clone());
         Ok(Tensor::from_op(
             out.storage().clone(),
             out.layout().clone(),
             self.backend().clone(),
-            Conv2d { g, cols },
+            Conv2d {
+                g,
+                cols,
+                act,
+                out: saved,
+            },
             &inputs,
         ))
     }

@@ -62,6 +62,7 @@ impl Function for Map {
             UnaryOp::Sigmoid => "Sigmoid",
             UnaryOp::Log => "Log",
             UnaryOp::Exp => "Exp",
+            UnaryOp::Sqrt => "Sqrt",
         }
     }
 
@@ -75,6 +76,8 @@ impl Function for Map {
             UnaryOp::Sigmoid => x.zip_raw(BinaryOp::SigmoidBack, grad)?,
             UnaryOp::Log => x.zip_raw(BinaryOp::LogBack, grad)?,
             UnaryOp::Exp => x.exp()?.mul(grad)?,
+            // d sqrt(x) = d * 0.5 / sqrt(x)
+            UnaryOp::Sqrt => x.sqrt()?.inv()?.mul_scalar(0.5)?.mul(grad)?,
         };
         Ok(smallvec![Some(g)])
     }
@@ -314,6 +317,10 @@ impl Tensor {
     /// e^self
     pub fn exp(&self) -> Result<Tensor> {
         self.map_op(UnaryOp::Exp)
+    }
+    /// sqrt(self), correctly rounded on every backend
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.map_op(UnaryOp::Sqrt)
     }
 
     /// self + other, broadcasting.

@@ -41,6 +41,7 @@ fn unary(op: UnaryOp, out: &mut [f32], a: &[f32]) {
         UnaryOp::Sigmoid => each1(out, a, ops::sigmoid::<f32>),
         UnaryOp::Log => each1(out, a, ops::log::<f32>),
         UnaryOp::Exp => each1(out, a, ops::exp::<f32>),
+        UnaryOp::Sqrt => each1(out, a, ops::sqrt::<f32>),
     }
 }
 

@@ -186,6 +186,10 @@ macro_rules! with_unary {
                 let $f = ops::exp::<f32>;
                 $body
             }
+            UnaryOp::Sqrt => {
+                let $f = ops::sqrt::<f32>;
+                $body
+            }
         }
     };
 }

@@ -54,16 +54,19 @@ pub enum Family {
     Matmul,
     /// `cuda/pad.cu`: `pad_any` (zero padding with dilation, for convolution).
     Pad,
+    /// `cuda/random.cu`: `random_uniform` (the counter-based generator).
+    Random,
 }
 
 impl Family {
     /// Every kernel file.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Map,
         Family::Zip,
         Family::Reduce,
         Family::Matmul,
         Family::Pad,
+        Family::Random,
     ];
 
     /// File name inside `cuda/` (also the NVRTC program name, so logs say `map.cu(12)`).
@@ -74,6 +77,7 @@ impl Family {
             Family::Reduce => "reduce.cu",
             Family::Matmul => "matmul.cu",
             Family::Pad => "pad.cu",
+            Family::Random => "random.cu",
         }
     }
 
@@ -85,6 +89,7 @@ impl Family {
             Family::Reduce => include_str!("../../../cuda/reduce.cu"),
             Family::Matmul => include_str!("../../../cuda/matmul.cu"),
             Family::Pad => include_str!("../../../cuda/pad.cu"),
+            Family::Random => include_str!("../../../cuda/random.cu"),
         }
     }
 
@@ -118,6 +123,7 @@ impl Family {
                 .collect(),
             Family::Matmul => vec!["matmul".to_string(), "matmul_fast".to_string()],
             Family::Pad => vec!["pad_any".to_string()],
+            Family::Random => vec!["random_uniform".to_string()],
         }
     }
 }
@@ -490,7 +496,7 @@ pub fn matmul_grid(d: &MatmulDims) -> (u32, u32, u32) {
 /// check it against the device limit of 48 KiB for static shared memory).
 pub fn shared_bytes(f: Family) -> usize {
     match f {
-        Family::Map | Family::Zip | Family::Pad => 0,
+        Family::Map | Family::Zip | Family::Pad | Family::Random => 0,
         Family::Reduce => BLOCK as usize * 4,
         // matmul: As and Bs, 2 buffers x BK (16) x (TILE + PAD (4)) floats each;
         // matmul_fast (less): 2 x 8 x (128 + 4) + 2 x 8 x 128 floats.

@@ -267,7 +267,7 @@ pub struct Runtime {
     pub cubin_only: bool,
     /// The NVRTC library, chosen to match the driver.
     pub nvrtc: Nvrtc,
-    kernels: [OnceLock<Result<Kernels>>; 5],
+    kernels: [OnceLock<Result<Kernels>>; 6],
 }
 
 impl std::fmt::Debug for Runtime {

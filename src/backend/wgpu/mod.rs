@@ -22,6 +22,7 @@ pub mod map;
 pub mod matmul;
 pub mod pad;
 pub mod pool;
+pub mod random;
 pub mod reduce;
 pub mod runtime;
 pub mod zip;
@@ -207,6 +208,11 @@ impl Backend for WgpuBackend {
     fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
         let _serial = self.rt.serial();
         pad::pad(&self.rt, x, layout, spec)
+    }
+
+    fn uniform(&self, len: usize, key: [u32; 2]) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        random::uniform(&self.rt, len, key)
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -48,6 +48,8 @@ pub enum Kernel {
     Matmul,
     /// shaders/pad.wgsl (zero padding with dilation, for convolution)
     Pad,
+    /// shaders/random.wgsl (the counter-based generator)
+    Random,
 }
 
 pub(super) const INDEXING: &str = include_str!("../../../shaders/indexing.wgsl");
@@ -64,6 +66,7 @@ impl Kernel {
             }
             Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Kernel::Pad => include_str!("../../../shaders/pad.wgsl"),
+            Kernel::Random => include_str!("../../../shaders/random.wgsl"),
         }
     }
 
@@ -75,13 +78,14 @@ impl Kernel {
             Kernel::ReduceSerial => "reduce_serial",
             Kernel::Matmul => "matmul",
             Kernel::Pad => "pad",
+            Kernel::Random => "random",
         }
     }
 
     /// Number of bound input buffers (outputs and metadata come after them).
     fn inputs(self) -> usize {
         match self {
-            Kernel::Map | Kernel::Reduce | Kernel::ReduceSerial | Kernel::Pad => 1,
+            Kernel::Map | Kernel::Reduce | Kernel::ReduceSerial | Kernel::Pad | Kernel::Random => 1,
             Kernel::Zip | Kernel::Matmul => 2,
         }
     }
@@ -91,7 +95,11 @@ impl Kernel {
     pub fn source(self, op: &str) -> String {
         let math = match self {
             Kernel::Map | Kernel::Zip => MATH,
-            Kernel::Reduce | Kernel::ReduceSerial | Kernel::Matmul | Kernel::Pad => "",
+            Kernel::Reduce
+            | Kernel::ReduceSerial
+            | Kernel::Matmul
+            | Kernel::Pad
+            | Kernel::Random => "",
         };
         format!(
             "{INDEXING}\n{math}\n{}",
