@@ -259,12 +259,17 @@ fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.plot {
         let labels: Vec<u32> = trainer.val.labels.iter().map(|&l| l as u32).collect();
         let matrix = confusion(&labels, &predicted, 10)?;
-        let title = format!(
-            "{} on {:?} ({device})",
-            config.model.name(),
-            args.dataset
-        );
-        common::images::plot_run(path, &title, &curves.loss, &curves.train_acc, &curves.val_acc, &matrix, &trainer.val, &predicted)?;
+        let title = format!("{} on {:?} ({device})", config.model.name(), args.dataset);
+        common::images::plot_run(
+            path,
+            &title,
+            &curves.loss,
+            &curves.train_acc,
+            &curves.val_acc,
+            &matrix,
+            &trainer.val,
+            &predicted,
+        )?;
         println!("wrote {}", path.display());
     }
     println!(

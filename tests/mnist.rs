@@ -44,9 +44,20 @@ fn course_network_learns_the_sample_on_every_backend() {
         let predicted = t.predict(&t.val).unwrap();
         let (c, n) = accuracy(&predicted, &t.val);
         let acc = 100.0 * c as f64 / n as f64;
-        common::note(&format!("mnist: {}: losses {losses:?}, val accuracy {acc:.1}% ({c}/{n})", col.device));
-        assert!(losses.iter().all(|l| l.is_finite()), "{}: {losses:?}", col.device);
-        assert!(losses[7] < losses[0] * 0.6, "{}: loss did not fall: {losses:?}", col.device);
+        common::note(&format!(
+            "mnist: {}: losses {losses:?}, val accuracy {acc:.1}% ({c}/{n})",
+            col.device
+        ));
+        assert!(
+            losses.iter().all(|l| l.is_finite()),
+            "{}: {losses:?}",
+            col.device
+        );
+        assert!(
+            losses[7] < losses[0] * 0.6,
+            "{}: loss did not fall: {losses:?}",
+            col.device
+        );
         assert!(acc >= 70.0, "{}: val accuracy {acc:.1}% < 70%", col.device);
     }
 }
@@ -118,14 +129,21 @@ fn parameters_carry_pytorch_state_dict_names() {
 fn save_then_load_evaluates_the_same() {
     let mut a = trainer(Device::Cpu, ModelKind::Course, 64);
     a.epoch().unwrap();
-    let path = std::env::temp_dir().join(format!("minitorch-mnist-{}.safetensors", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "minitorch-mnist-{}.safetensors",
+        std::process::id()
+    ));
     save_safetensors(&a.model, &path).unwrap();
     let b = trainer(Device::Cpu, ModelKind::Course, 16);
     let before = b.predict(&b.val).unwrap();
     load_safetensors(&b.model, &path).unwrap();
     let _ = std::fs::remove_file(&path);
     assert_eq!(b.predict(&b.val).unwrap(), a.predict(&a.val).unwrap());
-    assert_ne!(before, a.predict(&a.val).unwrap(), "loading changed the network");
+    assert_ne!(
+        before,
+        a.predict(&a.val).unwrap(),
+        "loading changed the network"
+    );
 }
 
 #[test]
@@ -144,5 +162,9 @@ fn bad_settings_are_errors_naming_them() {
     assert!(mk(|c| c.dropout = 1.0).unwrap().contains("dropout"));
     assert!(mk(|c| c.optimizer = OptimizerKind::Sgd).is_none());
     let empty = ImageTrainer::new(ImageConfig::default(), s.train.take(0), s.test.take(8));
-    assert!(empty.err().unwrap().to_string().contains("no training images"));
+    assert!(empty
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("no training images"));
 }

@@ -27,7 +27,9 @@ pub fn plot_run(
     let err = |e: &dyn std::fmt::Display| io_err("plot", path, e);
     let root = SVGBackend::new(path, (1560, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = root.titled(title, ("sans-serif", 20)).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 20))
+        .map_err(|e| err(&e))?;
     let panels = root.split_evenly((1, 3));
 
     // Loss (left axis) and accuracies (right axis, 0-100%) per epoch.
@@ -38,7 +40,10 @@ pub fn plot_run(
         .filter(|l| l.is_finite())
         .fold(1e-6f32, f32::max) as f64;
     let mut chart = ChartBuilder::on(&panels[0])
-        .caption("loss (red) and accuracy % (train green, val blue)", ("sans-serif", 14))
+        .caption(
+            "loss (red) and accuracy % (train green, val blue)",
+            ("sans-serif", 14),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
@@ -51,7 +56,10 @@ pub fn plot_run(
         .x_desc("epoch")
         .draw()
         .map_err(|e| err(&e))?;
-    chart.configure_secondary_axes().draw().map_err(|e| err(&e))?;
+    chart
+        .configure_secondary_axes()
+        .draw()
+        .map_err(|e| err(&e))?;
     chart
         .draw_series(LineSeries::new(
             losses.iter().enumerate().map(|(i, &l)| (i + 1, l as f64)),
@@ -70,7 +78,10 @@ pub fn plot_run(
     // Confusion matrix: rows true class, columns predicted; shade by share of the row.
     let k = confusion.len();
     let mut cm = ChartBuilder::on(&panels[1])
-        .caption("confusion (row: true, column: predicted)", ("sans-serif", 14))
+        .caption(
+            "confusion (row: true, column: predicted)",
+            ("sans-serif", 14),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(30)
@@ -119,7 +130,10 @@ pub fn plot_run(
     .map_err(|e| err(&e))?;
     let (cell, scale) = (82i32, 2i32);
     for (n, &i) in wrong.iter().enumerate() {
-        let (x0, y0) = (10 + (n as i32 % 6) * cell, 36 + (n as i32 / 6) * (cell + 10));
+        let (x0, y0) = (
+            10 + (n as i32 % 6) * cell,
+            36 + (n as i32 / 6) * (cell + 10),
+        );
         for (j, &px) in val.image(i).iter().enumerate() {
             let (r, c) = ((j / val.cols) as i32, (j % val.cols) as i32);
             let v = 255 - px;

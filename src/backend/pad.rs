@@ -29,7 +29,12 @@ pub struct PadSpec {
 
 impl PadSpec {
     /// Plain padding by `before` / `after` elements per dimension of `shape`.
-    pub fn padding(op: &'static str, shape: &[usize], before: &[usize], after: &[usize]) -> Result<PadSpec> {
+    pub fn padding(
+        op: &'static str,
+        shape: &[usize],
+        before: &[usize],
+        after: &[usize],
+    ) -> Result<PadSpec> {
         let mut out_shape = Dims::new();
         for (d, &n) in shape.iter().enumerate() {
             let len = n

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use batch::confusion;
+use idx::IdxArray;
 pub use model::{Classifier, ModelKind};
 pub use trainer::{accuracy, EpochStats, ImageConfig, ImageTrainer, OptimizerKind};
-use idx::IdxArray;
 
 /// Grayscale images with one class label each: `len()` images of `rows x cols` bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use rand::Rng;
 
 use crate::backend::Device;
 use crate::error::{Error, Result};
-use crate::nn::{Mode, Module, Parameter};
+use crate::nn::{Conv2d, Dropout, Mode, Module, Parameter};
 use crate::tensor::{Activation, Tensor};
 
 /// Which network.
@@ -54,27 +54,18 @@ fn uniform(shape: &[usize], fan_in: usize, rng: &mut impl Rng, device: Device) -
     Tensor::from_vec(v, shape, device)
 }
 
-/// A 3x3 convolution with padding 1 and stride 1, weight `[out, in, 3, 3]`, bias `[out]`.
-struct Conv {
-    weight: Parameter,
-    bias: Parameter,
-    mode: Mode,
-}
-
-impl Conv {
-    fn new(cin: usize, cout: usize, rng: &mut impl Rng, device: Device) -> Result<Conv> {
-        let fan_in = cin * 9;
-        Ok(Conv {
-            weight: Parameter::new(uniform(&[cout, cin, 3, 3], fan_in, rng, device)?),
-            bias: Parameter::new(uniform(&[cout], fan_in, rng, device)?),
-            mode: Mode::default(),
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (w, b) = (self.weight.value(), self.bias.value());
-        x.conv2d(&w, Some(&b), [1, 1], [(1, 1), (1, 1)])?.relu()
-    }
+/// A 3x3 convolution with padding 1 ("same") and stride 1, PyTorch's initialisation.
+fn conv3x3(cin: usize, cout: usize, rng: &mut impl Rng, device: Device) -> Result<Conv2d> {
+    Conv2d::with(
+        cin,
+        cout,
+        [3, 3],
+        [1, 1],
+        [(1, 1), (1, 1)],
+        true,
+        rng,
+        device,
+    )
 }
 
 /// A fully connected layer in PyTorch's layout: weight `[out, in]`, bias `[out]`.
@@ -99,40 +90,41 @@ impl Dense {
     }
 }
 
-macro_rules! weight_and_bias {
-    ($($t:ty),*) => {$(
-        impl Module for $t {
-            fn own_parameters(&self) -> Vec<(String, Parameter)> {
-                vec![
-                    ("weight".into(), self.weight.clone()),
-                    ("bias".into(), self.bias.clone()),
-                ]
-            }
-            fn mode(&self) -> &Mode {
-                &self.mode
-            }
-        }
-    )*};
+impl Module for Dense {
+    fn own_parameters(&self) -> Vec<(String, Parameter)> {
+        vec![
+            ("weight".into(), self.weight.clone()),
+            ("bias".into(), self.bias.clone()),
+        ]
+    }
+    fn mode(&self) -> &Mode {
+        &self.mode
+    }
 }
-weight_and_bias!(Conv, Dense);
 
 /// An image classifier: two convolutions and two linear layers, named as in PyTorch.
 pub struct Classifier {
     /// Which network this is.
     pub kind: ModelKind,
-    conv1: Conv,
-    conv2: Conv,
+    conv1: Conv2d,
+    conv2: Conv2d,
     fc1: Dense,
+    dropout: Dropout,
     fc2: Dense,
-    /// Dropout probability after `fc1`'s relu (training only).
-    pub dropout: f32,
     mode: Mode,
 }
 
 impl Classifier {
     /// A `kind` network for 28x28 single-channel images and 10 classes, initialised as
-    /// PyTorch does from `rng`, with dropout probability `dropout` in training.
-    pub fn new(kind: ModelKind, dropout: f32, rng: &mut impl Rng, device: Device) -> Result<Self> {
+    /// PyTorch does from `rng`, with dropout probability `dropout` in training (masks from
+    /// generator `seed`, the same on every backend).
+    pub fn new(
+        kind: ModelKind,
+        dropout: f32,
+        seed: u64,
+        rng: &mut impl Rng,
+        device: Device,
+    ) -> Result<Self> {
         if !(0.0..1.0).contains(&dropout) {
             return Err(Error::invalid(
                 "model",
@@ -145,18 +137,18 @@ impl Classifier {
         };
         Ok(Classifier {
             kind,
-            conv1: Conv::new(1, c1, rng, device)?,
-            conv2: Conv::new(c1, c2, rng, device)?,
+            conv1: conv3x3(1, c1, rng, device)?,
+            conv2: conv3x3(c1, c2, rng, device)?,
             fc1: Dense::new(flat, hidden, rng, device)?,
+            dropout: Dropout::new(dropout, seed)?,
             fc2: Dense::new(hidden, 10, rng, device)?,
-            dropout,
             mode: Mode::default(),
         })
     }
 
-    /// Log-probabilities `[B, 10]` of images `[B, 1, 28, 28]`. In training mode dropout
-    /// draws its mask from `(seed, step)`: the same on every backend.
-    pub fn forward(&self, x: &Tensor, seed: u64, step: u64) -> Result<Tensor> {
+    /// Log-probabilities `[B, 10]` of images `[B, 1, 28, 28]` (dropout in training mode
+    /// only).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4 || s[1] != 1 || s[2] != 28 || s[3] != 28 {
             return Err(Error::shape(
@@ -166,17 +158,18 @@ impl Classifier {
             ));
         }
         let b = s[0];
-        let h = self.conv1.forward(x)?;
+        let relu = Activation::Relu;
+        let h = self.conv1.forward_act(x, relu)?;
         let h = match self.kind {
-            ModelKind::Course => self.conv2.forward(&h)?.avgpool2d([4, 4])?,
+            ModelKind::Course => self.conv2.forward_act(&h, relu)?.avgpool2d([4, 4])?,
             ModelKind::Cnn => self
                 .conv2
-                .forward(&h.maxpool2d([2, 2])?)?
+                .forward_act(&h.maxpool2d([2, 2])?, relu)?
                 .maxpool2d([2, 2])?,
         };
         let flat = h.contiguous()?.view(&[b, h.size() / b])?;
         let h = self.fc1.forward(&flat, Activation::Relu)?;
-        let h = h.dropout(self.dropout, self.is_training(), seed, step)?;
+        let h = self.dropout.forward(&h)?;
         self.fc2.forward(&h, Activation::Identity)?.log_softmax(1)
     }
 }
@@ -190,6 +183,7 @@ impl Module for Classifier {
             ("conv1".into(), &self.conv1 as &dyn Module),
             ("conv2".into(), &self.conv2),
             ("fc1".into(), &self.fc1),
+            ("dropout".into(), &self.dropout),
             ("fc2".into(), &self.fc2),
         ]
     }

@@ -15,7 +15,7 @@ use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::executor::block_on;
 use crate::nn::Module;
-use crate::optim::Sgd;
+use crate::optim::{Adam, Sgd};
 use crate::tensor::{no_grad, Reduction, Tensor};
 
 /// Which optimiser.
@@ -98,8 +98,7 @@ pub struct EpochStats {
 
 enum Optimizer {
     Sgd(Sgd),
-    // TODO(merge): crate::optim::Adam from the Module 4 branch.
-    Adam(Sgd),
+    Adam(Adam),
 }
 
 /// A classifier, its optimiser and its data, trained one batch at a time.
@@ -116,7 +115,6 @@ pub struct ImageTrainer {
     rng: ChaCha8Rng,
     order: Vec<usize>,
     next: usize,
-    step: u64,
     loss_sum: Option<Tensor>,
     correct_sum: Option<Tensor>,
 }
@@ -135,30 +133,46 @@ impl ImageTrainer {
             return Err(Error::invalid(OP, "--batch must be at least 1"));
         }
         if !(config.lr.is_finite() && config.lr > 0.0) {
-            return Err(Error::invalid(OP, format!("--lr {} must be a positive number", config.lr)));
+            return Err(Error::invalid(
+                OP,
+                format!("--lr {} must be a positive number", config.lr),
+            ));
         }
         for set in [&train, &val] {
             if !set.is_empty() && (set.rows, set.cols) != (28, 28) {
                 return Err(Error::invalid(
                     OP,
-                    format!("images are {}x{}; the networks read 28x28", set.rows, set.cols),
+                    format!(
+                        "images are {}x{}; the networks read 28x28",
+                        set.rows, set.cols
+                    ),
                 ));
             }
             if set.classes() > 10 {
                 return Err(Error::invalid(
                     OP,
-                    format!("labels up to {}; the networks have 10 classes", set.classes() - 1),
+                    format!(
+                        "labels up to {}; the networks have 10 classes",
+                        set.classes() - 1
+                    ),
                 ));
             }
         }
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let model = Classifier::new(config.model, config.dropout, &mut rng, config.device)?;
+        let model = Classifier::new(
+            config.model,
+            config.dropout,
+            config.seed,
+            &mut rng,
+            config.device,
+        )?;
         let params = model.parameters();
         let optimizer = match config.optimizer {
             OptimizerKind::Sgd => Optimizer::Sgd(Sgd::try_new(params, config.lr)?),
             OptimizerKind::Adam => {
-                let _ = params;
-                return Err(Error::invalid(OP, "adam: not merged yet"));
+                let adam = Adam::new(params, config.lr);
+                adam.validate()?;
+                Optimizer::Adam(adam)
             }
         };
         Ok(ImageTrainer {
@@ -170,7 +184,6 @@ impl ImageTrainer {
             rng,
             order: Vec::new(),
             next: 0,
-            step: 0,
             loss_sum: None,
             correct_sum: None,
         })
@@ -183,7 +196,10 @@ impl ImageTrainer {
 
     /// Batches left in the current epoch (0 when none is running).
     pub fn batches_left(&self) -> usize {
-        self.order.len().saturating_sub(self.next).div_ceil(self.config.batch)
+        self.order
+            .len()
+            .saturating_sub(self.next)
+            .div_ceil(self.config.batch)
     }
 
     /// Trains up to `k` batches of the current epoch, starting a new epoch (a new shuffle)
@@ -204,7 +220,7 @@ impl ImageTrainer {
             let idx = &self.order[self.next..end];
             let (x, labels) = self.train.batch(idx, self.config.device)?;
             self.model.train();
-            let out = self.model.forward(&x, self.config.seed, self.step)?;
+            let out = self.model.forward(&x)?;
             let loss = out.nll_loss(&labels, Reduction::Mean)?;
             match &self.optimizer {
                 Optimizer::Sgd(o) => o.zero_grad(),
@@ -228,7 +244,6 @@ impl ImageTrainer {
                 });
                 Ok(())
             })?;
-            self.step += 1;
             self.next = end;
         }
         Ok(self.batches_left())
@@ -249,7 +264,11 @@ impl ImageTrainer {
         };
         self.order.clear();
         self.next = 0;
-        Ok(EpochStats { loss, correct, seen })
+        Ok(EpochStats {
+            loss,
+            correct,
+            seen,
+        })
     }
 
     /// [`ImageTrainer::finish_epoch_async`], blocking (not in a browser).
@@ -303,13 +322,17 @@ impl ImageTrainer {
 
     /// [`ImageTrainer::predict_async`], blocking (not in a browser).
     pub fn predict(&self, set: &ImageSet) -> Result<Vec<u32>> {
-        block_on("ImageTrainer::predict", "ImageTrainer::predict_async", self.predict_async(set))
+        block_on(
+            "ImageTrainer::predict",
+            "ImageTrainer::predict_async",
+            self.predict_async(set),
+        )
     }
 
     fn eval_forward(&self, set: &ImageSet, idx: &[usize]) -> Result<Tensor> {
         let (x, _) = set.batch(idx, self.config.device)?;
         self.model.eval();
-        let r = no_grad(|| self.model.forward(&x, self.config.seed, self.step));
+        let r = no_grad(|| self.model.forward(&x));
         self.model.train();
         r
     }

@@ -7,7 +7,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::Promise;
-use minitorch::vision::{accuracy, idx, ImageConfig, ImageSet, ImageTrainer, ModelKind, OptimizerKind};
+use minitorch::vision::{
+    accuracy, idx, ImageConfig, ImageSet, ImageTrainer, ModelKind, OptimizerKind,
+};
 use minitorch::Device;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
