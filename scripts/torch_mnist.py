@@ -7,7 +7,9 @@ that docs/results.md compares minitorch's accuracy and time per epoch with.
 
 Prints `Epoch N | loss L | train acc A% | val acc V% | time per epoch T ms` like the example
 (L: the sum over the epoch's batches of each batch's mean loss) and a final `Done:` line.
-Needs torch (CPU is enough); reads IDX files gzip-compressed or not.
+Needs torch (CPU is enough; `safetensors` for --save/--load); reads IDX files gzip-compressed
+or not. `--save`/`--load` use the state_dict's names, the same as the example's, so a model
+trained on either side evaluates on the other (`--epochs 0 --load F`).
 """
 import argparse
 import gzip
@@ -97,6 +99,10 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-shuffle", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
+    ap.add_argument("--save", help="save the state_dict to this safetensors file")
+    ap.add_argument("--load", help="load a state_dict from this safetensors file first")
+    ap.add_argument("--dump", help="write the validation images' log-probabilities to this text "
+                    "file (one image per line), for tests/mnist.rs's fixture")
     a = ap.parse_args()
 
     import torch
@@ -107,6 +113,11 @@ def main():
     xt, yt = load(a.data, "train", a.train, torch)
     xv, yv = load(a.data, "t10k", a.val, torch)
     net = build(a.model, a.dropout, torch)
+    if a.load:
+        from safetensors.torch import load_file
+
+        net.load_state_dict(load_file(a.load))
+        print(f"loaded parameters from {a.load}")
     lr = a.lr if a.lr is not None else (0.05 if a.optimizer == "sgd" else 1e-3)
     opt = (torch.optim.SGD if a.optimizer == "sgd" else torch.optim.Adam)(net.parameters(), lr=lr)
     print(f"pytorch {torch.__version__} on the CPU, {torch.get_num_threads()} threads | model {a.model}, "
@@ -138,6 +149,18 @@ def main():
     net.eval()
     with torch.no_grad():
         vc = (net(xv).argmax(1) == yv).sum().item()
+    if a.dump:
+        with torch.no_grad(), open(a.dump, "w") as f:
+            f.write(f"# log-probabilities of the first {len(yv)} images of {a.data}/t10k-*, "
+                    f"written by scripts/torch_mnist.py (PyTorch {torch.__version__})\n")
+            for row in net(xv).tolist():
+                f.write(" ".join(repr(v) for v in row) + "\n")
+        print(f"wrote {a.dump}")
+    if a.save:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, a.save)
+        print(f"saved parameters to {a.save}")
     print(f"Done: val accuracy {100 * vc / len(yv):.2f}% ({vc}/{len(yv)}) | median time per epoch {med * 1e3:.0f} ms")
 
 

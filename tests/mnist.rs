@@ -168,3 +168,47 @@ fn bad_settings_are_errors_naming_them() {
         .to_string()
         .contains("no training images"));
 }
+
+/// A course network trained and saved by PyTorch (`scripts/torch_mnist.py --save`, its
+/// state_dict as safetensors) loads here and gives PyTorch's log-probabilities on the
+/// sample's 200 validation digits, on every backend: names, layouts and the forward pass
+/// all match.
+#[test]
+fn a_pytorch_trained_model_evaluates_the_same_here() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let text = std::fs::read_to_string(fixtures.join("torch_course_logp.txt")).unwrap();
+    let want: Vec<Vec<f64>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(want.len(), 200);
+    for col in columns() {
+        let t = trainer(col.device, ModelKind::Course, 16);
+        load_safetensors(&t.model, fixtures.join("torch_course.safetensors")).unwrap();
+        t.model.eval();
+        let idx: Vec<usize> = (0..t.val.len()).collect();
+        let (x, _) = t.val.batch(&idx, col.device).unwrap();
+        let got = minitorch::no_grad(|| t.model.forward(&x))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let mut worst = 0.0f64;
+        for (i, row) in want.iter().enumerate() {
+            for (j, &w) in row.iter().enumerate() {
+                let g = got[i * 10 + j] as f64;
+                let err = (g - w).abs() / w.abs().max(1.0);
+                worst = worst.max(err);
+                assert!(
+                    err <= 1e-4,
+                    "{}: image {i} class {j}: {g} vs PyTorch {w}",
+                    col.device
+                );
+            }
+        }
+        common::note(&format!(
+            "mnist: {}: PyTorch's model, worst relative difference {worst:.2e}",
+            col.device
+        ));
+    }
+}
