@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # minitorch in the browser (web/):
-#   scripts/web.sh build DIR     write the playground (index.html, app.js, pkg/ with the wasm) to DIR
+#   scripts/web.sh build DIR     write the site (the playground index.html + app.js, the digits page
+#                                digits.html + digits.js with data/, pkg/ with the wasm) to DIR
 #   scripts/web.sh serve [PORT]  build it into target/web-site and serve it on 127.0.0.1:PORT (8000)
 #   scripts/web.sh test          the browser tests: wasm-bindgen-test in headless Chromium
 #                                (web/tests/browser.rs), then the built site end to end
-#                                (scripts/web_e2e.py; screenshot to docs/img/playground.png)
+#                                (scripts/web_e2e.py; screenshots to docs/img/playground.png and
+#                                docs/img/digits.png)
 #   scripts/web.sh lock-version  the wasm-bindgen version in Cargo.lock (the CLI must match)
 # Needs the wasm32-unknown-unknown target, wasm-bindgen-cli at Cargo.lock's wasm-bindgen
 # version, python3, and for `test` chromium and chromium-driver. Missing ones are errors
@@ -45,8 +47,14 @@ build() {
     mkdir -p "$dir"
     wasm-bindgen --target web --no-typescript --out-dir "$dir/pkg" \
         "target/$TARGET/release/minitorch_web.wasm"
-    cp web/site/index.html web/site/app.js "$dir/"
-    echo "site written to $dir"
+    cp web/site/index.html web/site/app.js web/site/digits.html web/site/digits.js "$dir/"
+    # The digits page's data: all 10,000 digits when scripts/get-data.sh has run, else the
+    # checked-in sample (IDX, gzip-compressed; the page decodes them in wasm).
+    local digits=samples/digits
+    [[ -f data/digits/train-images-idx3-ubyte.gz ]] && digits=data/digits
+    mkdir -p "$dir/data"
+    cp "$digits"/*-ubyte.gz "$dir/data/"
+    echo "site written to $dir (digits from $digits)"
 }
 
 serve() {

@@ -404,4 +404,47 @@ impl<'a> StridedCursor<'a> {
             self.index[d] = 0;
         }
     }
+
+    /// Elements left in the current innermost row, this one included (1 for a
+    /// zero-dimensional layout).
+    #[inline]
+    pub fn row_left(&self) -> usize {
+        match self.index.len() {
+            0 => 1,
+            r => self.shape[r - 1] - self.index[r - 1],
+        }
+    }
+
+    /// The stride of the innermost dimension (0 for a zero-dimensional layout).
+    #[inline]
+    pub fn inner_stride(&self) -> usize {
+        self.strides.last().copied().unwrap_or(0)
+    }
+
+    /// Move `n` elements forward within the current innermost row (`n <= row_left()`):
+    /// strided loops walk a row with plain index arithmetic, then call this once, so the
+    /// odometer runs once per row instead of once per element.
+    #[inline]
+    pub fn advance_in_row(&mut self, n: usize) {
+        let Some(last) = self.index.len().checked_sub(1) else {
+            return;
+        };
+        if n < self.shape[last] - self.index[last] {
+            self.index[last] += n;
+            self.pos += n * self.strides[last];
+            return;
+        }
+        // The row is done: back to its start, then one step of the outer dimensions.
+        self.pos -= self.strides[last] * self.index[last];
+        self.index[last] = 0;
+        for d in (0..last).rev() {
+            self.index[d] += 1;
+            self.pos += self.strides[d];
+            if self.index[d] < self.shape[d] {
+                return;
+            }
+            self.pos -= self.strides[d] * self.index[d];
+            self.index[d] = 0;
+        }
+    }
 }

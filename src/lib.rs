@@ -32,6 +32,7 @@ pub mod optim;
 pub mod scalar;
 pub mod tensor;
 pub mod train;
+pub mod vision;
 
 pub use backend::{Backend, BinaryOp, Device, ReduceOp, Storage, UnaryOp};
 pub use error::{Error, Result};

@@ -12,6 +12,11 @@ use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::tensor::{Activation, Tensor};
 
+mod conv;
+mod dropout;
+pub use conv::{Conv1d, Conv2d};
+pub use dropout::Dropout;
+
 /// A trainable value: a shared, replaceable tensor that collects gradients. Cloning shares
 /// the parameter (the optimiser and the module see the same one).
 #[derive(Clone)]

@@ -34,6 +34,8 @@ pub trait Float:
     fn tanh(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
+    /// Square root (correctly rounded, IEEE 754).
+    fn sqrt(self) -> Self;
     /// True for NaN.
     fn is_nan(self) -> bool;
 }
@@ -55,6 +57,10 @@ macro_rules! impl_float {
             #[inline]
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
+            }
+            #[inline]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
             }
             #[inline]
             fn abs(self) -> Self {
@@ -159,6 +165,11 @@ pub fn exp<F: Float>(x: F) -> F {
 #[inline]
 pub fn tanh<F: Float>(x: F) -> F {
     x.tanh()
+}
+/// sqrt(x) (NaN below 0; -0 for -0)
+#[inline]
+pub fn sqrt<F: Float>(x: F) -> F {
+    x.sqrt()
 }
 /// 1 / x
 #[inline]

@@ -1,5 +1,5 @@
 //! Optimisers (MiniTorch's `optim.py`): stochastic gradient descent with optional
-//! momentum and weight decay.
+//! momentum and weight decay, and Adam / AdamW (`adam.rs`).
 
 use std::sync::OnceLock;
 
@@ -9,6 +9,9 @@ use crate::backend::fused::{Program, ProgramBuilder};
 use crate::error::{Error, Result};
 use crate::nn::Parameter;
 use crate::tensor::{no_grad, Tensor};
+
+mod adam;
+pub use adam::Adam;
 
 /// Stochastic gradient descent: `p <- p - lr * (g + weight_decay * p)`, with heavy-ball
 /// momentum `v <- momentum * v + g` when momentum is non-zero.

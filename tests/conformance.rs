@@ -70,6 +70,16 @@ fn table_copy_and_view() {
     check_all(&cases::copy_and_view());
 }
 
+#[test]
+fn table_pad() {
+    check_all(&cases::pad());
+}
+
+#[test]
+fn table_uniform() {
+    check_all(&cases::uniform());
+}
+
 /// Special inputs of the special-value table: NaN, +-inf, +-0, subnormals (the smallest,
 /// one in the middle, the largest), the smallest normal, and values where the functions
 /// overflow, underflow or saturate.
@@ -200,7 +210,7 @@ fn table_special_values() {
                     ..Bound::EXACT
                 },
                 // Two terms: one rounding, the same on every backend.
-                Op::Reduce(..) | Op::Copy => Bound::EXACT,
+                Op::Reduce(..) | Op::Copy | Op::Pad(_) | Op::Uniform(..) => Bound::EXACT,
                 // One product per result: exact, or flushed (the absolute floor).
                 Op::Matmul => Bound {
                     ulps: 0.0,
@@ -384,8 +394,52 @@ fn table_forward_backward() {
             &[(&[1024, 1024], General), (&[1024], General)],
             |x| x[0].mul(&x[1])?.relu()?.sum(0),
         ),
+        // Module 4: convolution, pooling, softmax, losses and dropout through Tensor ops.
+        grad_case(
+            "conv2d bias stride 2 padding (1, 2)",
+            &[
+                (&[2, 3, 7, 6], General),
+                (&[4, 3, 3, 2], General),
+                (&[4], General),
+            ],
+            |x| x[0].conv2d(&x[1], Some(&x[2]), [2, 1], [(1, 1), (1, 2)]),
+        ),
+        grad_case(
+            "conv2d permuted input, kernel as large as the input",
+            &[(&[2, 5, 4, 3], General), (&[2, 3, 5, 4], General)],
+            |x| {
+                x[0].permute(&[0, 3, 1, 2])?
+                    .conv2d(&x[1], None, [1, 1], [(0, 0), (0, 0)])
+            },
+        ),
+        grad_case(
+            "conv1d course padding",
+            &[(&[2, 2, 9], General), (&[3, 2, 4], General)],
+            |x| x[0].conv1d(&x[1], None, 1, (0, 3)),
+        ),
+        grad_case("avgpool2d", &[(&[2, 3, 4, 6], General)], |x| {
+            x[0].avgpool2d([2, 3])
+        }),
+        grad_case("maxpool2d (ties)", &[(&[2, 3, 4, 6], Ties)], |x| {
+            x[0].maxpool2d([2, 2])
+        }),
+        grad_case("softmax dim 1", &[(&[3, 7], Wide)], |x| x[0].softmax(1)),
+        grad_case("log_softmax dim 0", &[(&[5, 4], Wide)], |x| {
+            x[0].log_softmax(0)
+        }),
+        grad_case("cross_entropy mean", &[(&[4, 5], General)], |x| {
+            x[0].cross_entropy(&[0, 4, 2, 2], minitorch::tensor::Reduction::Mean)
+        }),
+        grad_case(
+            "dropout p 0.3 (one mask on every backend)",
+            &[(&[6, 50], General)],
+            |x| x[0].dropout(0.3, true, 5, 2),
+        ),
     ];
     let mut no_grad_cases = vec![
+        grad_case("argmax dim 1 (ties)", &[(&[6, 9], Ties)], |x| {
+            x[0].argmax(1)
+        }),
         grad_case("is_close", &[(&[3, 4], Ties), (&[4], Ties)], |x| {
             x[0].is_close(&x[1])
         }),

@@ -338,7 +338,19 @@ fn cuda_kernels_run_in_cpu_emulation() {
     std::fs::create_dir_all(&work).unwrap();
     let src = work.join("emu.cpp");
     let exe = work.join("emu");
-    std::fs::write(&src, EMULATION_CPP).unwrap();
+    // The generator's expected values come from the Rust reference.
+    let key = minitorch::backend::random::key(42, 7);
+    let want: Vec<String> = (0..1500u64)
+        .map(|i| format!("{:e}f", minitorch::backend::random::uniform(key, i)))
+        .collect();
+    let source = format!(
+        "{EMULATION_CPP}\nconst unsigned RANDOM_KEY[2] = {{{}u, {}u}};\nconst unsigned RANDOM_LEN = {};\nconst float RANDOM_WANT[] = {{{}}};\n",
+        key[0],
+        key[1],
+        want.len(),
+        want.join(", ")
+    );
+    std::fs::write(&src, source).unwrap();
     let built = Command::new(compiler)
         .args(["-std=c++20", "-O1", "-pthread", "-x", "c++"])
         .arg("-I")
@@ -398,6 +410,7 @@ inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c,
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline float __uint_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned i; std::memcpy(&i, &f, 4); return i; }
+inline float __fsqrt_rn(float x) { return std::sqrt(x); }
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
 inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body) {
     gridDim = grid; blockDim = block;
@@ -426,6 +439,8 @@ inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body)
 #include "math.cuh"
 #include "reduce.cu"
 #include "matmul.cu"
+#include "pad.cu"
+#include "random.cu"
 static int failures = 0;
 static std::mt19937 rng(42);
 std::vector<float> rnd(size_t n) { std::uniform_real_distribution<float> d(-2, 2); std::vector<float> v(n); for (auto& x : v) x = d(rng); return v; }
@@ -573,7 +588,41 @@ void test_math() {
         if (!ok) failures++;
     }
 }
-int main() { test_reduce(); test_matmul(); test_matmul_fast(); test_math(); printf("%d failures\n", failures); return failures != 0; }
+// pad: the reference scatters each input element to lo + i * step (the kernel gathers).
+void pad_case(const char* name, L l, std::vector<u32> out_shape, std::vector<int> lo, std::vector<u32> step, dim3 grid) {
+    auto x = rnd(600);
+    u32 r = (u32)l.shape.size(), n = size_of(out_shape), nin = size_of(l.shape);
+    Meta m{}; m.w[0] = n; m.w[1] = r; m.w[2] = l.offset;
+    for (u32 d = 0; d < r; ++d) { m.w[3 + d] = out_shape[d]; m.w[3 + r + d] = l.shape[d]; m.w[3 + 2 * r + d] = l.strides[d]; m.w[3 + 3 * r + d] = (u32)lo[d]; m.w[3 + 4 * r + d] = step[d]; }
+    std::vector<float> out(n, -7.0f), want(n, 0.0f);
+    for (u32 i = 0; i < nin; ++i) {
+        u32 rem = i; long long o = 0; bool in = true; long long mul = 1;
+        for (int d = (int)r - 1; d >= 0; --d) {
+            long long idx = rem % l.shape[d]; rem /= l.shape[d];
+            long long at = lo[d] + idx * (long long)step[d];
+            if (at < 0 || at >= (long long)out_shape[d]) in = false;
+            o += at * mul; mul *= out_shape[d];
+        }
+        if (in) want[o] = x[pos_of(l, i)];
+    }
+    emu_launch(grid, {256}, [&] { pad_any(out.data(), x.data(), m); });
+    check(name, out, want, 0.0f);
+}
+void test_pad() {
+    pad_case("pad conv input", L{{2, 3, 5, 4}, {60, 20, 4, 1}, 0}, {2, 3, 7, 6}, {0, 0, 1, 1}, {1, 1, 1, 1}, {2});
+    pad_case("pad dilate and crop, permuted", L{{2, 3, 4, 5}, {1, 2, 30, 6}, 7}, {2, 3, 9, 8}, {0, 0, -1, 2}, {1, 1, 3, 2}, {1});
+    pad_case("pad 1-d crop both ends", L{{9}, {2}, 1}, {5}, {-2}, {1}, {1});
+}
+extern const unsigned RANDOM_KEY[2];
+extern const float RANDOM_WANT[];
+extern const unsigned RANDOM_LEN;
+void test_random() {
+    std::vector<float> out(RANDOM_LEN);
+    Meta m{}; m.w[0] = RANDOM_LEN; m.w[1] = 0; m.w[2] = RANDOM_KEY[0]; m.w[3] = RANDOM_KEY[1];
+    emu_launch({2}, {256}, [&] { random_uniform(out.data(), m); });
+    check("random_uniform vs backend::random::uniform", out, std::vector<float>(RANDOM_WANT, RANDOM_WANT + RANDOM_LEN), 0.0f);
+}
+int main() { test_reduce(); test_matmul(); test_matmul_fast(); test_math(); test_pad(); test_random(); printf("%d failures\n", failures); return failures != 0; }
 "##;
 
 // ----- generated (fused) kernels -------------------------------------------------------------
@@ -996,7 +1045,7 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
         .find("#include \"math.cuh\"")
         .expect("the emulation prelude");
     let source = format!(
-        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
+        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\ninline float __fsqrt_rn(float x) {{ return std::sqrt(x); }}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
         &EMULATION_CPP[..prelude_end]
     );
     let work = std::env::temp_dir().join(format!("minitorch-fused-emu-{}", std::process::id()));

@@ -1,6 +1,8 @@
 //! Pieces shared by the examples: backend selection and plotting.
 #![allow(dead_code)]
 
+pub mod images;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -29,6 +29,8 @@ pub mod gpu;
 pub use gpu::plan as gpu_plan;
 pub mod host_memory;
 pub mod op_table;
+pub mod pad;
+pub mod random;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
@@ -263,6 +265,18 @@ pub trait Backend: Send + Sync + fmt::Debug {
         extra: &[(&Storage, &Layout)],
         params: &[f32],
     ) -> Result<Storage>;
+    /// Zero padding with dilation (the convolution family, [`pad::PadSpec`]): a
+    /// contiguous result of `spec.out_shape` holding input element `i` at `lo + i * step`
+    /// along every dimension and 0 elsewhere.
+    fn pad(&self, x: &Storage, layout: &Layout, spec: &pad::PadSpec) -> Result<Storage>;
+    /// `len` values uniform in `[0, 1)` of the counter-based generator's draw `key`
+    /// ([`random`]): element `i` is `random::uniform(key, i)` on every backend. The default
+    /// computes them on the host and uploads them.
+    fn uniform(&self, len: usize, key: [u32; 2]) -> Result<Storage> {
+        let mut v = check::host_vec("uniform", len, 0.0)?;
+        random::uniform_host(key, &mut v);
+        self.upload(&v)
+    }
 }
 
 /// Contract checks every backend runs before launching work, so a misuse of the trait is
@@ -346,6 +360,12 @@ pub mod check {
         crate::layout::checked_shape_size("matmul", &out)?;
         let batch = sa[..r - 2].iter().product();
         Ok((batch, sa[r - 2], sa[r - 1], sb[r - 1]))
+    }
+
+    /// Inputs of `pad`: the spec fits the layout, which lies inside its storage.
+    pub fn pad(x: &Storage, l: &Layout, spec: &super::pad::PadSpec) -> Result<()> {
+        spec.check("pad", l.shape())?;
+        fits("pad", x, l)
     }
 
     /// Inputs of `fused`: the program's counts, one shape, every layout inside its storage.

@@ -90,6 +90,18 @@ macro_rules! unary_table {
                     p.mul(g, d)
                 },
             }
+            /// sqrt(x), correctly rounded
+            Sqrt {
+                name: "sqrt", function: "Sqrt", apply: ops::sqrt::<f32>,
+                wgsl: "sqrt({a})", cuda: "__fsqrt_rn({a})",
+                // g * 0.5 / sqrt(x), from the stored value y = sqrt x.
+                grad: |p, _x, y, g| {
+                    let half = p.constant(0.5);
+                    let r = p.unary(UnaryOp::Inv, y);
+                    let s = p.mul(half, r);
+                    p.mul(s, g)
+                },
+            }
         }
     };
 }

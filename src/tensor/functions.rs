@@ -298,6 +298,10 @@ impl Tensor {
     pub fn tanh(&self) -> Result<Tensor> {
         self.map_op(UnaryOp::Tanh)
     }
+    /// sqrt(self), correctly rounded on every backend
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.map_op(UnaryOp::Sqrt)
+    }
 
     /// self + other, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {

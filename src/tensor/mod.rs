@@ -5,9 +5,11 @@
 //! the function that made it. Autodiff lives here, above the [`Backend`] trait, and uses
 //! nothing but that trait, so it runs unchanged on every backend.
 
+mod conv;
 mod functions;
 mod fused;
 pub mod grad_check;
+mod nn_ops;
 mod ops;
 
 use std::cell::Cell;
@@ -15,16 +17,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rand::{Rng, SeedableRng};
-
 use crate::autodiff::{self, Variable};
 use crate::backend::{Backend, Device, Storage};
 use crate::error::{Error, Result};
 use crate::executor::block_on;
 use crate::layout::{checked_shape_size, shape_size, Layout};
 
+pub use conv::Padding;
 pub(crate) use functions::{Function, Grads};
 pub use fused::{Activation, Tensors};
+pub use nn_ops::Reduction;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -178,14 +180,11 @@ impl Tensor {
         Self::full(&[1], value, device)
     }
 
-    /// Values uniform in `[0, 1)` from a seeded generator (ChaCha8): the same seed gives
+    /// Values uniform in `[0, 1)` from the library's counter-based generator
+    /// (`backend::random`, draw 0 of `seed`), computed on the device: the same seed gives
     /// the same values on every machine and backend.
     pub fn rand(shape: &[usize], seed: u64, device: Device) -> Result<Tensor> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = checked_shape_size("rand", shape)?;
-        let mut data = crate::backend::check::host_vec("rand", n, 0.0)?;
-        data.iter_mut().for_each(|v| *v = rng.random::<f32>());
-        Self::from_vec(data, shape, device)
+        Self::rand_draw(shape, seed, 0, device)
     }
 
     /// A tensor like `self` (same device) holding `value` in `shape`.

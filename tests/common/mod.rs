@@ -157,7 +157,7 @@ pub fn with_specials(mut v: Vec<f32>) -> Vec<f32> {
 /// The domain of a unary op's input.
 pub fn unary_domain(op: UnaryOp) -> Domain {
     match op {
-        UnaryOp::Log => Domain::Positive,
+        UnaryOp::Log | UnaryOp::Sqrt => Domain::Positive,
         UnaryOp::Inv => Domain::NonZero,
         UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Tanh => Domain::Wide,
         _ => Domain::General,
@@ -208,6 +208,10 @@ pub enum Op {
     Matmul,
     /// `Backend::copy` (permute + contiguous, view).
     Copy,
+    /// `Backend::pad` (zero padding with dilation, for convolution).
+    Pad(&'static minitorch::backend::pad::PadSpec),
+    /// `Backend::uniform`: `len` values of the generator's draw `key` (no inputs).
+    Uniform(usize, [u32; 2]),
 }
 
 impl Op {
@@ -219,6 +223,8 @@ impl Op {
             Op::Reduce(r, d) => format!("reduce {} dim {d}", r.name()),
             Op::Matmul => "matmul".into(),
             Op::Copy => "copy".into(),
+            Op::Pad(p) => format!("pad to {:?} lo {:?} step {:?}", p.out_shape, p.lo, p.step),
+            Op::Uniform(n, _) => format!("uniform x {n}"),
         }
     }
 }
@@ -315,6 +321,8 @@ pub async fn run_async(
         Op::Reduce(r, d) => backend.reduce(r, &st[0], l(0), d)?,
         Op::Matmul => backend.matmul(&st[0], l(0), &st[1], l(1))?,
         Op::Copy => backend.copy(&st[0], l(0))?,
+        Op::Pad(p) => backend.pad(&st[0], l(0), p)?,
+        Op::Uniform(n, key) => backend.uniform(n, key)?,
     };
     backend.download_async(&out).await
 }
@@ -417,6 +425,8 @@ pub fn unary_bound(op: UnaryOp, _x: f32) -> Bound {
         // so two backends are within 4 of each other.
         UnaryOp::Exp | UnaryOp::Sigmoid | UnaryOp::Log | UnaryOp::Tanh => Bound::ulps(4.0),
         UnaryOp::Inv => Bound::ulps(4.0),
+        // CUDA's __fsqrt_rn is correctly rounded; WGSL allows sqrt a small error.
+        UnaryOp::Sqrt => Bound::ulps(2.0),
     }
 }
 
@@ -485,7 +495,7 @@ pub fn bounds(case: &Case, want: &[f32]) -> Vec<Bound> {
             let s = case.inputs[0].layout.shape();
             by_terms(s[s.len() - 1])
         }
-        Op::Copy => vec![Bound::EXACT; want.len()],
+        Op::Copy | Op::Pad(_) | Op::Uniform(..) => vec![Bound::EXACT; want.len()],
     }
 }
 

@@ -1,4 +1,5 @@
-//! minitorch in the browser: the wasm entry of the training playground (web/site/), built
+//! minitorch in the browser: the wasm entry of the training playground (web/site/index.html)
+//! and of the digits page (web/site/digits.html, [`Digits`]), built
 //! by `scripts/web.sh build DIR` with `wasm-bindgen --target web`.
 //!
 //! The page drives the loop one epoch at a time ([`Session::epoch`] resolves to the loss),
@@ -8,6 +9,9 @@
 //!
 //! Everything here is for wasm32; natively the crate is empty.
 #![cfg(target_arch = "wasm32")]
+
+mod digits;
+pub use digits::Digits;
 
 use std::cell::RefCell;
 use std::rc::Rc;

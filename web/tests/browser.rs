@@ -59,6 +59,18 @@ async fn table_copy_and_view() {
 }
 
 #[wasm_bindgen_test]
+async fn table_pad() {
+    webgpu().await;
+    common::check_all_async(&cases::pad()).await;
+}
+
+#[wasm_bindgen_test]
+async fn table_uniform() {
+    webgpu().await;
+    common::check_all_async(&cases::uniform()).await;
+}
+
+#[wasm_bindgen_test]
 async fn blocking_readback_is_an_error_naming_the_async_one() {
     webgpu().await;
     let t = Tensor::from_vec(vec![1.0, 2.0], &[2], Device::Wgpu).unwrap();

@@ -13,7 +13,7 @@ use super::pool::HostBuf;
 use super::{contiguous_slice, monomorphise, with_binary, with_unary, PARALLEL_MIN};
 use crate::backend::fused::{Node, Program};
 use crate::backend::{BinaryOp, UnaryOp};
-use crate::layout::{Layout, StridedCursor};
+use crate::layout::Layout;
 use crate::operators as ops;
 
 /// Elements per block of the interpreter (every node's block stays in L1).
@@ -59,11 +59,11 @@ fn block(
                 if l.is_contiguous() {
                     v.copy_from_slice(&contiguous_slice(x, l)[start..start + len]);
                 } else {
-                    let mut cur = StridedCursor::new(l, start);
-                    for o in v.iter_mut() {
-                        *o = x[cur.pos()];
-                        cur.advance();
-                    }
+                    super::strided_runs(l, start, len, |i, p, s, n| {
+                        for (k, o) in v[i..i + n].iter_mut().enumerate() {
+                            *o = x[p + k * s];
+                        }
+                    });
                 }
             }
             Node::Param(i) => v.fill(params[i]),

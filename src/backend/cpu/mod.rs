@@ -210,6 +210,26 @@ macro_rules! monomorphise_reduce {
     };
 }
 
+/// Calls `f(i, p, s, n)` for each run of `l`'s innermost dimension among its row-major
+/// elements `start..start + len`: `n` elements from output offset `i`, read from storage
+/// positions `p, p + s, ...`. Strided loops index plainly within a run and step the
+/// odometer once per run, not once per element.
+pub(crate) fn strided_runs(
+    l: &Layout,
+    start: usize,
+    len: usize,
+    mut f: impl FnMut(usize, usize, usize, usize),
+) {
+    let mut cur = StridedCursor::new(l, start);
+    let mut i = 0;
+    while i < len {
+        let n = cur.row_left().min(len - i);
+        f(i, cur.pos(), cur.inner_stride(), n);
+        cur.advance_in_row(n);
+        i += n;
+    }
+}
+
 fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> HostBuf {
     let plan = CpuBackend::map_plan(l);
     let mut out = HostBuf::take(l.size());
@@ -223,11 +243,11 @@ fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> HostBuf {
         });
     } else {
         run_chunks(plan, &mut out, |start, chunk| {
-            let mut cur = StridedCursor::new(l, start);
-            for o in chunk.iter_mut() {
-                *o = f(x[cur.pos()]);
-                cur.advance();
-            }
+            strided_runs(l, start, chunk.len(), |i, p, s, n| {
+                for (k, o) in chunk[i..i + n].iter_mut().enumerate() {
+                    *o = f(x[p + k * s]);
+                }
+            });
         });
     }
     out
@@ -265,12 +285,20 @@ fn zip_impl(
         });
     } else {
         run_chunks(plan, &mut out, |start, chunk| {
+            // One shape, so both cursors are at the same index: their rows end together.
             let mut ca = StridedCursor::new(al, start);
             let mut cb = StridedCursor::new(bl, start);
-            for o in chunk.iter_mut() {
-                *o = f(a[ca.pos()], b[cb.pos()]);
-                ca.advance();
-                cb.advance();
+            let mut i = 0;
+            while i < chunk.len() {
+                let n = ca.row_left().min(chunk.len() - i);
+                let (pa, sa) = (ca.pos(), ca.inner_stride());
+                let (pb, sb) = (cb.pos(), cb.inner_stride());
+                for (k, o) in chunk[i..i + n].iter_mut().enumerate() {
+                    *o = f(a[pa + k * sa], b[pb + k * sb]);
+                }
+                ca.advance_in_row(n);
+                cb.advance_in_row(n);
+                i += n;
             }
         });
     }
@@ -413,6 +441,15 @@ impl Backend for CpuBackend {
 
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
+        check::pad(x, layout, spec)?;
+        let size = crate::layout::shape_size(&spec.out_shape);
+        check::host_alloc("pad", size)?;
+        let mut out = HostBuf::full(size, 0.0);
+        super::pad::pad_into(&mut out, host(x)?, layout, spec);
+        Ok(Self::wrap(out))
     }
 
     fn fused(

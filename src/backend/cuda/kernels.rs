@@ -45,17 +45,23 @@ pub enum Family {
     Reduce,
     /// `cuda/matmul.cu`: `matmul` (any layout) and `matmul_fast` (whole aligned tiles).
     Matmul,
+    /// `cuda/pad.cu`: `pad_any` (zero padding with dilation, for convolution).
+    Pad,
+    /// `cuda/random.cu`: `random_uniform` (the counter-based generator).
+    Random,
 }
 
 impl Family {
     /// Every kernel file.
-    pub const ALL: [Family; 2] = [Family::Reduce, Family::Matmul];
+    pub const ALL: [Family; 4] = [Family::Reduce, Family::Matmul, Family::Pad, Family::Random];
 
     /// File name inside `cuda/` (also the NVRTC program name, so logs say `map.cu(12)`).
     pub fn file_name(self) -> &'static str {
         match self {
             Family::Reduce => "reduce.cu",
             Family::Matmul => "matmul.cu",
+            Family::Pad => "pad.cu",
+            Family::Random => "random.cu",
         }
     }
 
@@ -64,6 +70,8 @@ impl Family {
         match self {
             Family::Reduce => crate::backend::gpu::sources::CUDA_REDUCE,
             Family::Matmul => crate::backend::gpu::sources::CUDA_MATMUL,
+            Family::Pad => crate::backend::gpu::sources::CUDA_PAD,
+            Family::Random => crate::backend::gpu::sources::CUDA_RANDOM,
         }
     }
 
@@ -88,6 +96,8 @@ impl Family {
                 })
                 .collect(),
             Family::Matmul => vec!["matmul".to_string(), "matmul_fast".to_string()],
+            Family::Pad => vec!["pad_any".to_string()],
+            Family::Random => vec!["random_uniform".to_string()],
         }
     }
 }
@@ -118,6 +128,24 @@ impl Meta {
     pub fn words(&self, len: usize) -> &[u32] {
         &self.0[..len]
     }
+}
+
+/// The metadata of a pad ([`crate::backend::pad::meta`]) in a [`Meta`].
+pub fn pad_meta(
+    layout: &crate::layout::Layout,
+    spec: &crate::backend::pad::PadSpec,
+) -> Result<Meta> {
+    let words = crate::backend::pad::meta("pad", layout, spec)?;
+    if words.len() > META_WORDS {
+        return Err(Error::backend(
+            "cuda",
+            "pad",
+            format!("kernel metadata longer than {META_WORDS} words"),
+        ));
+    }
+    let mut m = [0u32; META_WORDS];
+    m[..words.len()].copy_from_slice(&words);
+    Ok(Meta(m))
 }
 
 /// Builds a [`Meta`] word by word, checking that every value fits in u32 and that the
@@ -371,6 +399,7 @@ pub fn matmul_grid(d: &MatmulSizes) -> (u32, u32, u32) {
 /// check it against the device limit of 48 KiB for static shared memory).
 pub fn shared_bytes(f: Family) -> usize {
     match f {
+        Family::Pad | Family::Random => 0,
         Family::Reduce => BLOCK as usize * 4,
         // matmul: As and Bs, 2 buffers x BK (16) x (TILE + PAD (4)) floats each;
         // matmul_fast (less): 2 x 8 x (128 + 4) + 2 x 8 x 128 floats.

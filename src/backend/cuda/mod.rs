@@ -310,6 +310,42 @@ impl Backend for CudaBackend {
         generated::map(self, "map", UnaryOp::Id, x, layout)
     }
 
+    fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
+        check::pad(x, layout, spec)?;
+        let size = crate::layout::shape_size(&spec.out_shape);
+        let out = self.pool.alloc(size)?;
+        if size > 0 {
+            let meta = kernels::pad_meta(layout, spec)?;
+            let xb = self.buffer(x)?;
+            self.launch(
+                "pad",
+                Family::Pad,
+                0,
+                self.elementwise_cfg(size),
+                &[out.ptr(), xb.ptr()],
+                &meta,
+            )?;
+        }
+        Ok(Self::wrap(out))
+    }
+
+    fn uniform(&self, len: usize, key: [u32; 2]) -> Result<Storage> {
+        let out = self.pool.alloc(len)?;
+        if len > 0 {
+            let mut m = [0u32; kernels::META_WORDS];
+            m[..4].copy_from_slice(&[len as u32, (len as u64 >> 32) as u32, key[0], key[1]]);
+            self.launch(
+                "uniform",
+                Family::Random,
+                0,
+                self.elementwise_cfg(len),
+                &[out.ptr()],
+                &kernels::Meta(m),
+            )?;
+        }
+        Ok(Self::wrap(out))
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.rt.stream.synchronize().map_err(|e| {
             Error::backend(

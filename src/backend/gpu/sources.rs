@@ -17,6 +17,10 @@ pub const WGSL_MATH: &str = include_str!("../../../shaders/math.wgsl");
 pub const WGSL_REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 /// `shaders/matmul.wgsl`: the tiled matmul family (`matmul`, `matmul_fast`).
 pub const WGSL_MATMUL: &str = include_str!("../../../shaders/matmul.wgsl");
+/// `shaders/pad.wgsl`: zero padding with dilation (`pad_any`), the convolution family.
+pub const WGSL_PAD: &str = include_str!("../../../shaders/pad.wgsl");
+/// `shaders/random.wgsl`: the counter-based generator (`random_uniform`).
+pub const WGSL_RANDOM: &str = include_str!("../../../shaders/random.wgsl");
 
 /// The headers every CUDA kernel includes, as `(include name, source)`.
 pub const CUDA_HEADERS: [(&str, &str); 2] = [
@@ -27,6 +31,10 @@ pub const CUDA_HEADERS: [(&str, &str); 2] = [
 pub const CUDA_REDUCE: &str = include_str!("../../../cuda/reduce.cu");
 /// `cuda/matmul.cu`: the tiled matmul family (`matmul`, `matmul_fast`).
 pub const CUDA_MATMUL: &str = include_str!("../../../cuda/matmul.cu");
+/// `cuda/pad.cu`: zero padding with dilation (`pad_any`), the convolution family.
+pub const CUDA_PAD: &str = include_str!("../../../cuda/pad.cu");
+/// `cuda/random.cu`: the counter-based generator (`random_uniform`).
+pub const CUDA_RANDOM: &str = include_str!("../../../cuda/random.cu");
 
 /// The WGSL of a hand-written `template` for `op`: the indexing snippet, then the template
 /// with its `OPNAME` placeholder replaced (one pipeline per op, no branch on the op).
@@ -170,6 +178,19 @@ pub fn all_kernels(programs: &[(String, Program, bool)]) -> Vec<KernelSource> {
         file: "matmul.cu".into(),
         source: cuda_inline_headers(CUDA_MATMUL),
     });
+    for (name, wgsl, op, cuda) in [
+        ("pad", WGSL_PAD, "any", CUDA_PAD),
+        ("random", WGSL_RANDOM, "uniform", CUDA_RANDOM),
+    ] {
+        out.push(KernelSource {
+            file: format!("{name}.wgsl"),
+            source: wgsl_family(wgsl, op),
+        });
+        out.push(KernelSource {
+            file: format!("{name}.cu"),
+            source: cuda_inline_headers(cuda),
+        });
+    }
     out
 }
 
@@ -193,9 +214,9 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n, "two kernels share a file name");
         // map and zip per op and variant, the epilogue's three variants, in two languages;
-        // reduce per op in WGSL, one reduce.cu, matmul in both.
+        // reduce per op in WGSL, one reduce.cu, matmul, pad and random in both.
         let generated = 2 * (UnaryOp::ALL.len() + BinaryOp::ALL.len()) + 3;
-        assert_eq!(n, 2 * generated + ReduceOp::ALL.len() + 3);
+        assert_eq!(n, 2 * generated + ReduceOp::ALL.len() + 7);
         for k in &all {
             assert!(
                 !k.source.contains("OPNAME"),

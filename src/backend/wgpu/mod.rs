@@ -21,7 +21,9 @@ use crate::layout::Layout;
 
 pub mod generated;
 pub mod matmul;
+pub mod pad;
 pub mod pool;
+pub mod random;
 pub mod reduce;
 pub mod runtime;
 
@@ -201,6 +203,16 @@ impl Backend for WgpuBackend {
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
         let _serial = self.rt.serial();
         generated::map(&self.rt, "copy", UnaryOp::Id, x, layout)
+    }
+
+    fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        pad::pad(&self.rt, x, layout, spec)
+    }
+
+    fn uniform(&self, len: usize, key: [u32; 2]) -> Result<Storage> {
+        let _serial = self.rt.serial();
+        random::uniform(&self.rt, len, key)
     }
 
     fn synchronize(&self) -> Result<()> {

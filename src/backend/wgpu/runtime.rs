@@ -45,6 +45,10 @@ pub enum Family {
     ReduceSerial,
     /// shaders/matmul.wgsl
     Matmul,
+    /// shaders/pad.wgsl (zero padding with dilation, for convolution)
+    Pad,
+    /// shaders/random.wgsl (the counter-based generator)
+    Random,
 }
 
 impl Family {
@@ -52,6 +56,8 @@ impl Family {
         match self {
             Family::Reduce | Family::ReduceSerial => sources::WGSL_REDUCE,
             Family::Matmul => sources::WGSL_MATMUL,
+            Family::Pad => sources::WGSL_PAD,
+            Family::Random => sources::WGSL_RANDOM,
         }
     }
 
@@ -60,13 +66,15 @@ impl Family {
             Family::Reduce => "reduce",
             Family::ReduceSerial => "reduce_serial",
             Family::Matmul => "matmul",
+            Family::Pad => "pad",
+            Family::Random => "random",
         }
     }
 
     /// Number of bound input buffers (outputs and metadata come after them).
     fn inputs(self) -> usize {
         match self {
-            Family::Reduce | Family::ReduceSerial => 1,
+            Family::Reduce | Family::ReduceSerial | Family::Pad | Family::Random => 1,
             Family::Matmul => 2,
         }
     }

@@ -1,0 +1,185 @@
+//! Zero padding with dilation: the one kernel family convolution adds
+//! ([`Backend::pad`](super::Backend::pad)). Along every dimension, input element `i` lands at
+//! output position `lo + i * step`; every other output element is 0. A negative `lo` crops
+//! (the input's first elements fall before the output), so one kernel pads a convolution's
+//! input, dilates a strided convolution's gradient and pads it for the transposed
+//! convolution. Convolution itself is this kernel, a strided window view (MiniTorch's
+//! strides idea: an `as_strided` layout read by `copy`) and matmul.
+//!
+//! The backward of a pad is a view: a slice of the gradient with strides `step` starting at
+//! `lo` (`Tensor::pad` records it), so autodiff needs no second kernel.
+
+use smallvec::SmallVec;
+
+use crate::error::{Error, Result};
+use crate::layout::{checked_shape_size, Dims, Layout};
+
+/// Where a pad puts its input: per dimension, the output length, the position of input
+/// element 0 (`lo`, negative to crop) and the distance between input elements (`step`,
+/// 1 for plain padding).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PadSpec {
+    /// The result's shape.
+    pub out_shape: Dims,
+    /// Output position of input element 0, per dimension.
+    pub lo: SmallVec<[i64; 4]>,
+    /// Output distance between consecutive input elements, per dimension (>= 1).
+    pub step: Dims,
+}
+
+impl PadSpec {
+    /// Plain padding by `before` / `after` elements per dimension of `shape`.
+    pub fn padding(
+        op: &'static str,
+        shape: &[usize],
+        before: &[usize],
+        after: &[usize],
+    ) -> Result<PadSpec> {
+        let mut out_shape = Dims::new();
+        for (d, &n) in shape.iter().enumerate() {
+            let len = n
+                .checked_add(before[d])
+                .and_then(|v| v.checked_add(after[d]))
+                .ok_or_else(|| Error::shape(op, &[shape], "padded size overflows"))?;
+            out_shape.push(len);
+        }
+        Ok(PadSpec {
+            out_shape,
+            lo: before.iter().map(|&b| b as i64).collect(),
+            step: shape.iter().map(|_| 1).collect(),
+        })
+    }
+
+    /// Errors unless the spec fits an input of `shape`: one entry per dimension, steps of
+    /// at least 1, positions and sizes that fit in 2^31 (the GPU kernels index in i32/u32).
+    pub fn check(&self, op: &'static str, shape: &[usize]) -> Result<()> {
+        let r = shape.len();
+        if self.out_shape.len() != r || self.lo.len() != r || self.step.len() != r {
+            return Err(Error::shape(
+                op,
+                &[shape, &self.out_shape],
+                "pad needs an output length, a start and a step for every input dimension",
+            ));
+        }
+        checked_shape_size(op, &self.out_shape)?;
+        const LIMIT: i64 = 1 << 31;
+        for d in 0..r {
+            let (lo, step) = (self.lo[d], self.step[d]);
+            if step == 0 || step as i64 >= LIMIT || lo.abs() >= LIMIT {
+                return Err(Error::shape(
+                    op,
+                    &[shape, &self.out_shape],
+                    format!("pad start {lo} / step {step} out of range in dimension {d}"),
+                ));
+            }
+            if self.out_shape[d] as u64 >= LIMIT as u64 || shape[d] as u64 >= LIMIT as u64 {
+                return Err(Error::shape(
+                    op,
+                    &[shape, &self.out_shape],
+                    "pad dimensions must be below 2^31",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The input index feeding output position `o` of dimension `d` (of length `n` in the
+    /// input), or None where the output is 0: the reference every kernel matches.
+    #[inline]
+    pub fn source(&self, d: usize, o: usize, n: usize) -> Option<usize> {
+        let rel = o as i64 - self.lo[d];
+        let step = self.step[d] as i64;
+        if rel < 0 || rel % step != 0 || rel / step >= n as i64 {
+            return None;
+        }
+        Some((rel / step) as usize)
+    }
+}
+
+/// The pad on the host (the CPU backend's kernel and the tests' reference): a contiguous
+/// result of `spec.out_shape`.
+pub fn pad_host(x: &[f32], l: &Layout, spec: &PadSpec) -> Vec<f32> {
+    let size: usize = spec.out_shape.iter().product();
+    let mut out = vec![0.0f32; size];
+    pad_into(&mut out, x, l, spec);
+    out
+}
+
+/// [`pad_host`] into `out` (zeroed by the caller, of the output's size), row by row of the
+/// last dimension: the position of a row is found once, then the row is a strided copy.
+pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
+    let r = l.dims();
+    if out.is_empty() {
+        return;
+    }
+    if r == 0 {
+        out[0] = x[l.offset()];
+        return;
+    }
+    let (shape, strides) = (l.shape(), l.strides());
+    let row = spec.out_shape[r - 1];
+    if row == 0 {
+        return;
+    }
+    let rows = out.len() / row;
+    let mut index: Dims = smallvec::smallvec![0; r - 1];
+    for dst in out.chunks_mut(row).take(rows) {
+        let mut base = Some(l.offset());
+        for d in 0..r - 1 {
+            base = match (base, spec.source(d, index[d], shape[d])) {
+                (Some(b), Some(i)) => Some(b + i * strides[d]),
+                _ => None,
+            };
+        }
+        if let Some(b) = base {
+            for (o, v) in dst.iter_mut().enumerate() {
+                if let Some(i) = spec.source(r - 1, o, shape[r - 1]) {
+                    *v = x[b + i * strides[r - 1]];
+                }
+            }
+        }
+        // Next row index (odometer over the leading dimensions).
+        for d in (0..r - 1).rev() {
+            index[d] += 1;
+            if index[d] < spec.out_shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+/// GPU metadata of a pad (wgpu and CUDA): `[size, rank, x_offset, out_shape[rank],
+/// in_shape[rank], x_strides[rank], lo[rank] (two's complement), step[rank]]`.
+pub fn meta(op: &'static str, l: &Layout, spec: &PadSpec) -> Result<Vec<u32>> {
+    let u = |what: &str, v: usize| -> Result<u32> {
+        u32::try_from(v).map_err(|_| {
+            Error::shape(
+                op,
+                &[l.shape(), &spec.out_shape],
+                format!("{what} {v} does not fit the kernel's 32-bit indices"),
+            )
+        })
+    };
+    let r = l.dims();
+    let mut m = Vec::with_capacity(3 + 5 * r);
+    m.push(u("size", spec.out_shape.iter().product())?);
+    m.push(r as u32);
+    m.push(u("offset", l.offset())?);
+    for &n in &spec.out_shape {
+        m.push(u("length", n)?);
+    }
+    for &n in l.shape() {
+        m.push(u("length", n)?);
+    }
+    for &s in l.strides() {
+        m.push(u("stride", s)?);
+    }
+    for &lo in &spec.lo {
+        m.push(lo as i32 as u32);
+    }
+    for &s in &spec.step {
+        m.push(u("step", s)?);
+    }
+    Ok(m)
+}

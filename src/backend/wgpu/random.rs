@@ -1,0 +1,28 @@
+//! random (shaders/random.wgsl): the counter-based generator on the device, one thread
+//! per element; the same values as `backend::random::uniform`.
+
+use super::runtime::{Family, Launch, Runtime};
+use super::WgpuBackend;
+use crate::backend::Storage;
+use crate::error::Result;
+
+/// `len` values of the draw with `key`.
+pub fn uniform(rt: &Runtime, len: usize, key: [u32; 2]) -> Result<Storage> {
+    rt.check_len("uniform", len)?;
+    let out = rt.alloc("uniform", len)?;
+    if len > 0 {
+        // Every kernel family binds one input buffer; this one reads none.
+        let unused = rt.alloc("uniform", 1)?;
+        let meta = [len as u32, key[0], key[1]];
+        let pipeline = rt.pipeline(Family::Random, "uniform", false)?;
+        let groups = rt.groups_1d("uniform", len.div_ceil(256))?;
+        let launch = Launch {
+            op: "uniform",
+            kernel: Family::Random,
+            pipeline: &pipeline,
+            groups,
+        };
+        rt.dispatch(&launch, &[unused.raw()], out.raw(), &meta)?;
+    }
+    Ok(WgpuBackend::wrap(out, len))
+}

@@ -1,0 +1,419 @@
+//! Convolution (the course's Module 4, tasks 4.1 and 4.2) with PyTorch's semantics: NCHW
+//! inputs, weights `[Cout, Cin, KH, KW]`, an optional bias `[Cout]`, a stride and zero
+//! padding per side (PyTorch's symmetric `padding=p` is `(p, p)`; the course's convolution,
+//! zeros past the right/bottom edge with the output as large as the input, is `(0, K-1)`).
+//!
+//! One mechanism for forward and backward, built from one kernel family and the existing
+//! primitives, so every backend runs it:
+//! 1. [`Backend::pad`](crate::backend::Backend::pad) pads the input (skipped without padding);
+//! 2. a strided window view of it (shape `[B, Cin, KH, KW, OH, OW]`, an `as_strided`
+//!    layout: MiniTorch's strides idea) is copied into columns `[B, Cin*KH*KW, OH*OW]`
+//!    (im2col);
+//! 3. one matmul `W [Cout, Cin*KH*KW] @ cols` per batch gives `[B, Cout, OH*OW]`, already
+//!    in NCHW order, with the bias added in the matmul's epilogue.
+//!
+//! So a forward layer with bias is at most three kernels. Backward: the weight gradient is
+//! `grad @ cols^T` summed over the batch, the bias gradient a sum, and the input gradient
+//! the transposed convolution: the gradient dilated by the stride and padded by `K-1-pad`
+//! in one pad, convolved (stride 1) with the weight flipped in space and transposed in
+//! channels.
+
+use std::sync::OnceLock;
+
+use smallvec::smallvec;
+
+use crate::backend::fused::{Program, ProgramBuilder};
+use crate::backend::pad::PadSpec;
+use crate::backend::{BinaryOp, UnaryOp};
+use crate::error::{Error, Result};
+use crate::layout::{checked_shape_size, Layout};
+
+use super::{Activation, Function, Grads, Tensor};
+
+/// Zeros before and after one spatial dimension.
+pub type Padding = (usize, usize);
+
+/// The sizes of one 2-D convolution, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    pad: [Padding; 2],
+    oh: usize,
+    ow: usize,
+}
+
+impl Geometry {
+    fn new(
+        op: &'static str,
+        x: &[usize],
+        wt: &[usize],
+        stride: [usize; 2],
+        pad: [Padding; 2],
+    ) -> Result<Geometry> {
+        let err = |msg: String| Error::shape(op, &[x, wt], msg);
+        if x.len() != 4 || wt.len() != 4 {
+            return Err(err(
+                "needs an input [B, Cin, H, W] and a weight [Cout, Cin, KH, KW]".into(),
+            ));
+        }
+        if x[1] != wt[1] {
+            return Err(err(format!(
+                "the input has {} channels but the weight expects {}",
+                x[1], wt[1]
+            )));
+        }
+        if stride.contains(&0) {
+            return Err(err(format!("stride {stride:?} must be at least 1")));
+        }
+        let mut out = [0usize; 2];
+        for d in 0..2 {
+            let (n, k) = (x[2 + d], wt[2 + d]);
+            let padded = n
+                .checked_add(pad[d].0)
+                .and_then(|v| v.checked_add(pad[d].1))
+                .filter(|&v| v < 1 << 31)
+                .ok_or_else(|| err(format!("padding {:?} overflows", pad[d])))?;
+            if k == 0 || k > padded {
+                return Err(err(format!(
+                    "kernel size {k} does not fit the padded input size {padded}"
+                )));
+            }
+            out[d] = (padded - k) / stride[d] + 1;
+        }
+        let g = Geometry {
+            b: x[0],
+            cin: x[1],
+            h: x[2],
+            w: x[3],
+            cout: wt[0],
+            kh: wt[2],
+            kw: wt[3],
+            stride,
+            pad,
+            oh: out[0],
+            ow: out[1],
+        };
+        checked_shape_size(op, &[g.b, g.cin, g.kh, g.kw, g.oh, g.ow])?;
+        checked_shape_size(op, &[g.b, g.cout, g.oh, g.ow])?;
+        Ok(g)
+    }
+
+    fn ckk(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+}
+
+/// The matmul epilogue of a convolution: `act(in0 + in1)` with a bias, `act(in0)`
+/// without; one program per case, built once.
+fn epilogue(act: Activation, bias: bool) -> &'static Program {
+    static P: [OnceLock<Program>; 6] = [const { OnceLock::new() }; 6];
+    P[act as usize * 2 + bias as usize].get_or_init(|| {
+        let mut p = ProgramBuilder::new();
+        let mut z = p.input(0);
+        if bias {
+            let b = p.input(1);
+            z = p.add(z, b);
+        }
+        let out = match act {
+            Activation::Identity => z,
+            Activation::Relu => p.unary(UnaryOp::Relu, z),
+            Activation::Sigmoid => p.unary(UnaryOp::Sigmoid, z),
+        };
+        p.build(&[out])
+    })
+}
+
+/// Errors unless both tensors live on one device.
+pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.device() != b.device() {
+        return Err(Error::DeviceMismatch {
+            op,
+            a: a.device().to_string(),
+            b: b.device().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A tensor of `storage` seen through `layout` (no history).
+fn raw_view(t: &Tensor, layout: Layout) -> Tensor {
+    Tensor::from_storage(t.storage().clone(), layout, t.backend().clone())
+}
+
+impl Tensor {
+    /// `self` padded and dilated as `spec` says (no history; see [`PadSpec`]).
+    pub(crate) fn pad_raw(&self, spec: &PadSpec) -> Result<Tensor> {
+        let s = self.backend().pad(self.storage(), self.layout(), spec)?;
+        Ok(Tensor::from_storage(
+            s,
+            Layout::contiguous(&spec.out_shape),
+            self.backend().clone(),
+        ))
+    }
+}
+
+/// The columns `[B, Cin*KH*KW, OH*OW]` of `x` (im2col): a pad when there is padding, then
+/// a copy of the strided window view. No history.
+fn unfold(x: &Tensor, g: &Geometry) -> Result<Tensor> {
+    let [sh, sw] = g.stride;
+    let [(pt, _), (pl, _)] = g.pad;
+    // Only the rows and columns some window reads: (O-1)*stride + K.
+    let (hp, wp) = ((g.oh - 1) * sh + g.kh, (g.ow - 1) * sw + g.kw);
+    let src = if pt == 0 && pl == 0 && hp <= g.h && wp <= g.w {
+        x.clone()
+    } else {
+        x.pad_raw(&PadSpec {
+            out_shape: smallvec![g.b, g.cin, hp, wp],
+            lo: smallvec![0, 0, pt as i64, pl as i64],
+            step: smallvec![1, 1, 1, 1],
+        })?
+    };
+    let l = src.layout();
+    let s = l.strides();
+    let window = Layout::new(
+        smallvec![g.b, g.cin, g.kh, g.kw, g.oh, g.ow],
+        smallvec![s[0], s[1], s[2], s[3], sh * s[2], sw * s[3]],
+        l.offset(),
+    )?;
+    raw_view(&src, window)
+        .contiguous()?
+        .view(&[g.b, g.ckk(), g.oh * g.ow])
+}
+
+/// The convolution without history: `(out [B, Cout, OH, OW], cols)`; `w2` is the weight as
+/// `[Cout, Cin*KH*KW]`, `bias` is `[Cout]`, `act` applied in the matmul's epilogue.
+fn conv_raw(
+    x: &Tensor,
+    w2: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    g: &Geometry,
+) -> Result<(Tensor, Tensor)> {
+    let cols = unfold(x, g)?;
+    let backend = x.backend();
+    let al = w2.layout().broadcast_to(&[g.b, g.cout, g.ckk()])?;
+    let s = match (bias, act) {
+        (None, Activation::Identity) => {
+            backend.matmul(w2.storage(), &al, cols.storage(), cols.layout())?
+        }
+        (None, _) => backend.matmul_fused(
+            w2.storage(),
+            &al,
+            cols.storage(),
+            cols.layout(),
+            epilogue(act, false),
+            &[],
+            &[],
+        )?,
+        (Some(b), _) => {
+            let bl = b
+                .layout()
+                .view(&[g.cout, 1])?
+                .broadcast_to(&[g.b, g.cout, g.oh * g.ow])?;
+            backend.matmul_fused(
+                w2.storage(),
+                &al,
+                cols.storage(),
+                cols.layout(),
+                epilogue(act, true),
+                &[(b.storage(), &bl)],
+                &[],
+            )?
+        }
+    };
+    let out = Tensor::from_storage(
+        s,
+        Layout::contiguous(&[g.b, g.cout, g.oh, g.ow]),
+        backend.clone(),
+    );
+    Ok((out, cols))
+}
+
+/// The recorded convolution: its geometry and the columns its weight gradient reads.
+struct Conv2d {
+    g: Geometry,
+    cols: Tensor,
+    act: Activation,
+    /// The activated output (no history), for the activation's derivative.
+    out: Option<Tensor>,
+}
+
+impl Function for Conv2d {
+    fn name(&self) -> &'static str {
+        "Conv2d"
+    }
+
+    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
+        let g = &self.g;
+        let (x, w) = (&inputs[0], &inputs[1]);
+        // Through the activation first: relu' from the output's sign, sigmoid' = s (1 - s).
+        let go = match (&self.out, self.act) {
+            (Some(y), Activation::Relu) => y.zip_raw(BinaryOp::ReluBack, grad)?,
+            (Some(y), Activation::Sigmoid) => y.mul(&y.neg()?.add_scalar(1.0)?)?.mul(grad)?,
+            _ => grad.contiguous()?,
+        };
+        let go3 = go.view(&[g.b, g.cout, g.oh * g.ow])?;
+        let mut grads: Grads = smallvec![None, None];
+        if w.needs_grad() {
+            // sum over the batch of grad [Cout, OHW] @ cols^T [OHW, CKK]
+            let dw = go3.matmul(&self.cols.transpose()?)?.sum(0)?;
+            grads[1] = Some(dw.view(w.shape())?);
+        }
+        if let Some(b) = inputs.get(2) {
+            let db = if b.needs_grad() {
+                Some(go3.sum(2)?.sum(0)?.view(b.shape())?)
+            } else {
+                None
+            };
+            grads.push(db);
+        }
+        if x.needs_grad() {
+            grads[0] = Some(input_grad(&go, w, g)?);
+        }
+        Ok(grads)
+    }
+}
+
+/// The input gradient: the transposed convolution of `go` (`[B, Cout, OH, OW]`).
+fn input_grad(go: &Tensor, w: &Tensor, g: &Geometry) -> Result<Tensor> {
+    let (kh, kw) = (g.kh, g.kw);
+    // Dilate by the stride and pad by K-1-pad_before in one pad, to length H+K-1 (any
+    // excess on the far side is cropped or zero-filled by the same kernel).
+    let dp = go.pad_raw(&PadSpec {
+        out_shape: smallvec![g.b, g.cout, g.h + kh - 1, g.w + kw - 1],
+        lo: smallvec![
+            0,
+            0,
+            kh as i64 - 1 - g.pad[0].0 as i64,
+            kw as i64 - 1 - g.pad[1].0 as i64
+        ],
+        step: smallvec![1, 1, g.stride[0], g.stride[1]],
+    })?;
+    // The weight flipped in space (index kk -> KK-1-kk reverses both axes) and with its
+    // channel axes swapped: [Cin, Cout*KH*KW].
+    let kk = kh * kw;
+    let mut flip = vec![0.0f32; kk * kk];
+    for i in 0..kk {
+        flip[i * kk + (kk - 1 - i)] = 1.0;
+    }
+    let flip = Tensor::from_vec(flip, &[kk, kk], w.device())?;
+    let wf = w
+        .contiguous()?
+        .view(&[g.cout * g.cin, kk])?
+        .matmul(&flip)?
+        .view(&[g.cout, g.cin, kk])?
+        .permute(&[1, 0, 2])?
+        .contiguous()?
+        .view(&[g.cin, g.cout * kk])?;
+    let gt = Geometry::new(
+        "conv2d backward",
+        dp.shape(),
+        &[g.cin, g.cout, kh, kw],
+        [1, 1],
+        [(0, 0), (0, 0)],
+    )?;
+    Ok(conv_raw(&dp, &wf, None, Activation::Identity, &gt)?.0)
+}
+
+impl Tensor {
+    /// 2-D convolution (PyTorch's `conv2d`, cross-correlation): `self` is `[B, Cin, H, W]`,
+    /// `weight` `[Cout, Cin, KH, KW]`, `bias` `[Cout]`; `padding` is `(before, after)` zeros
+    /// per spatial dimension (height, then width). The result is `[B, Cout, OH, OW]` with
+    /// `O = (N + before + after - K) / stride + 1`. Gradients for input, weight and bias.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: [usize; 2],
+        padding: [Padding; 2],
+    ) -> Result<Tensor> {
+        self.conv2d_act(weight, bias, stride, padding, Activation::Identity)
+    }
+
+    /// [`Tensor::conv2d`] followed by `act`, applied in the matmul's epilogue: a layer with
+    /// bias and relu is at most three kernels (pad, window copy, matmul), and its backward
+    /// takes the activation's derivative from the stored output.
+    pub fn conv2d_act(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: [usize; 2],
+        padding: [Padding; 2],
+        act: Activation,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv2d";
+        same_device(OP, self, weight)?;
+        let g = Geometry::new(OP, self.shape(), weight.shape(), stride, padding)?;
+        if let Some(b) = bias {
+            same_device(OP, self, b)?;
+            if b.shape() != [g.cout] {
+                return Err(Error::shape(
+                    OP,
+                    &[self.shape(), weight.shape(), b.shape()],
+                    format!(
+                        "the bias must be [{}], one value per output channel",
+                        g.cout
+                    ),
+                ));
+            }
+        }
+        let w2 = weight.contiguous()?;
+        let w2 = raw_view(&w2, Layout::contiguous(&[g.cout, g.ckk()]));
+        let bias_c = bias.map(|b| b.contiguous()).transpose()?;
+        let (out, cols) = conv_raw(self, &w2, bias_c.as_ref(), act, &g)?;
+        let mut inputs: Vec<&Tensor> = vec![self, weight];
+        inputs.extend(bias);
+        let saved = (act != Activation::Identity).then(|| out.clone());
+        Ok(Tensor::from_op(
+            out.storage().clone(),
+            out.layout().clone(),
+            self.backend().clone(),
+            Conv2d {
+                g,
+                cols,
+                act,
+                out: saved,
+            },
+            &inputs,
+        ))
+    }
+
+    /// 1-D convolution (PyTorch's `conv1d`): `self` is `[B, Cin, W]`, `weight`
+    /// `[Cout, Cin, K]`, `bias` `[Cout]`; `padding` is `(before, after)`. The result is
+    /// `[B, Cout, (W + before + after - K) / stride + 1]`. The course's `Conv1dFun` is
+    /// `padding = (0, K - 1)`.
+    pub fn conv1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: Padding,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv1d";
+        let (x, w) = (self.shape(), weight.shape());
+        if x.len() != 3 || w.len() != 3 {
+            return Err(Error::shape(
+                OP,
+                &[x, w],
+                "needs an input [B, Cin, W] and a weight [Cout, Cin, K]",
+            ));
+        }
+        let x4 = self.contiguous()?.view(&[x[0], x[1], 1, x[2]])?;
+        let w4 = weight.contiguous()?.view(&[w[0], w[1], 1, w[2]])?;
+        let out = x4
+            .conv2d(&w4, bias, [1, stride], [(0, 0), padding])
+            .map_err(|e| match e {
+                Error::Shape { msg, .. } => Error::shape(OP, &[x, w], msg),
+                other => other,
+            })?;
+        let s = out.shape().to_vec();
+        out.view(&[s[0], s[1], s[3]])
+    }
+}

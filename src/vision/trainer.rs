@@ -1,0 +1,357 @@
+//! Training an image classifier: the course's loop (shuffle, batches, forward, nll loss,
+//! backward, optimiser step) over an [`ImageSet`], written once for the `mnist` example
+//! and the digits page. The loop records work without reading anything back, so a page
+//! can run a few batches between repaints ([`ImageTrainer::train_batches`]); the epoch's
+//! loss and accuracy stay on the device until [`ImageTrainer::finish_epoch_async`] reads
+//! them, once per epoch.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::model::{Classifier, ModelKind};
+use super::ImageSet;
+use crate::backend::Device;
+use crate::error::{Error, Result};
+use crate::executor::block_on;
+use crate::nn::Module;
+use crate::optim::{Adam, Sgd};
+use crate::tensor::{no_grad, Reduction, Tensor};
+
+/// Which optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent (the course's).
+    Sgd,
+    /// Adam with PyTorch's defaults (betas 0.9, 0.999, eps 1e-8).
+    Adam,
+}
+
+impl OptimizerKind {
+    /// Parses `sgd` or `adam`.
+    pub fn parse(s: &str) -> Result<OptimizerKind> {
+        match s.to_ascii_lowercase().as_str() {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            _ => Err(Error::invalid(
+                "optimizer",
+                format!("unknown optimizer {s:?}; expected sgd or adam"),
+            )),
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
+        }
+    }
+}
+
+/// How to train.
+#[derive(Clone, Debug)]
+pub struct ImageConfig {
+    /// The network.
+    pub model: ModelKind,
+    /// The optimiser.
+    pub optimizer: OptimizerKind,
+    /// Learning rate.
+    pub lr: f32,
+    /// Images per batch.
+    pub batch: usize,
+    /// Dropout probability in training.
+    pub dropout: f32,
+    /// Seed of the weights, the shuffles and the dropout masks.
+    pub seed: u64,
+    /// Shuffle the training images each epoch (else file order).
+    pub shuffle: bool,
+    /// Where the tensors live.
+    pub device: Device,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            model: ModelKind::Course,
+            optimizer: OptimizerKind::Sgd,
+            lr: 0.05,
+            batch: 16,
+            dropout: 0.25,
+            seed: 42,
+            shuffle: true,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochStats {
+    /// The sum over the epoch's batches of each batch's mean loss (as `train` prints it).
+    pub loss: f32,
+    /// Training images classified correctly while training (before each batch's step).
+    pub correct: usize,
+    /// Training images seen.
+    pub seen: usize,
+}
+
+enum Optimizer {
+    Sgd(Sgd),
+    Adam(Adam),
+}
+
+/// A classifier, its optimiser and its data, trained one batch at a time.
+pub struct ImageTrainer {
+    /// The settings.
+    pub config: ImageConfig,
+    /// The network.
+    pub model: Classifier,
+    /// Training images.
+    pub train: ImageSet,
+    /// Validation images.
+    pub val: ImageSet,
+    optimizer: Optimizer,
+    rng: ChaCha8Rng,
+    order: Vec<usize>,
+    next: usize,
+    loss_sum: Option<Tensor>,
+    correct_sum: Option<Tensor>,
+}
+
+/// Images per batch when only evaluating (no gradients kept).
+const EVAL_BATCH: usize = 250;
+
+impl ImageTrainer {
+    /// A freshly initialised network for `config`, with its training and validation sets.
+    pub fn new(config: ImageConfig, train: ImageSet, val: ImageSet) -> Result<ImageTrainer> {
+        const OP: &str = "ImageTrainer::new";
+        if train.is_empty() {
+            return Err(Error::invalid(OP, "no training images"));
+        }
+        if config.batch == 0 {
+            return Err(Error::invalid(OP, "--batch must be at least 1"));
+        }
+        if !(config.lr.is_finite() && config.lr > 0.0) {
+            return Err(Error::invalid(
+                OP,
+                format!("--lr {} must be a positive number", config.lr),
+            ));
+        }
+        for set in [&train, &val] {
+            if !set.is_empty() && (set.rows, set.cols) != (28, 28) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "images are {}x{}; the networks read 28x28",
+                        set.rows, set.cols
+                    ),
+                ));
+            }
+            if set.classes() > 10 {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "labels up to {}; the networks have 10 classes",
+                        set.classes() - 1
+                    ),
+                ));
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let model = Classifier::new(
+            config.model,
+            config.dropout,
+            config.seed,
+            &mut rng,
+            config.device,
+        )?;
+        let params = model.parameters();
+        let optimizer = match config.optimizer {
+            OptimizerKind::Sgd => Optimizer::Sgd(Sgd::try_new(params, config.lr)?),
+            OptimizerKind::Adam => {
+                let adam = Adam::new(params, config.lr);
+                adam.validate()?;
+                Optimizer::Adam(adam)
+            }
+        };
+        Ok(ImageTrainer {
+            config,
+            model,
+            train,
+            val,
+            optimizer,
+            rng,
+            order: Vec::new(),
+            next: 0,
+            loss_sum: None,
+            correct_sum: None,
+        })
+    }
+
+    /// Batches in one epoch (the last one may be short).
+    pub fn batches_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.config.batch)
+    }
+
+    /// Batches left in the current epoch (0 when none is running).
+    pub fn batches_left(&self) -> usize {
+        self.order
+            .len()
+            .saturating_sub(self.next)
+            .div_ceil(self.config.batch)
+    }
+
+    /// Trains up to `k` batches of the current epoch, starting a new epoch (a new shuffle)
+    /// when none is running; returns the batches left in the epoch. Nothing is read back.
+    pub fn train_batches(&mut self, k: usize) -> Result<usize> {
+        if self.next >= self.order.len() && self.loss_sum.is_none() {
+            self.order = (0..self.train.len()).collect();
+            if self.config.shuffle {
+                self.order.shuffle(&mut self.rng);
+            }
+            self.next = 0;
+        }
+        for _ in 0..k {
+            if self.next >= self.order.len() {
+                break;
+            }
+            let end = (self.next + self.config.batch).min(self.order.len());
+            let idx = &self.order[self.next..end];
+            let (x, labels) = self.train.batch(idx, self.config.device)?;
+            self.model.train();
+            let out = self.model.forward(&x)?;
+            let loss = out.nll_loss(&labels, Reduction::Mean)?;
+            match &self.optimizer {
+                Optimizer::Sgd(o) => o.zero_grad(),
+                Optimizer::Adam(o) => o.zero_grad(),
+            }
+            loss.backward()?;
+            match &mut self.optimizer {
+                Optimizer::Sgd(o) => o.step()?,
+                Optimizer::Adam(o) => o.step()?,
+            }
+            no_grad(|| -> Result<()> {
+                let hits = correct_count(&out, &labels)?;
+                let loss = loss.detach();
+                self.loss_sum = Some(match self.loss_sum.take() {
+                    Some(s) => s.add(&loss)?,
+                    None => loss,
+                });
+                self.correct_sum = Some(match self.correct_sum.take() {
+                    Some(s) => s.add(&hits)?,
+                    None => hits,
+                });
+                Ok(())
+            })?;
+            self.next = end;
+        }
+        Ok(self.batches_left())
+    }
+
+    /// Finishes the current epoch (training what is left of it) and reads its figures
+    /// back: one readback.
+    pub async fn finish_epoch_async(&mut self) -> Result<EpochStats> {
+        self.train_batches(usize::MAX)?;
+        let seen = self.order.len();
+        let (loss, correct) = match (self.loss_sum.take(), self.correct_sum.take()) {
+            (Some(l), Some(c)) => {
+                let loss = l.to_vec_async().await?[0];
+                let correct = c.to_vec_async().await?[0];
+                (loss, correct as usize)
+            }
+            _ => (0.0, 0),
+        };
+        self.order.clear();
+        self.next = 0;
+        Ok(EpochStats {
+            loss,
+            correct,
+            seen,
+        })
+    }
+
+    /// [`ImageTrainer::finish_epoch_async`], blocking (not in a browser).
+    pub fn finish_epoch(&mut self) -> Result<EpochStats> {
+        block_on(
+            "ImageTrainer::finish_epoch",
+            "ImageTrainer::finish_epoch_async",
+            self.finish_epoch_async(),
+        )
+    }
+
+    /// One whole epoch: [`ImageTrainer::train_batches`] then
+    /// [`ImageTrainer::finish_epoch`].
+    pub fn epoch(&mut self) -> Result<EpochStats> {
+        self.train_batches(usize::MAX)?;
+        self.finish_epoch()
+    }
+
+    /// Class probabilities `[n, 10]` (row-major) of `n` 28x28 images given as bytes, in
+    /// evaluation mode.
+    pub async fn probabilities_async(&self, images: &[u8]) -> Result<Vec<f32>> {
+        let px = 28 * 28;
+        if images.is_empty() || images.len() % px != 0 {
+            return Err(Error::invalid(
+                "probabilities",
+                format!("{} bytes are not whole 28x28 images", images.len()),
+            ));
+        }
+        let n = images.len() / px;
+        let set = ImageSet::new(images.to_vec(), vec![0; n], 28, 28)?;
+        let mut out = Vec::with_capacity(n * 10);
+        for start in (0..n).step_by(EVAL_BATCH) {
+            let idx: Vec<usize> = (start..(start + EVAL_BATCH).min(n)).collect();
+            let logp = self.eval_forward(&set, &idx)?;
+            out.extend(logp.exp()?.to_vec_async().await?);
+        }
+        Ok(out)
+    }
+
+    /// The predicted class of every image of `set` (evaluation mode).
+    pub async fn predict_async(&self, set: &ImageSet) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(set.len());
+        for start in (0..set.len()).step_by(EVAL_BATCH) {
+            let idx: Vec<usize> = (start..(start + EVAL_BATCH).min(set.len())).collect();
+            let logp = self.eval_forward(set, &idx)?;
+            let best = no_grad(|| logp.argmax(1))?;
+            out.extend(best.to_vec_async().await?.into_iter().map(|v| v as u32));
+        }
+        Ok(out)
+    }
+
+    /// [`ImageTrainer::predict_async`], blocking (not in a browser).
+    pub fn predict(&self, set: &ImageSet) -> Result<Vec<u32>> {
+        block_on(
+            "ImageTrainer::predict",
+            "ImageTrainer::predict_async",
+            self.predict_async(set),
+        )
+    }
+
+    fn eval_forward(&self, set: &ImageSet, idx: &[usize]) -> Result<Tensor> {
+        let (x, _) = set.batch(idx, self.config.device)?;
+        self.model.eval();
+        let r = no_grad(|| self.model.forward(&x));
+        self.model.train();
+        r
+    }
+}
+
+/// How many rows of log-probabilities `out` have their largest entry at the label, as a
+/// one-element tensor (no readback).
+fn correct_count(out: &Tensor, labels: &[u32]) -> Result<Tensor> {
+    let y: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    let y = Tensor::from_vec(y, &[labels.len(), 1], out.device())?;
+    out.argmax(1)?.eq(&y)?.sum_all()
+}
+
+/// Accuracy of `predicted` against `set`'s labels, as `(correct, total)`.
+pub fn accuracy(predicted: &[u32], set: &ImageSet) -> (usize, usize) {
+    let correct = predicted
+        .iter()
+        .zip(&set.labels)
+        .filter(|(&p, &l)| p == l as u32)
+        .count();
+    (correct, set.len())
+}
