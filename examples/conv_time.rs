@@ -39,7 +39,10 @@ fn main() -> ExitCode {
 fn values(n: usize, seed: u64) -> Vec<f32> {
     (0..n)
         .map(|i| {
-            let h = minitorch::backend::random::uniform(minitorch::backend::random::key(seed, 0), i as u64);
+            let h = minitorch::backend::random::uniform(
+                minitorch::backend::random::key(seed, 0),
+                i as u64,
+            );
             h * 2.0 - 1.0
         })
         .collect()
@@ -66,7 +69,12 @@ fn run(args: Args) -> Result<()> {
     let params: Vec<(Tensor, Tensor)> = layers
         .iter()
         .enumerate()
-        .map(|(i, &(ci, co))| Ok((t(&[co, ci, 3, 3], 10 + i as u64, true)?, t(&[co], 20 + i as u64, true)?)))
+        .map(|(i, &(ci, co))| {
+            Ok((
+                t(&[co, ci, 3, 3], 10 + i as u64, true)?,
+                t(&[co], 20 + i as u64, true)?,
+            ))
+        })
         .collect::<Result<_>>()?;
     let mut times = Vec::new();
     let mut sum = 0.0;

@@ -397,13 +397,20 @@ fn table_forward_backward() {
         // Module 4: convolution, pooling, softmax, losses and dropout through Tensor ops.
         grad_case(
             "conv2d bias stride 2 padding (1, 2)",
-            &[(&[2, 3, 7, 6], General), (&[4, 3, 3, 2], General), (&[4], General)],
+            &[
+                (&[2, 3, 7, 6], General),
+                (&[4, 3, 3, 2], General),
+                (&[4], General),
+            ],
             |x| x[0].conv2d(&x[1], Some(&x[2]), [2, 1], [(1, 1), (1, 2)]),
         ),
         grad_case(
             "conv2d permuted input, kernel as large as the input",
             &[(&[2, 5, 4, 3], General), (&[2, 3, 5, 4], General)],
-            |x| x[0].permute(&[0, 3, 1, 2])?.conv2d(&x[1], None, [1, 1], [(0, 0), (0, 0)]),
+            |x| {
+                x[0].permute(&[0, 3, 1, 2])?
+                    .conv2d(&x[1], None, [1, 1], [(0, 0), (0, 0)])
+            },
         ),
         grad_case(
             "conv1d course padding",
@@ -423,12 +430,16 @@ fn table_forward_backward() {
         grad_case("cross_entropy mean", &[(&[4, 5], General)], |x| {
             x[0].cross_entropy(&[0, 4, 2, 2], minitorch::tensor::Reduction::Mean)
         }),
-        grad_case("dropout p 0.3 (one mask on every backend)", &[(&[6, 50], General)], |x| {
-            x[0].dropout(0.3, true, 5, 2)
-        }),
+        grad_case(
+            "dropout p 0.3 (one mask on every backend)",
+            &[(&[6, 50], General)],
+            |x| x[0].dropout(0.3, true, 5, 2),
+        ),
     ];
     let mut no_grad_cases = vec![
-        grad_case("argmax dim 1 (ties)", &[(&[6, 9], Ties)], |x| x[0].argmax(1)),
+        grad_case("argmax dim 1 (ties)", &[(&[6, 9], Ties)], |x| {
+            x[0].argmax(1)
+        }),
         grad_case("is_close", &[(&[3, 4], Ties), (&[4], Ties)], |x| {
             x[0].is_close(&x[1])
         }),

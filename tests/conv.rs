@@ -5,6 +5,8 @@
 //!
 //! The device is the CPU unless `MINITORCH_TEST_DEVICE` names another (`wgpu`, `cuda`).
 
+#![allow(clippy::needless_range_loop)] // index loops mirror the formulas
+
 use minitorch::tensor::grad_check::grad_check;
 use minitorch::{Device, Error, Tensor};
 use rand::{Rng, SeedableRng};
@@ -40,7 +42,8 @@ impl Conv {
     fn out_hw(&self) -> [usize; 2] {
         let mut o = [0; 2];
         for d in 0..2 {
-            o[d] = (self.x[2 + d] + self.pad[d].0 + self.pad[d].1 - self.w[2 + d]) / self.stride[d] + 1;
+            o[d] = (self.x[2 + d] + self.pad[d].0 + self.pad[d].1 - self.w[2 + d]) / self.stride[d]
+                + 1;
         }
         o
     }
@@ -55,7 +58,13 @@ impl Conv {
 
     /// out, and the gradients of sum(out * g) for x, w, b.
     #[allow(clippy::type_complexity)]
-    fn run(&self, x: &[f32], w: &[f32], b: &[f32], g: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    fn run(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        g: &[f32],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         let [bn, c, hh, ww] = [self.x[0], self.x[1], self.x[2], self.x[3]];
         let [o, _, kh, kw] = [self.w[0], self.w[1], self.w[2], self.w[3]];
         let [oh, ow] = self.out_hw();
@@ -106,7 +115,11 @@ fn assert_close(got: &[f32], want: &[f64], what: &str) {
 fn check(case: &Conv, bias: bool, permute_input: bool, seed: u64) {
     let xs = random(&case.x, seed);
     let ws = random(&case.w, seed + 1);
-    let bs = if bias { random(&[case.w[0]], seed + 2) } else { vec![] };
+    let bs = if bias {
+        random(&[case.w[0]], seed + 2)
+    } else {
+        vec![]
+    };
     let [oh, ow] = case.out_hw();
     let out_shape = [case.x[0], case.w[0], oh, ow];
     let gs = random(&out_shape, seed + 3);
@@ -135,13 +148,28 @@ fn check(case: &Conv, bias: bool, permute_input: bool, seed: u64) {
     let b = bias.then(|| t(bs, &[case.w[0]]).requires_grad_(true));
     let out = x.conv2d(&w, b.as_ref(), case.stride, case.pad).unwrap();
     assert_eq!(out.shape(), out_shape);
-    let what = format!("x {:?} w {:?} stride {:?} pad {:?}", case.x, case.w, case.stride, case.pad);
+    let what = format!(
+        "x {:?} w {:?} stride {:?} pad {:?}",
+        case.x, case.w, case.stride, case.pad
+    );
     assert_close(&out.to_vec().unwrap(), &want, &format!("{what}: forward"));
     out.backward_with(&t(gs, &out_shape)).unwrap();
-    assert_close(&x.grad().unwrap().to_vec().unwrap(), &dx, &format!("{what}: dx"));
-    assert_close(&w.grad().unwrap().to_vec().unwrap(), &dw, &format!("{what}: dw"));
+    assert_close(
+        &x.grad().unwrap().to_vec().unwrap(),
+        &dx,
+        &format!("{what}: dx"),
+    );
+    assert_close(
+        &w.grad().unwrap().to_vec().unwrap(),
+        &dw,
+        &format!("{what}: dw"),
+    );
     if let Some(b) = b {
-        assert_close(&b.grad().unwrap().to_vec().unwrap(), &db, &format!("{what}: db"));
+        assert_close(
+            &b.grad().unwrap().to_vec().unwrap(),
+            &db,
+            &format!("{what}: db"),
+        );
     }
 }
 
@@ -218,7 +246,10 @@ fn course_conv2_sum_backward() {
     assert_eq!(gx[15], 4.0);
     // dw[i][j] = sum of the inputs tap (i, j) reads: all 4 rows for i = 0, rows 1-3 for
     // i = 1; columns 0-3 (sum 6) for j = 0, columns 1-3 (also 6) for j = 1.
-    assert_eq!(w.grad().unwrap().to_vec().unwrap(), [24.0, 24.0, 18.0, 18.0]);
+    assert_eq!(
+        w.grad().unwrap().to_vec().unwrap(),
+        [24.0, 24.0, 18.0, 18.0]
+    );
     grad_check(
         |a| a[0].conv2d(&a[1], None, [1, 1], [(0, 1), (0, 1)]),
         &[x, w],
@@ -267,7 +298,13 @@ fn conv1d_with_bias_stride_and_padding_grad_check() {
     let b = t(random(&[4], 9), &[4]);
     let out = x.conv1d(&w, Some(&b), 2, (1, 1)).unwrap();
     assert_eq!(out.shape(), [3, 4, 5]);
-    grad_check(|a| a[0].conv1d(&a[1], Some(&a[2]), 2, (1, 1)), &[x, w, b], 30, 3).unwrap();
+    grad_check(
+        |a| a[0].conv1d(&a[1], Some(&a[2]), 2, (1, 1)),
+        &[x, w, b],
+        30,
+        3,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -278,14 +315,22 @@ fn conv_special_values_propagate() {
     xs[15] = f32::NAN;
     let x = t(xs, &[1, 1, 4, 4]);
     let w = t(vec![1.0; 4], &[1, 1, 2, 2]);
-    let out = x.conv2d(&w, None, [1, 1], [(0, 0), (0, 0)]).unwrap().to_vec().unwrap();
+    let out = x
+        .conv2d(&w, None, [1, 1], [(0, 0), (0, 0)])
+        .unwrap()
+        .to_vec()
+        .unwrap();
     assert_eq!(out[0], f32::INFINITY);
     assert!(out[8].is_nan());
     assert_eq!(out[4], 4.0);
     // Large finite values stay finite where the sum fits.
     let x = t(vec![1e38; 4], &[1, 1, 2, 2]);
     let w = t(vec![0.5; 4], &[1, 1, 2, 2]);
-    let v = x.conv2d(&w, None, [1, 1], [(0, 0), (0, 0)]).unwrap().item().unwrap();
+    let v = x
+        .conv2d(&w, None, [1, 1], [(0, 0), (0, 0)])
+        .unwrap()
+        .item()
+        .unwrap();
     assert_eq!(v, 2e38);
 }
 
@@ -308,18 +353,30 @@ fn conv_bad_input_is_an_error_naming_op_and_shapes() {
     let w2 = t(vec![0.0; 18], &[1, 2, 3, 3]);
     let z = [(0, 0), (0, 0)];
     shape_err(x.conv2d(&w2, None, [1, 1], z), "conv2d", "channels");
-    shape_err(x.view(&[1, 16]).unwrap().conv2d(&w, None, [1, 1], z), "conv2d", "(1, 16)");
+    shape_err(
+        x.view(&[1, 16]).unwrap().conv2d(&w, None, [1, 1], z),
+        "conv2d",
+        "(1, 16)",
+    );
     shape_err(x.conv2d(&w, None, [0, 1], z), "conv2d", "stride");
     let big = t(vec![0.0; 25], &[1, 1, 5, 5]);
     shape_err(x.conv2d(&big, None, [1, 1], z), "conv2d", "does not fit");
-    shape_err(x.conv2d(&w, None, [1, 1], [(usize::MAX, 0), (0, 0)]), "conv2d", "overflows");
+    shape_err(
+        x.conv2d(&w, None, [1, 1], [(usize::MAX, 0), (0, 0)]),
+        "conv2d",
+        "overflows",
+    );
     let b = t(vec![0.0; 2], &[2]);
     shape_err(x.conv2d(&w, Some(&b), [1, 1], z), "conv2d", "bias");
     shape_err(x.conv1d(&w, None, 1, (0, 0)), "conv1d", "[B, Cin, W]");
     let x1 = t(vec![0.0; 4], &[1, 1, 4]);
     let w1 = t(vec![0.0; 5], &[1, 1, 5]);
     shape_err(x1.conv1d(&w1, None, 1, (0, 0)), "conv1d", "does not fit");
-    shape_err(x1.conv1d(&w1.view(&[1, 1, 5]).unwrap(), None, 0, (0, 4)), "conv1d", "stride");
+    shape_err(
+        x1.conv1d(&w1.view(&[1, 1, 5]).unwrap(), None, 0, (0, 4)),
+        "conv1d",
+        "stride",
+    );
 }
 
 #[test]
@@ -348,7 +405,9 @@ fn backend_pad_rejects_bad_specs_on_every_backend() {
             assert!(e.starts_with("pad") && e.contains(needle), "{d}: {e}");
         }
         let past = Layout::new(vec![2, 3], vec![3, 1], 4).unwrap();
-        let e = b.pad(&x, &past, &spec(&[2, 3], &[0, 0], &[1, 1])).unwrap_err();
+        let e = b
+            .pad(&x, &past, &spec(&[2, 3], &[0, 0], &[1, 1]))
+            .unwrap_err();
         assert!(e.to_string().contains("reaches past"), "{d}: {e}");
     }
 }

@@ -23,7 +23,10 @@ fn conv_layers_use_pytorch_init_and_names() {
         .collect();
     assert_eq!(
         names,
-        [("weight".to_string(), vec![8, 4, 3, 3]), ("bias".to_string(), vec![8])]
+        [
+            ("weight".to_string(), vec![8, 4, 3, 3]),
+            ("bias".to_string(), vec![8])
+        ]
     );
     // U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = 4 * 3 * 3 = 36: bound 1/6.
     let w = c.weight.value().to_vec().unwrap();
@@ -50,14 +53,26 @@ impl Net {
     fn new(device: Device) -> Net {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         Net {
-            conv1: Conv2d::with(1, 4, [3, 3], [1, 1], [(1, 1), (1, 1)], true, &mut rng, device)
-                .unwrap(),
+            conv1: Conv2d::with(
+                1,
+                4,
+                [3, 3],
+                [1, 1],
+                [(1, 1), (1, 1)],
+                true,
+                &mut rng,
+                device,
+            )
+            .unwrap(),
             conv2: Conv2d::new(4, 2, [3, 3], &mut rng, device).unwrap(),
             drop: Dropout::new(0.25, 9).unwrap(),
         }
     }
     fn forward(&self, x: &Tensor) -> minitorch::Result<Tensor> {
-        let h = self.conv1.forward_act(x, Activation::Relu)?.avgpool2d([2, 2])?;
+        let h = self
+            .conv1
+            .forward_act(x, Activation::Relu)?
+            .avgpool2d([2, 2])?;
         let h = self.conv2.forward(&h)?;
         let b = h.shape()[0];
         self.drop.forward(&h.contiguous()?.view(&[b, 2 * 2 * 2])?)
@@ -83,13 +98,19 @@ impl Module for Net {
 fn train(device: Device, steps: usize) -> Vec<f32> {
     let net = Net::new(device);
     let mut opt = Adam::new(net.parameters(), 5e-2);
-    let xs: Vec<f32> = (0..8 * 8 * 8).map(|i| ((i * 37 % 17) as f32) / 17.0).collect();
+    let xs: Vec<f32> = (0..8 * 8 * 8)
+        .map(|i| ((i * 37 % 17) as f32) / 17.0)
+        .collect();
     let x = Tensor::from_vec(xs, &[8, 1, 8, 8], device).unwrap();
     let labels = [0u32, 1, 2, 3, 4, 5, 6, 7];
     (0..steps)
         .map(|_| {
             opt.zero_grad();
-            let loss = net.forward(&x).unwrap().cross_entropy(&labels, Reduction::Mean).unwrap();
+            let loss = net
+                .forward(&x)
+                .unwrap()
+                .cross_entropy(&labels, Reduction::Mean)
+                .unwrap();
             loss.backward().unwrap();
             opt.step().unwrap();
             loss.item().unwrap()
@@ -108,7 +129,10 @@ fn a_small_cnn_trains_with_adam_and_dropout_alike_on_every_backend() {
         }
         let got = train(d, 40);
         for (i, (g, c)) in got.iter().zip(&cpu).enumerate() {
-            assert!((g - c).abs() <= 1e-3 * (1.0 + c.abs()), "{d} step {i}: {g} vs cpu {c}");
+            assert!(
+                (g - c).abs() <= 1e-3 * (1.0 + c.abs()),
+                "{d} step {i}: {g} vs cpu {c}"
+            );
         }
     }
 }
@@ -117,11 +141,18 @@ fn a_small_cnn_trains_with_adam_and_dropout_alike_on_every_backend() {
 fn state_dict_names_round_trip_through_safetensors() {
     let net = Net::new(Device::Cpu);
     let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]);
-    let path = std::env::temp_dir().join(format!("minitorch-cnn-{}.safetensors", std::process::id()));
+    assert_eq!(
+        names,
+        ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]
+    );
+    let path =
+        std::env::temp_dir().join(format!("minitorch-cnn-{}.safetensors", std::process::id()));
     save_safetensors(&net, &path).unwrap();
     let other = Net::new(Device::Cpu);
-    other.conv1.weight.update(Tensor::zeros(&[4, 1, 3, 3], Device::Cpu).unwrap());
+    other
+        .conv1
+        .weight
+        .update(Tensor::zeros(&[4, 1, 3, 3], Device::Cpu).unwrap());
     load_safetensors(&other, &path).unwrap();
     assert_eq!(
         other.conv1.weight.value().to_vec().unwrap(),
@@ -146,7 +177,12 @@ fn dropout_layer_draws_a_new_mask_per_call_and_is_identity_in_eval() {
 
 #[test]
 fn sqrt_forward_special_values_and_gradient() {
-    let x = Tensor::from_vec(vec![4.0, 0.0, -0.0, f32::INFINITY, -1.0, 2.0], &[6], Device::Cpu).unwrap();
+    let x = Tensor::from_vec(
+        vec![4.0, 0.0, -0.0, f32::INFINITY, -1.0, 2.0],
+        &[6],
+        Device::Cpu,
+    )
+    .unwrap();
     let y = x.sqrt().unwrap().to_vec().unwrap();
     assert_eq!(&y[..4], [2.0, 0.0, -0.0, f32::INFINITY]);
     assert!(y[3].is_infinite() && y[4].is_nan() && y[5] == 2f32.sqrt());

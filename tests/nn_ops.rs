@@ -74,7 +74,10 @@ fn tile_lays_each_window_along_the_last_dimension() {
     assert_eq!(tiled.shape(), [1, 2, 2, 2, 6]);
     // Channel 1, window (1, 0): rows 2-3, columns 0-2 of the second 4x6 plane.
     let base = 24.0 + 2.0 * 6.0;
-    let want: Vec<f32> = [0.0, 1.0, 2.0, 6.0, 7.0, 8.0].iter().map(|d| base + d).collect();
+    let want: Vec<f32> = [0.0, 1.0, 2.0, 6.0, 7.0, 8.0]
+        .iter()
+        .map(|d| base + d)
+        .collect();
     for (k, w) in want.iter().enumerate() {
         assert_eq!(tiled.get(&[0, 1, 1, 0, k as isize]).unwrap(), *w);
     }
@@ -84,7 +87,12 @@ fn tile_lays_each_window_along_the_last_dimension() {
 fn maxpool_gives_each_window_gradient_to_its_first_maximum() {
     // A flat window: PyTorch's rule sends the gradient to one position, not four.
     let x = t(vec![1.0; 16], &[1, 1, 4, 4]).requires_grad_(true);
-    x.maxpool2d([2, 2]).unwrap().sum_all().unwrap().backward().unwrap();
+    x.maxpool2d([2, 2])
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let g = x.grad().unwrap().to_vec().unwrap();
     assert_eq!(g.iter().sum::<f32>(), 4.0);
     for (i, &v) in g.iter().enumerate() {
@@ -111,7 +119,11 @@ fn course_max_over_each_dimension() {
         let mut out_shape = shape;
         out_shape[dim] = 1;
         for o in 0..mv.len() {
-            let idx = [o / (out_shape[1] * out_shape[2]), o / out_shape[2] % out_shape[1], o % out_shape[2]];
+            let idx = [
+                o / (out_shape[1] * out_shape[2]),
+                o / out_shape[2] % out_shape[1],
+                o % out_shape[2],
+            ];
             let mut best = (f32::NEG_INFINITY, 0);
             for k in 0..shape[dim] {
                 let mut i = idx;
@@ -124,17 +136,30 @@ fn course_max_over_each_dimension() {
             assert_eq!(mv[o], best.0);
             assert_eq!(av[o], best.1 as f32);
         }
-        grad_check(|a| a[0].max(dim), &[x.clone()], 10, dim as u64).unwrap();
+        grad_check(|a| a[0].max(dim), std::slice::from_ref(&x), 10, dim as u64).unwrap();
     }
 }
 
 #[test]
 fn argmax_takes_the_first_maximum_and_the_first_nan() {
-    let x = t(vec![1.0, 3.0, 3.0, 0.0, f32::NAN, 5.0, f32::NAN, 2.0], &[2, 4]);
+    let x = t(
+        vec![1.0, 3.0, 3.0, 0.0, f32::NAN, 5.0, f32::NAN, 2.0],
+        &[2, 4],
+    );
     assert_eq!(x.argmax(1).unwrap().to_vec().unwrap(), [1.0, 0.0]);
-    let y = t(vec![f32::NEG_INFINITY, f32::NEG_INFINITY, f32::INFINITY, 7.0], &[4]);
+    let y = t(
+        vec![f32::NEG_INFINITY, f32::NEG_INFINITY, f32::INFINITY, 7.0],
+        &[4],
+    );
     assert_eq!(y.argmax(0).unwrap().to_vec().unwrap(), [2.0]);
-    assert_eq!(t(vec![f32::NEG_INFINITY; 3], &[3]).argmax(0).unwrap().to_vec().unwrap(), [0.0]);
+    assert_eq!(
+        t(vec![f32::NEG_INFINITY; 3], &[3])
+            .argmax(0)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        [0.0]
+    );
 }
 
 #[test]
@@ -149,7 +174,7 @@ fn course_softmax_and_log_softmax() {
         for (a, b) in q.to_vec().unwrap().iter().zip(q2.to_vec().unwrap()) {
             assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
         }
-        grad_check(|a| a[0].softmax(2), &[x.clone()], 10, seed).unwrap();
+        grad_check(|a| a[0].softmax(2), std::slice::from_ref(&x), 10, seed).unwrap();
         grad_check(|a| a[0].log_softmax(2), &[x], 10, seed).unwrap();
     }
 }
@@ -158,13 +183,20 @@ fn course_softmax_and_log_softmax() {
 fn softmax_is_stable_up_to_f32_max() {
     let m = f32::MAX;
     let x = t(vec![m, m, -m, 0.0], &[1, 4]);
-    assert_eq!(x.softmax(1).unwrap().to_vec().unwrap(), [0.5, 0.5, 0.0, 0.0]);
+    assert_eq!(
+        x.softmax(1).unwrap().to_vec().unwrap(),
+        [0.5, 0.5, 0.0, 0.0]
+    );
     let l = x.log_softmax(1).unwrap().to_vec().unwrap();
     assert!(close(l[0], -(2f64).ln()) && close(l[1], -(2f64).ln()));
     assert_eq!(l[2], f32::NEG_INFINITY);
     assert_eq!(l[3], -m);
     // A NaN in a row makes the row NaN (as PyTorch).
-    let n = t(vec![1.0, f32::NAN], &[1, 2]).softmax(1).unwrap().to_vec().unwrap();
+    let n = t(vec![1.0, f32::NAN], &[1, 2])
+        .softmax(1)
+        .unwrap()
+        .to_vec()
+        .unwrap();
     assert!(n.iter().all(|v| v.is_nan()));
 }
 
@@ -188,20 +220,55 @@ fn cross_entropy_and_nll_loss_match_f64() {
     let per = ce_ref(&v, c, &labels);
     let x = t(v, &[n, c]);
     let sum: f64 = per.iter().sum();
-    let ce_sum = x.cross_entropy(&labels, Reduction::Sum).unwrap().item().unwrap();
-    let ce_mean = x.cross_entropy(&labels, Reduction::Mean).unwrap().item().unwrap();
-    assert!(close(ce_sum, sum) && close(ce_mean, sum / n as f64), "{ce_sum} {ce_mean} {sum}");
-    let nll = x.log_softmax(1).unwrap().nll_loss(&labels, Reduction::Mean).unwrap().item().unwrap();
+    let ce_sum = x
+        .cross_entropy(&labels, Reduction::Sum)
+        .unwrap()
+        .item()
+        .unwrap();
+    let ce_mean = x
+        .cross_entropy(&labels, Reduction::Mean)
+        .unwrap()
+        .item()
+        .unwrap();
+    assert!(
+        close(ce_sum, sum) && close(ce_mean, sum / n as f64),
+        "{ce_sum} {ce_mean} {sum}"
+    );
+    let nll = x
+        .log_softmax(1)
+        .unwrap()
+        .nll_loss(&labels, Reduction::Mean)
+        .unwrap()
+        .item()
+        .unwrap();
     assert!(close(nll, sum / n as f64));
     // Gradient: softmax - one_hot, over n for the mean.
-    grad_check(|a| a[0].cross_entropy(&labels, Reduction::Mean), &[x.clone()], 20, 1).unwrap();
+    grad_check(
+        |a| a[0].cross_entropy(&labels, Reduction::Mean),
+        std::slice::from_ref(&x),
+        20,
+        1,
+    )
+    .unwrap();
     // Labels from an index tensor.
     let lt = t(labels.iter().map(|&l| l as f32).collect(), &[n]);
     assert_eq!(lt.labels().unwrap(), labels);
     // Extreme logits stay finite where the answer is.
     let e = t(vec![f32::MAX, -f32::MAX], &[1, 2]);
-    assert_eq!(e.cross_entropy(&[0], Reduction::Sum).unwrap().item().unwrap(), 0.0);
-    assert_eq!(e.cross_entropy(&[1], Reduction::Sum).unwrap().item().unwrap(), f32::INFINITY);
+    assert_eq!(
+        e.cross_entropy(&[0], Reduction::Sum)
+            .unwrap()
+            .item()
+            .unwrap(),
+        0.0
+    );
+    assert_eq!(
+        e.cross_entropy(&[1], Reduction::Sum)
+            .unwrap()
+            .item()
+            .unwrap(),
+        f32::INFINITY
+    );
 }
 
 #[test]
@@ -216,11 +283,22 @@ fn binary_cross_entropy_matches_f64_and_clamps_logs() {
         / 4.0;
     let pt = t(p.to_vec(), &[4]);
     let yt = t(y.to_vec(), &[4]);
-    let got = pt.binary_cross_entropy(&yt, Reduction::Mean).unwrap().item().unwrap();
+    let got = pt
+        .binary_cross_entropy(&yt, Reduction::Mean)
+        .unwrap()
+        .item()
+        .unwrap();
     assert!((got as f64 - want).abs() < 1e-4, "{got} vs {want}");
-    grad_check(|a| a[0].binary_cross_entropy(&yt, Reduction::Sum), &[pt], 4, 2).unwrap();
+    grad_check(
+        |a| a[0].binary_cross_entropy(&yt, Reduction::Sum),
+        &[pt],
+        4,
+        2,
+    )
+    .unwrap();
     // p = 0 with y = 1: PyTorch's clamp gives 100, not inf or NaN.
-    let edge = t(vec![0.0, 1.0], &[2]).binary_cross_entropy(&t(vec![1.0, 1.0], &[2]), Reduction::Sum);
+    let edge =
+        t(vec![0.0, 1.0], &[2]).binary_cross_entropy(&t(vec![1.0, 1.0], &[2]), Reduction::Sum);
     assert_eq!(edge.unwrap().item().unwrap(), 100.0);
 }
 
@@ -229,10 +307,34 @@ fn course_dropout() {
     let x = t(random(60, 4), &[3, 4, 5]);
     let xv = x.to_vec().unwrap();
     // p = 0 keeps everything; p = 1 drops everything; ignore (evaluation) is the identity.
-    assert_eq!(x.dropout_unscaled(0.0, true, 1, 0).unwrap().to_vec().unwrap(), xv);
-    assert!(x.dropout_unscaled(1.0, true, 1, 0).unwrap().to_vec().unwrap().iter().all(|&v| v == 0.0));
-    assert_eq!(x.dropout_unscaled(1.0, false, 1, 0).unwrap().to_vec().unwrap(), xv);
-    assert!(x.dropout(1.0, true, 1, 0).unwrap().to_vec().unwrap().iter().all(|&v| v == 0.0));
+    assert_eq!(
+        x.dropout_unscaled(0.0, true, 1, 0)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        xv
+    );
+    assert!(x
+        .dropout_unscaled(1.0, true, 1, 0)
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
+    assert_eq!(
+        x.dropout_unscaled(1.0, false, 1, 0)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        xv
+    );
+    assert!(x
+        .dropout(1.0, true, 1, 0)
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
 }
 
 #[test]
@@ -244,7 +346,10 @@ fn dropout_rate_scale_and_determinism() {
         let dropped = v.iter().filter(|&&e| e == 0.0).count() as f64 / n as f64;
         // 5 standard deviations of a binomial proportion.
         let sd = ((p * (1.0 - p)) as f64 / n as f64).sqrt();
-        assert!((dropped - p as f64).abs() < 5.0 * sd, "p {p}: dropped {dropped}");
+        assert!(
+            (dropped - p as f64).abs() < 5.0 * sd,
+            "p {p}: dropped {dropped}"
+        );
         let kept = 1.0 / (1.0 - p);
         assert!(v.iter().all(|&e| e == 0.0 || e == kept), "p {p}");
         // Same seed and counter: same mask; another counter: another mask.
@@ -258,7 +363,10 @@ fn dropout_rate_scale_and_determinism() {
 
 #[test]
 fn rand_is_the_counter_based_generator() {
-    let r = Tensor::rand(&[1000], 42, device()).unwrap().to_vec().unwrap();
+    let r = Tensor::rand(&[1000], 42, device())
+        .unwrap()
+        .to_vec()
+        .unwrap();
     let key = minitorch::backend::random::key(42, 0);
     for (i, &v) in r.iter().enumerate() {
         assert_eq!(v, minitorch::backend::random::uniform(key, i as u64));
@@ -284,16 +392,36 @@ fn bad_input_is_an_error_naming_the_op() {
     let x = t(vec![0.0; 12], &[1, 1, 3, 4]);
     err_says(x.avgpool2d([2, 2]), "avgpool2d", "divide");
     err_says(x.maxpool2d([0, 2]), "maxpool2d", "divide");
-    err_says(x.view(&[3, 4]).unwrap().tile([1, 1]), "tile", "[B, C, H, W]");
+    err_says(
+        x.view(&[3, 4]).unwrap().tile([1, 1]),
+        "tile",
+        "[B, C, H, W]",
+    );
     err_says(x.softmax(4), "softmax", "out of range");
     err_says(x.argmax(7), "argmax", "out of range");
     let s = t(vec![0.0; 6], &[2, 3]);
-    err_says(s.cross_entropy(&[0, 3], Reduction::Mean), "cross_entropy", "label 3");
-    err_says(s.cross_entropy(&[0], Reduction::Mean), "cross_entropy", "N labels");
-    err_says(s.nll_loss(&[0, 9], Reduction::Sum), "nll_loss", "out of range");
+    err_says(
+        s.cross_entropy(&[0, 3], Reduction::Mean),
+        "cross_entropy",
+        "label 3",
+    );
+    err_says(
+        s.cross_entropy(&[0], Reduction::Mean),
+        "cross_entropy",
+        "N labels",
+    );
+    err_says(
+        s.nll_loss(&[0, 9], Reduction::Sum),
+        "nll_loss",
+        "out of range",
+    );
     err_says(s.dropout(1.5, true, 0, 0), "dropout", "outside [0, 1]");
     err_says(s.dropout(-0.1, true, 0, 0), "dropout", "outside [0, 1]");
     err_says(s.dropout(f32::NAN, true, 0, 0), "dropout", "outside [0, 1]");
-    err_says(s.binary_cross_entropy(&x, Reduction::Sum), "binary_cross_entropy", "one shape");
+    err_says(
+        s.binary_cross_entropy(&x, Reduction::Sum),
+        "binary_cross_entropy",
+        "one shape",
+    );
     assert!(t(vec![0.5, -1.0], &[2]).labels().is_err());
 }

@@ -25,7 +25,10 @@ impl Fixtures {
     fn load() -> Fixtures {
         let text = include_str!("fixtures/module4.txt");
         let mut m = HashMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let mut parts = line.split('|');
             let name = parts.next().unwrap().to_string();
             let shape = parts.next().unwrap();
@@ -51,7 +54,11 @@ impl Fixtures {
     }
 
     fn vals(&self, name: &str) -> &[f32] {
-        &self.0.get(name).unwrap_or_else(|| panic!("fixture {name}")).1
+        &self
+            .0
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture {name}"))
+            .1
     }
 
     fn ints(&self, name: &str) -> Vec<usize> {
@@ -83,11 +90,19 @@ fn check(fx: &Fixtures, name: &str, f: impl Fn(&[Tensor]) -> minitorch::Result<T
         .map(|n| fx.tensor(&n).requires_grad_(true))
         .collect();
     let out = f(&inputs).unwrap();
-    close(&out.to_vec().unwrap(), fx.vals(&format!("{name}.out")), &format!("{name} forward"));
+    close(
+        &out.to_vec().unwrap(),
+        fx.vals(&format!("{name}.out")),
+        &format!("{name} forward"),
+    );
     out.backward_with(&fx.tensor(&format!("{name}.g"))).unwrap();
     for (i, x) in inputs.iter().enumerate() {
         let g = x.grad().expect("gradient").to_vec().unwrap();
-        close(&g, fx.vals(&format!("{name}.grad{i}")), &format!("{name} gradient {i}"));
+        close(
+            &g,
+            fx.vals(&format!("{name}.grad{i}")),
+            &format!("{name} gradient {i}"),
+        );
     }
 }
 
@@ -98,7 +113,9 @@ fn conv1d_matches_pytorch() {
         let name = format!("conv1d.{k}");
         let stride = fx.ints(&format!("{name}.stride"))[0];
         let p = fx.ints(&format!("{name}.pad"));
-        check(&fx, &name, |a| a[0].conv1d(&a[1], a.get(2), stride, (p[0], p[1])));
+        check(&fx, &name, |a| {
+            a[0].conv1d(&a[1], a.get(2), stride, (p[0], p[1]))
+        });
     }
 }
 
@@ -139,8 +156,12 @@ fn softmax_log_softmax_cross_entropy_match_pytorch() {
         .iter()
         .map(|&l| l as u32)
         .collect();
-    check(&fx, "cross_entropy.mean", |a| a[0].cross_entropy(&labels, Reduction::Mean));
-    check(&fx, "cross_entropy.sum", |a| a[0].cross_entropy(&labels, Reduction::Sum));
+    check(&fx, "cross_entropy.mean", |a| {
+        a[0].cross_entropy(&labels, Reduction::Mean)
+    });
+    check(&fx, "cross_entropy.sum", |a| {
+        a[0].cross_entropy(&labels, Reduction::Sum)
+    });
 }
 
 #[test]

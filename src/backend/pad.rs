@@ -29,7 +29,12 @@ pub struct PadSpec {
 
 impl PadSpec {
     /// Plain padding by `before` / `after` elements per dimension of `shape`.
-    pub fn padding(op: &'static str, shape: &[usize], before: &[usize], after: &[usize]) -> Result<PadSpec> {
+    pub fn padding(
+        op: &'static str,
+        shape: &[usize],
+        before: &[usize],
+        after: &[usize],
+    ) -> Result<PadSpec> {
         let mut out_shape = Dims::new();
         for (d, &n) in shape.iter().enumerate() {
             let len = n
@@ -127,7 +132,12 @@ pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
             };
         }
         if let Some(b) = base {
-            let (n, lo, step, stride) = (shape[r - 1], spec.lo[r - 1], spec.step[r - 1], strides[r - 1]);
+            let (n, lo, step, stride) = (
+                shape[r - 1],
+                spec.lo[r - 1],
+                spec.step[r - 1],
+                strides[r - 1],
+            );
             if step == 1 && stride == 1 {
                 // Plain padding of a contiguous row: one slice copy of the part inside.
                 let first = (-lo).max(0) as usize;

@@ -28,7 +28,11 @@ fn init(
     device: Device,
 ) -> Result<(Parameter, Option<Parameter>)> {
     if shape.contains(&0) {
-        return Err(Error::shape(op, &[shape], "channels and kernel sizes must be at least 1"));
+        return Err(Error::shape(
+            op,
+            &[shape],
+            "channels and kernel sizes must be at least 1",
+        ));
     }
     let fan_in: usize = shape[1..].iter().product();
     let n = crate::layout::checked_shape_size(op, shape)?;
@@ -77,7 +81,16 @@ impl Conv2d {
         rng: &mut impl Rng,
         device: Device,
     ) -> Result<Conv2d> {
-        Self::with(cin, cout, kernel, [1, 1], [(0, 0), (0, 0)], true, rng, device)
+        Self::with(
+            cin,
+            cout,
+            kernel,
+            [1, 1],
+            [(0, 0), (0, 0)],
+            true,
+            rng,
+            device,
+        )
     }
 
     /// A layer with every option: stride, padding per side, and whether it has a bias.
@@ -92,7 +105,13 @@ impl Conv2d {
         rng: &mut impl Rng,
         device: Device,
     ) -> Result<Conv2d> {
-        let (weight, bias) = init("Conv2d", &[cout, cin, kernel[0], kernel[1]], bias, rng, device)?;
+        let (weight, bias) = init(
+            "Conv2d",
+            &[cout, cin, kernel[0], kernel[1]],
+            bias,
+            rng,
+            device,
+        )?;
         Ok(Conv2d {
             weight,
             bias,
@@ -110,7 +129,13 @@ impl Conv2d {
     /// `act(conv2d(x))`, the activation in the convolution's matmul epilogue.
     pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| b.value());
-        x.conv2d_act(&self.weight.value(), b.as_ref(), self.stride, self.padding, act)
+        x.conv2d_act(
+            &self.weight.value(),
+            b.as_ref(),
+            self.stride,
+            self.padding,
+            act,
+        )
     }
 }
 
@@ -138,7 +163,13 @@ pub struct Conv1d {
 
 impl Conv1d {
     /// A layer from `cin` to `cout` channels with a kernel of `k`, stride 1, no padding.
-    pub fn new(cin: usize, cout: usize, k: usize, rng: &mut impl Rng, device: Device) -> Result<Conv1d> {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        rng: &mut impl Rng,
+        device: Device,
+    ) -> Result<Conv1d> {
         Self::with(cin, cout, k, 1, (0, 0), true, rng, device)
     }
 

@@ -91,7 +91,10 @@ impl Adam {
     pub fn validate(&self) -> Result<()> {
         let op = if self.decoupled { "adamw" } else { "adam" };
         let bad = |name: &str, v: f32, range: &str| {
-            Err(Error::invalid(op, format!("{name} is {v}; it must be {range}")))
+            Err(Error::invalid(
+                op,
+                format!("{name} is {v}; it must be {range}"),
+            ))
         };
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return bad("lr", self.lr, "a finite number >= 0");

@@ -256,9 +256,7 @@ impl Function for Conv2d {
         // Through the activation first: relu' from the output's sign, sigmoid' = s (1 - s).
         let go = match (&self.out, self.act) {
             (Some(y), Activation::Relu) => y.zip_raw(BinaryOp::ReluBack, grad)?,
-            (Some(y), Activation::Sigmoid) => {
-                y.mul(&y.neg()?.add_scalar(1.0)?)?.mul(grad)?
-            }
+            (Some(y), Activation::Sigmoid) => y.mul(&y.neg()?.add_scalar(1.0)?)?.mul(grad)?,
             _ => grad.contiguous()?,
         };
         let go3 = go.view(&[g.b, g.cout, g.oh * g.ow])?;
@@ -359,7 +357,10 @@ impl Tensor {
                 return Err(Error::shape(
                     OP,
                     &[self.shape(), weight.shape(), b.shape()],
-                    format!("the bias must be [{}], one value per output channel", g.cout),
+                    format!(
+                        "the bias must be [{}], one value per output channel",
+                        g.cout
+                    ),
                 ));
             }
         }

@@ -7,9 +7,9 @@
 
 mod conv;
 mod functions;
-mod nn_ops;
 mod fused;
 pub mod grad_check;
+mod nn_ops;
 mod ops;
 
 use std::cell::Cell;
@@ -23,10 +23,10 @@ use crate::error::{Error, Result};
 use crate::executor::block_on;
 use crate::layout::{checked_shape_size, shape_size, Layout};
 
-pub(crate) use functions::{Function, Grads};
 pub use conv::Padding;
-pub use nn_ops::Reduction;
+pub(crate) use functions::{Function, Grads};
 pub use fused::{Activation, Tensors};
+pub use nn_ops::Reduction;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 

@@ -107,7 +107,7 @@ impl Tensor {
         if s.len() != 4 {
             return Err(Error::shape(op, &[s], "needs an input [B, C, H, W]"));
         }
-        if kh == 0 || kw == 0 || s[2] % kh != 0 || s[3] % kw != 0 {
+        if kh == 0 || kw == 0 || !s[2].is_multiple_of(kh) || !s[3].is_multiple_of(kw) {
             return Err(Error::shape(
                 op,
                 &[s, &[kh, kw]],
@@ -245,7 +245,8 @@ impl Tensor {
             ));
         }
         // max(l, -100) as relu(l + 100) - 100.
-        let clamp = |l: Tensor| -> Result<Tensor> { l.add_scalar(100.0)?.relu()?.add_scalar(-100.0) };
+        let clamp =
+            |l: Tensor| -> Result<Tensor> { l.add_scalar(100.0)?.relu()?.add_scalar(-100.0) };
         let lp = clamp(self.log()?)?;
         let lq = clamp(self.neg()?.add_scalar(1.0)?.log()?)?;
         let one_minus_y = target.neg()?.add_scalar(1.0)?;
@@ -283,11 +284,24 @@ impl Tensor {
 
     /// The course's dropout: the same mask as [`Tensor::dropout`] but no scaling (the
     /// course's `ignore=True` is `training = false`).
-    pub fn dropout_unscaled(&self, p: f32, training: bool, seed: u64, counter: u64) -> Result<Tensor> {
+    pub fn dropout_unscaled(
+        &self,
+        p: f32,
+        training: bool,
+        seed: u64,
+        counter: u64,
+    ) -> Result<Tensor> {
         self.dropout_with(p, training, seed, counter, false)
     }
 
-    fn dropout_with(&self, p: f32, training: bool, seed: u64, counter: u64, scaled: bool) -> Result<Tensor> {
+    fn dropout_with(
+        &self,
+        p: f32,
+        training: bool,
+        seed: u64,
+        counter: u64,
+        scaled: bool,
+    ) -> Result<Tensor> {
         if !(0.0..=1.0).contains(&p) {
             return Err(Error::shape(
                 "dropout",
@@ -301,7 +315,13 @@ impl Tensor {
         let u = Tensor::rand_draw(self.shape(), seed, counter, self.device())?;
         // keep = 1 - (u < p); the scale is folded into the mask (0 when p = 1).
         let p_t = self.full_like(&[1], p)?;
-        let scale = if scaled && p < 1.0 { 1.0 / (1.0 - p) } else if scaled { 0.0 } else { 1.0 };
+        let scale = if scaled && p < 1.0 {
+            1.0 / (1.0 - p)
+        } else if scaled {
+            0.0
+        } else {
+            1.0
+        };
         let mask = u.lt(&p_t)?.neg()?.add_scalar(1.0)?.mul_scalar(scale)?;
         self.mul(&mask)
     }

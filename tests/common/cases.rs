@@ -324,7 +324,11 @@ pub fn copy_and_view() -> Vec<Case> {
 }
 
 /// A pad spec that lives for the whole test run (cases are `Copy`).
-fn spec(out_shape: &[usize], lo: &[i64], step: &[usize]) -> &'static minitorch::backend::pad::PadSpec {
+fn spec(
+    out_shape: &[usize],
+    lo: &[i64],
+    step: &[usize],
+) -> &'static minitorch::backend::pad::PadSpec {
     Box::leak(Box::new(minitorch::backend::pad::PadSpec {
         out_shape: out_shape.into(),
         lo: lo.into(),
@@ -337,25 +341,72 @@ fn spec(out_shape: &[usize], lo: &[i64], step: &[usize]) -> &'static minitorch::
 /// for the transposed convolution, an offset broadcast input, 0-d, zero-size and large.
 pub fn pad() -> Vec<Case> {
     let g = Domain::General;
-    let c = |p, desc: &str, l: Layout, seed| Case::new(Op::Pad(p), desc, vec![Input::new(l, g, seed)]);
+    let c =
+        |p, desc: &str, l: Layout, seed| Case::new(Op::Pad(p), desc, vec![Input::new(l, g, seed)]);
     vec![
-        c(spec(&[2, 3, 7, 6], &[0, 0, 1, 1], &[1; 4]), "conv input, padding 1", Layout::contiguous(&[2, 3, 5, 4]), 1),
-        c(spec(&[2, 3, 7, 7], &[0, 0, 0, 2], &[1; 4]), "permuted input, asymmetric", permuted(&[2, 5, 4, 3], &[0, 3, 1, 2]), 2),
-        c(spec(&[2, 3, 11, 9], &[0, 0, -1, 2], &[1, 1, 3, 2]), "dilated and cropped gradient", Layout::contiguous(&[2, 3, 4, 3]), 3),
-        c(spec(&[3, 4, 9], &[1, 0, 4], &[1, 2, 1]), "broadcast at an offset", Layout::new(vec![3, 2, 5], vec![0, 5, 1], 4).unwrap(), 4),
-        c(spec(&[5], &[-2], &[1]), "1-d cropped at both ends", Layout::contiguous(&[9]), 5),
+        c(
+            spec(&[2, 3, 7, 6], &[0, 0, 1, 1], &[1; 4]),
+            "conv input, padding 1",
+            Layout::contiguous(&[2, 3, 5, 4]),
+            1,
+        ),
+        c(
+            spec(&[2, 3, 7, 7], &[0, 0, 0, 2], &[1; 4]),
+            "permuted input, asymmetric",
+            permuted(&[2, 5, 4, 3], &[0, 3, 1, 2]),
+            2,
+        ),
+        c(
+            spec(&[2, 3, 11, 9], &[0, 0, -1, 2], &[1, 1, 3, 2]),
+            "dilated and cropped gradient",
+            Layout::contiguous(&[2, 3, 4, 3]),
+            3,
+        ),
+        c(
+            spec(&[3, 4, 9], &[1, 0, 4], &[1, 2, 1]),
+            "broadcast at an offset",
+            Layout::new(vec![3, 2, 5], vec![0, 5, 1], 4).unwrap(),
+            4,
+        ),
+        c(
+            spec(&[5], &[-2], &[1]),
+            "1-d cropped at both ends",
+            Layout::contiguous(&[9]),
+            5,
+        ),
         c(spec(&[], &[], &[]), "0-d", Layout::contiguous(&[]), 6),
-        c(spec(&[3, 0, 2], &[1, 0, 0], &[1; 3]), "zero-size", Layout::contiguous(&[1, 0, 2]), 7),
-        c(spec(&[4, 0], &[0, 0], &[1; 2]), "zero-size input", Layout::contiguous(&[0, 3]), 8),
-        c(spec(&[8, 3, 130, 130], &[0, 0, 1, 1], &[1; 4]), "large (400K)", Layout::contiguous(&[8, 3, 128, 128]), 9),
+        c(
+            spec(&[3, 0, 2], &[1, 0, 0], &[1; 3]),
+            "zero-size",
+            Layout::contiguous(&[1, 0, 2]),
+            7,
+        ),
+        c(
+            spec(&[4, 0], &[0, 0], &[1; 2]),
+            "zero-size input",
+            Layout::contiguous(&[0, 3]),
+            8,
+        ),
+        c(
+            spec(&[8, 3, 130, 130], &[0, 0, 1, 1], &[1; 4]),
+            "large (400K)",
+            Layout::contiguous(&[8, 3, 128, 128]),
+            9,
+        ),
     ]
 }
 
 /// The counter-based generator: small, odd and large draws, and another key.
 pub fn uniform() -> Vec<Case> {
     let key = |seed, counter| minitorch::backend::random::key(seed, counter);
-    [(1, key(0, 0)), (1000, key(42, 0)), (4099, key(42, 1)), (1 << 20, key(7, 9)), (0, key(1, 1))]
-        .into_iter()
-        .map(|(n, k)| Case::new(Op::Uniform(n, k), format!("{n} values"), vec![]))
-        .collect()
+    [
+        (1, key(0, 0)),
+        (1000, key(42, 0)),
+        (4099, key(42, 1)),
+        (1 << 20, key(7, 9)),
+        (0, key(1, 1)),
+    ]
+    .into_iter()
+    .map(|(n, k)| Case::new(Op::Uniform(n, k), format!("{n} values"), vec![]))
+    .collect()
 }
