@@ -166,24 +166,6 @@ impl Meta {
     }
 }
 
-/// The metadata of a pad ([`crate::backend::pad::meta`]) in a [`Meta`].
-pub fn pad_meta(
-    layout: &crate::layout::Layout,
-    spec: &crate::backend::pad::PadSpec,
-) -> Result<Meta> {
-    let words = crate::backend::pad::meta("pad", layout, spec)?;
-    if words.len() > META_WORDS {
-        return Err(Error::backend(
-            "cuda",
-            "pad",
-            format!("kernel metadata longer than {META_WORDS} words"),
-        ));
-    }
-    let mut m = [0u32; META_WORDS];
-    m[..words.len()].copy_from_slice(&words);
-    Ok(Meta(m))
-}
-
 /// Builds a [`Meta`] word by word, checking that every value fits in u32.
 struct MetaBuilder {
     op: &'static str,
