@@ -1045,7 +1045,7 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
         .find("#include \"math.cuh\"")
         .expect("the emulation prelude");
     let source = format!(
-        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\ninline float __fsqrt_rn(float x) {{ return std::sqrt(x); }}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
+        "{}\ninline float __fadd_rn(float a, float b) {{ return a + b; }}\ninline float __fsub_rn(float a, float b) {{ return a - b; }}\ninline float __fmul_rn(float a, float b) {{ return a * b; }}\ninline float __fdiv_rn(float a, float b) {{ return a / b; }}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
         &EMULATION_CPP[..prelude_end]
     );
     let work = std::env::temp_dir().join(format!("minitorch-fused-emu-{}", std::process::id()));

@@ -136,7 +136,7 @@ fn course_max_over_each_dimension() {
             assert_eq!(mv[o], best.0);
             assert_eq!(av[o], best.1 as f32);
         }
-        grad_check(|a| a[0].max(dim), &[x.clone()], 10, dim as u64).unwrap();
+        grad_check(|a| a[0].max(dim), std::slice::from_ref(&x), 10, dim as u64).unwrap();
     }
 }
 
@@ -174,7 +174,7 @@ fn course_softmax_and_log_softmax() {
         for (a, b) in q.to_vec().unwrap().iter().zip(q2.to_vec().unwrap()) {
             assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
         }
-        grad_check(|a| a[0].softmax(2), &[x.clone()], 10, seed).unwrap();
+        grad_check(|a| a[0].softmax(2), std::slice::from_ref(&x), 10, seed).unwrap();
         grad_check(|a| a[0].log_softmax(2), &[x], 10, seed).unwrap();
     }
 }
@@ -245,7 +245,7 @@ fn cross_entropy_and_nll_loss_match_f64() {
     // Gradient: softmax - one_hot, over n for the mean.
     grad_check(
         |a| a[0].cross_entropy(&labels, Reduction::Mean),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         20,
         1,
     )

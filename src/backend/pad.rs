@@ -132,9 +132,23 @@ pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
             };
         }
         if let Some(b) = base {
-            for (o, v) in dst.iter_mut().enumerate() {
-                if let Some(i) = spec.source(r - 1, o, shape[r - 1]) {
-                    *v = x[b + i * strides[r - 1]];
+            let (n, lo, step, stride) = (
+                shape[r - 1],
+                spec.lo[r - 1],
+                spec.step[r - 1],
+                strides[r - 1],
+            );
+            if step == 1 && stride == 1 {
+                // Plain padding of a contiguous row: one slice copy of the part inside.
+                let first = (-lo).max(0) as usize;
+                let start = (lo.max(0) as usize).min(row);
+                let len = n.saturating_sub(first).min(row - start);
+                dst[start..start + len].copy_from_slice(&x[b + first..b + first + len]);
+            } else {
+                for (o, v) in dst.iter_mut().enumerate() {
+                    if let Some(i) = spec.source(r - 1, o, n) {
+                        *v = x[b + i * stride];
+                    }
                 }
             }
         }

@@ -107,7 +107,7 @@ impl Tensor {
         if s.len() != 4 {
             return Err(Error::shape(op, &[s], "needs an input [B, C, H, W]"));
         }
-        if kh == 0 || kw == 0 || s[2] % kh != 0 || s[3] % kw != 0 {
+        if kh == 0 || kw == 0 || !s[2].is_multiple_of(kh) || !s[3].is_multiple_of(kw) {
             return Err(Error::shape(
                 op,
                 &[s, &[kh, kw]],

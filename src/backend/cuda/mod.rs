@@ -30,6 +30,7 @@ use crate::layout::Layout;
 pub mod generated;
 pub mod kernels;
 pub mod nvrtc;
+pub mod pad;
 pub mod pool;
 pub mod runtime;
 
@@ -315,7 +316,7 @@ impl Backend for CudaBackend {
         let size = crate::layout::shape_size(&spec.out_shape);
         let out = self.pool.alloc(size)?;
         if size > 0 {
-            let meta = kernels::pad_meta(layout, spec)?;
+            let meta = pad::pad_meta(layout, spec)?;
             let xb = self.buffer(x)?;
             self.launch(
                 "pad",
@@ -332,15 +333,13 @@ impl Backend for CudaBackend {
     fn uniform(&self, len: usize, key: [u32; 2]) -> Result<Storage> {
         let out = self.pool.alloc(len)?;
         if len > 0 {
-            let mut m = [0u32; kernels::META_WORDS];
-            m[..4].copy_from_slice(&[len as u32, (len as u64 >> 32) as u32, key[0], key[1]]);
             self.launch(
                 "uniform",
                 Family::Random,
                 0,
                 self.elementwise_cfg(len),
                 &[out.ptr()],
-                &kernels::Meta(m),
+                &pad::uniform_meta(len, key),
             )?;
         }
         Ok(Self::wrap(out))
