@@ -191,7 +191,6 @@ fn run(args: Args) -> Result<bool> {
     if datasets.is_empty() {
         return Err(Error::invalid("report", "--datasets is empty"));
     }
-    let infos = backends(&args.backends)?;
     let imaged: Vec<Device> = args
         .image_backends
         .iter()
@@ -228,10 +227,12 @@ fn run(args: Args) -> Result<bool> {
             large: true,
         });
     }
-    // Validate every configuration before the first (long) run.
+    // Validate every configuration before the first (long) run and before any device is
+    // probed, so an impossible setting is the only line printed.
     for s in &sizes {
         config(&args, s, s.datasets[0], Device::Cpu).validate()?;
     }
+    let infos = backends(&args.backends)?;
     std::fs::create_dir_all(&args.img_dir)
         .map_err(|e| common::io_err("report", &args.img_dir, e))?;
 

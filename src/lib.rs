@@ -26,6 +26,7 @@ pub mod datasets;
 pub mod error;
 pub mod executor;
 pub mod layout;
+pub mod memory;
 pub mod nn;
 pub mod operators;
 pub mod optim;
