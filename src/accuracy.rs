@@ -100,10 +100,23 @@ pub fn sweep(backend: &dyn Backend, op: UnaryOp, xs: &[f32]) -> Result<Sweep> {
     let s = backend.upload(xs)?;
     let out = backend.map(op, &s, &Layout::contiguous(&[xs.len()]))?;
     let got = backend.download(&out)?;
+    if got.len() != xs.len() {
+        return Err(crate::Error::backend(
+            "accuracy",
+            "sweep",
+            format!(
+                "{} returned {} results for {} inputs",
+                op.name(),
+                got.len(),
+                xs.len()
+            ),
+        ));
+    }
     Ok(compare(op, xs, &got))
 }
 
-/// Compare results `got` at inputs `xs` with [`reference`].
+/// Compare results `got` at inputs `xs` with [`reference`] (pairs them up: the caller
+/// checks the lengths, as [`sweep`] does).
 pub fn compare(op: UnaryOp, xs: &[f32], got: &[f32]) -> Sweep {
     let mut s = Sweep::default();
     for (&x, &g) in xs.iter().zip(got) {
