@@ -95,7 +95,7 @@ impl Sweep {
 }
 
 /// Run `op` on `backend` over `xs` (one upload, one map, one download) and compare each
-/// result with [`reference`].
+/// result with [`reference()`].
 pub fn sweep(backend: &dyn Backend, op: UnaryOp, xs: &[f32]) -> Result<Sweep> {
     let s = backend.upload(xs)?;
     let out = backend.map(op, &s, &Layout::contiguous(&[xs.len()]))?;
@@ -115,7 +115,7 @@ pub fn sweep(backend: &dyn Backend, op: UnaryOp, xs: &[f32]) -> Result<Sweep> {
     Ok(compare(op, xs, &got))
 }
 
-/// Compare results `got` at inputs `xs` with [`reference`] (pairs them up: the caller
+/// Compare results `got` at inputs `xs` with [`reference()`] (pairs them up: the caller
 /// checks the lengths, as [`sweep`] does).
 pub fn compare(op: UnaryOp, xs: &[f32], got: &[f32]) -> Sweep {
     let mut s = Sweep::default();

@@ -1,5 +1,22 @@
 //! Modules and parameters (MiniTorch's `module.py`), the course's `Linear` layer, and
 //! saving / loading parameters by their dotted names (safetensors).
+//!
+//! ```
+//! use minitorch::nn::{Module, Network};
+//! use minitorch::{Device, Tensor};
+//! use rand::SeedableRng;
+//! # fn main() -> minitorch::Result<()> {
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+//! let net = Network::new(10, &mut rng, Device::Cpu)?;
+//! let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(names[0], "layer1.weights");
+//! let p = net.forward(&Tensor::from_vec(vec![0.1, 0.9, 0.5, 0.5], &[2, 2], Device::Cpu)?)?;
+//! assert_eq!(p.shape(), &[2, 1]); // class-1 probabilities
+//! // A width no machine holds is an error, not an abort.
+//! assert!(Network::new(1 << 21, &mut rng, Device::Cpu).is_err());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -75,6 +75,7 @@ pub fn last_matmul_kernel() -> Option<&'static str> {
 }
 
 /// Record the matmul entry point a GPU backend launches (see [`last_matmul_kernel`]).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(crate) fn note_matmul_kernel(entry: &'static str) {
     LAST_MATMUL_KERNEL.with(|k| k.set(Some(entry)));
 }
