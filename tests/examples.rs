@@ -215,6 +215,8 @@ fn report_writes_table_and_pictures() {
             "30",
             "--large-epochs",
             "2",
+            "--matmul-rounds",
+            "0",
             "--out",
             md.to_str().unwrap(),
             "--img-dir",
@@ -231,6 +233,7 @@ fn report_writes_table_and_pictures() {
         "| xor |",
         "| split |",
         "img/simple-cpu-h4.svg",
+        "Every table above the marker at the end comes from this run on this machine",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
