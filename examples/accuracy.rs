@@ -44,7 +44,22 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    let step = args.step.max(1);
+    if args.step == 0 {
+        return Err(minitorch::Error::invalid(
+            "accuracy",
+            "--step must be at least 1 (1 checks all 2^32 inputs)",
+        ));
+    }
+    common::at_least_one("accuracy", "chunk", args.chunk)?;
+    let step = args.step;
+    let chunk = (args.chunk as u64).min((1u64 << 32).div_ceil(step));
+    // The inputs and the results of one launch, on the host.
+    minitorch::memory::need(
+        "accuracy",
+        &format!("--chunk {}", args.chunk),
+        "one launch's inputs and results",
+        chunk as u128 * 8,
+    )?;
     let mut rows = Vec::new();
     for name in args.device.split(',') {
         let device = Device::parse(name.trim())?;
@@ -54,7 +69,7 @@ fn run(args: Args) -> Result<()> {
         let total = (1u64 << 32).div_ceil(step);
         let mut next = 0u64;
         while next < total {
-            let n = (args.chunk as u64).min(total - next);
+            let n = chunk.min(total - next);
             let xs: Vec<f32> = (next..next + n)
                 .into_par_iter()
                 .map(|i| f32::from_bits((i * step) as u32))

@@ -60,7 +60,12 @@ fn run(args: Args) -> Result<()> {
         device: Device::Cpu,
         ..TrainConfig::default()
     })?;
-    let mut times = Vec::with_capacity(args.epochs);
+    let mut times = minitorch::memory::try_vec(
+        "epoch_time",
+        &format!("--epochs {}", args.epochs),
+        "each epoch's time",
+        args.epochs.max(1),
+    )?;
     let mut loss = 0.0;
     for _ in 0..args.epochs.max(1) {
         let t0 = std::time::Instant::now();

@@ -115,6 +115,18 @@ fn run(args: Args) -> Result<()> {
             "--sizes must list sizes of at least 1",
         ));
     }
+    common::at_least_one("matmul_speedup", "runs", args.runs)?;
+    common::positive("matmul_speedup", "max-seconds", args.max_seconds)?;
+    for &n in &sizes {
+        // Two operands and the product, each (BATCH, N, N) f32, on the host.
+        let elems = minitorch::layout::checked_shape_size("matmul_speedup", &[BATCH, n, n])?;
+        minitorch::memory::need(
+            "matmul_speedup",
+            &format!("--sizes {n}"),
+            "two operands and their product",
+            elems as u128 * 4 * 3,
+        )?;
+    }
     let cpu = Device::Cpu.backend()?;
     let mut cols = vec![
         Column {

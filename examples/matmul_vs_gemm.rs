@@ -55,8 +55,12 @@ fn fmt(s: f64) -> String {
     }
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if args.rounds == 0 {
+        eprintln!("error: matmul_vs_gemm: --rounds must be at least 1, got 0");
+        return std::process::ExitCode::FAILURE;
+    }
     println!(
         "CPU: {}, {} rayon threads, kernel `{}`; gemm crate with Parallelism::Rayon(2); best of {} interleaved rounds\n",
         cpu_model(),
@@ -88,7 +92,7 @@ fn main() {
         ours();
         theirs();
         let (mut to, mut tg, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..args.rounds.max(1) {
+        for _ in 0..args.rounds {
             let o = time(&mut ours);
             let g = time(&mut theirs);
             to.push(o);
@@ -108,4 +112,5 @@ fn main() {
         );
     }
     println!("\nworst shape: {worst:.2}x the gemm crate's throughput");
+    std::process::ExitCode::SUCCESS
 }

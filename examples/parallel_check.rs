@@ -303,6 +303,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    common::at_least_one("parallel_check", "runs", args.runs)?;
     let cpu = CpuBackend;
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)

@@ -87,6 +87,10 @@ struct Args {
     /// Draw pictures only for these backends (comma-separated); default every backend run.
     #[arg(long, value_delimiter = ',')]
     image_backends: Vec<String>,
+    /// Rounds of the CPU matmul comparison with the gemm crate (the `matmul_vs_gemm`
+    /// example, run by cargo in the same build profile); 0 leaves that section out.
+    #[arg(long, default_value_t = 5)]
+    matmul_rounds: usize,
 }
 
 /// One model size of the table.
@@ -191,7 +195,6 @@ fn run(args: Args) -> Result<bool> {
     if datasets.is_empty() {
         return Err(Error::invalid("report", "--datasets is empty"));
     }
-    let infos = backends(&args.backends)?;
     let imaged: Vec<Device> = args
         .image_backends
         .iter()
@@ -228,10 +231,12 @@ fn run(args: Args) -> Result<bool> {
             large: true,
         });
     }
-    // Validate every configuration before the first (long) run.
+    // Validate every configuration before the first (long) run and before any device is
+    // probed, so an impossible setting is the only line printed.
     for s in &sizes {
         config(&args, s, s.datasets[0], Device::Cpu).validate()?;
     }
+    let infos = backends(&args.backends)?;
     std::fs::create_dir_all(&args.img_dir)
         .map_err(|e| common::io_err("report", &args.img_dir, e))?;
 
@@ -317,6 +322,13 @@ fn run(args: Args) -> Result<bool> {
     }
 
     let mut md = render(&args, &sizes, &infos, &results)?;
+    if args.matmul_rounds > 0 {
+        println!(
+            "running the matmul comparison with the gemm crate ({} rounds)",
+            args.matmul_rounds
+        );
+        md.push_str(&matmul_section(args.matmul_rounds)?);
+    }
     // Sections written by hand or by other tools (CPU at scale, the browser) follow this
     // marker in the existing file and are kept.
     if let Ok(old) = std::fs::read_to_string(&args.out) {
@@ -497,8 +509,11 @@ fn render(
     let _ = writeln!(s, "# Training results\n");
     let _ = writeln!(
         s,
-        "Generated on {} by `cargo run{} --example report{}{}` ({} build{}). Numbers come from this run only.\n",
+        "Generated on {} on {} by `cargo run{} --example report{}{}` ({} build{}). Every table above the \
+         marker at the end comes from this run on this machine; a GPU column that ran on no GPU says \
+         \"not yet measured on a GPU\".\n",
         today(),
+        cpu_model(),
         if cfg!(debug_assertions) { "" } else { " --release" },
         feature_flags(),
         if cmd.is_empty() { String::new() } else { format!(" -- {}", cmd.join(" ")) },
@@ -598,4 +613,61 @@ fn feature_flags() -> String {
     } else {
         format!(" --features {}", f.join(","))
     }
+}
+
+/// The CPU's model name (Linux: /proc/cpuinfo), with the thread count rayon uses.
+fn cpu_model() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "an unnamed CPU".to_string());
+    format!("{model}, {} threads", rayon::current_num_threads())
+}
+
+/// The `matmul_vs_gemm` example's table, run now through cargo in this build's profile
+/// and features.
+fn matmul_section(rounds: usize) -> Result<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = std::process::Command::new(&cargo);
+    cmd.args(["run", "--quiet", "--example", "matmul_vs_gemm"]);
+    // The same features as this binary, so cargo reuses the build.
+    cmd.args(feature_flags().split_whitespace());
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    cmd.args(["--", "--rounds", &rounds.to_string()]);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let out = cmd.output().map_err(|e| {
+        Error::invalid(
+            "report",
+            format!("cannot run {cargo} for the matmul table: {e}"),
+        )
+    })?;
+    if !out.status.success() {
+        return Err(Error::invalid(
+            "report",
+            format!(
+                "the matmul comparison failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut s = String::new();
+    let _ = writeln!(s, "## CPU matmul against the gemm crate\n");
+    let _ = writeln!(
+        s,
+        "`cargo run{} --example matmul_vs_gemm -- --rounds {rounds}`, run by this report: each shape \
+         multiplied by minitorch's CPU backend and by the gemm crate, interleaved round by round; \
+         the best time of each, and their throughput ratio (above 1: minitorch is faster).\n",
+        if cfg!(debug_assertions) { "" } else { " --release" },
+    );
+    s.push_str(table.trim_end());
+    s.push_str("\n\n");
+    Ok(s)
 }

@@ -46,6 +46,15 @@ fn launches(device: Device) -> Option<u64> {
 }
 
 fn run(args: &Args) -> Result<()> {
+    // Every setting checked before any device is probed.
+    for epochs in [args.epochs, args.loss_epochs] {
+        TrainConfig {
+            hidden: args.hidden,
+            epochs,
+            ..TrainConfig::default()
+        }
+        .validate()?;
+    }
     println!(
         "course loop: hidden {}, batch 10, 50 points (5 steps per epoch)",
         args.hidden
@@ -74,7 +83,12 @@ fn run(args: &Args) -> Result<()> {
             (Some(a), Some(b)) => format!("{:.1}", (b - a) as f64 / steps as f64),
             _ => "not counted".to_string(),
         };
-        let mut times = Vec::with_capacity(args.epochs);
+        let mut times = minitorch::memory::try_vec(
+            "step_cost",
+            &format!("--epochs {}", args.epochs),
+            "each epoch's time",
+            args.epochs,
+        )?;
         for _ in 0..args.epochs {
             let t0 = std::time::Instant::now();
             t.epoch()?;

@@ -83,11 +83,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let dataset = DatasetKind::parse(&args.dataset)?;
-    let (device, why) = match args.engine {
-        Engine::Tensor => select_device(args.backend)?,
-        Engine::Scalar => (minitorch::Device::Cpu, Vec::new()),
-    };
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         dataset,
         points: args.points,
         hidden: args.hidden,
@@ -100,9 +96,16 @@ fn run(args: Args) -> Result<()> {
         } else {
             LossKind::Guarded
         },
-        device,
+        device: minitorch::Device::Cpu,
     };
+    // The settings first: an impossible one is the only line printed, before any device
+    // is probed.
     config.validate()?;
+    let (device, why) = match args.engine {
+        Engine::Tensor => select_device(args.backend)?,
+        Engine::Scalar => (minitorch::Device::Cpu, Vec::new()),
+    };
+    config.device = device;
     let engine = match args.engine {
         Engine::Tensor => "tensor",
         Engine::Scalar => "scalar",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install NVRTC (the CUDA runtime compiler) of one CUDA major version from PyPI, with no
-# GPU, driver or CUDA toolkit needed, and print the directory holding libnvrtc.so.<major>
-# on stdout (progress goes to stderr):
+# Install NVRTC (the CUDA runtime compiler) of one CUDA major version from PyPI into a
+# virtual environment this script creates, with no GPU, driver or CUDA toolkit needed, and
+# print the directory holding libnvrtc.so.<major> on stdout (progress goes to stderr):
 #
 #   scripts/install-nvrtc.sh [MAJOR]
 #
@@ -10,19 +10,30 @@
 # 12 driver (Colab's T4 runtime, most clusters), so a CUDA 12 driver needs NVRTC 12.
 #   12 -> nvidia-cuda-nvrtc-cu12   (nvidia/cuda_nvrtc/lib/libnvrtc.so.12; sm_50 .. sm_90)
 #   13 -> nvidia-cuda-nvrtc>=13,<14 (nvidia/cu13/lib/libnvrtc.so.13; sm_75 .. sm_120)
-# Both can be installed side by side. Use it with
+# Both can be installed side by side (same environment). Use it with
 #
 #   export LD_LIBRARY_PATH="$(scripts/install-nvrtc.sh 12):${LD_LIBRARY_PATH:-}"
 #   # or name the library itself:
 #   export MINITORCH_NVRTC="$(scripts/install-nvrtc.sh 12)/libnvrtc.so.12"
 #
-# Environment: PYTHON (default python3), NVRTC_SPEC (overrides the pip requirement),
-# NVRTC_PIP_ARGS (extra pip arguments, e.g. --user or --target DIR).
+# The packages go into a virtual environment, never the system Python: a fresh Debian's
+# python3 has no pip and refuses installs (PEP 668, "externally managed"). Where
+# `python3 -m venv` cannot work (Debian without python3-venv) and apt-get is there, the
+# script installs python3-venv (as root, or through sudo).
+#
+# Environment: PYTHON (the interpreter that creates the environment; default python3),
+# NVRTC_VENV (the environment; default ${XDG_CACHE_HOME:-~/.cache}/minitorch/nvrtc-venv),
+# NVRTC_SPEC (overrides the pip requirement).
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
+VENV="${NVRTC_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/minitorch/nvrtc-venv}"
 
 log() { echo "install-nvrtc: $*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
 
 driver_major() {
     command -v nvidia-smi >/dev/null 2>&1 || return 1
@@ -48,24 +59,47 @@ else
     SPEC="${NVRTC_SPEC:-nvidia-cuda-nvrtc>=${MAJOR},<$((MAJOR + 1))}"
 fi
 
+# apt-get as root, or through sudo; nothing else is tried.
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    local sudo=()
+    if [[ "$(id -u)" != 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || return 1
+        sudo=(sudo)
+    fi
+    log "installing $* with apt-get"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >&2
+}
+
+venv_ok() { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -m pip --version >/dev/null 2>&1; }
+
+make_venv() {
+    venv_ok && return 0
+    if ! command -v "$PYTHON" >/dev/null 2>&1; then
+        apt_install python3 python3-venv || die "no $PYTHON: install Python 3 (Debian: apt-get install python3 python3-venv)"
+    fi
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    log "creating the virtual environment $VENV with $PYTHON"
+    if ! "$PYTHON" -m venv "$VENV" >&2 || ! venv_ok; then
+        # Debian splits venv's pip bootstrap (ensurepip) into python3-venv (python3.X-venv).
+        rm -rf "$VENV"
+        local ver
+        ver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+        apt_install python3-venv "python${ver}-venv" || apt_install python3-venv ||
+            die "$PYTHON -m venv failed and python3-venv could not be installed (Debian: apt-get install python3-venv)"
+        "$PYTHON" -m venv "$VENV" >&2 || die "$PYTHON -m venv $VENV failed"
+        venv_ok || die "the virtual environment $VENV has no pip"
+    fi
+}
+
 find_lib_dir() {
-    # Site-packages of this Python (plus any --target dir) searched for
-    # nvidia/*/lib/libnvrtc.so.<major>.
-    "$PYTHON" - "$MAJOR" "$@" <<'PY'
-import glob, os, site, sys, sysconfig
+    # The environment's site-packages searched for nvidia/*/lib/libnvrtc.so.<major>.
+    "$VENV/bin/python" - "$MAJOR" <<'PY'
+import glob, os, sys, sysconfig
 major = sys.argv[1]
-roots = list(sys.argv[2:])
-for getter in (lambda: site.getsitepackages(), lambda: [site.getusersitepackages()]):
-    try:
-        roots += getter()
-    except Exception:
-        pass
-roots += [sysconfig.get_paths().get("purelib", ""), sysconfig.get_paths().get("platlib", "")]
-seen = set()
-for root in roots:
-    if not root or root in seen:
-        continue
-    seen.add(root)
+for root in dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]):
     hits = sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib", "libnvrtc.so." + major)))
     if hits:
         print(os.path.dirname(hits[0]))
@@ -73,27 +107,15 @@ for root in roots:
 PY
 }
 
-target_args=()
-target_dir=""
-if [[ -n "${NVRTC_PIP_ARGS:-}" ]]; then
-    # shellcheck disable=SC2206
-    target_args=(${NVRTC_PIP_ARGS})
-    for ((i = 0; i < ${#target_args[@]}; i++)); do
-        if [[ "${target_args[$i]}" == "--target" ]]; then target_dir="${target_args[$((i + 1))]:-}"; fi
-    done
-fi
-
-dir="$(find_lib_dir ${target_dir:+"$target_dir"} || true)"
+make_venv
+dir="$(find_lib_dir || true)"
 if [[ -z "$dir" ]]; then
-    log "installing $SPEC with $PYTHON -m pip"
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check "${target_args[@]}" "$SPEC" >&2
-    dir="$(find_lib_dir ${target_dir:+"$target_dir"} || true)"
+    log "installing $SPEC into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$SPEC" >&2
+    dir="$(find_lib_dir || true)"
 else
     log "NVRTC $MAJOR already installed in $dir"
 fi
-if [[ -z "$dir" ]]; then
-    log "error: pip finished but no nvidia/*/lib/libnvrtc.so.$MAJOR was found in $PYTHON's site-packages"
-    exit 1
-fi
+[[ -n "$dir" ]] || die "pip finished but no nvidia/*/lib/libnvrtc.so.$MAJOR was found in $VENV"
 log "libnvrtc: $dir/libnvrtc.so.$MAJOR"
 echo "$dir"

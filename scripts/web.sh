@@ -2,12 +2,13 @@
 # minitorch in the browser (web/):
 #   scripts/web.sh build DIR     write the site (the playground index.html + app.js, the digits page
 #                                digits.html + digits.js with data/, pkg/ with the wasm) to DIR
-#   scripts/web.sh serve [PORT]  build it into target/web-site and serve it on 127.0.0.1:PORT (8000)
+#   scripts/web.sh serve [PORT]  build it into <target dir>/web-site and serve it on 127.0.0.1:PORT (8000)
 #   scripts/web.sh test          the browser tests: wasm-bindgen-test in headless Chromium
 #                                (web/tests/browser.rs), then the built site end to end
 #                                (scripts/web_e2e.py; screenshots to docs/img/playground.png and
 #                                docs/img/digits.png)
 #   scripts/web.sh lock-version  the wasm-bindgen version in Cargo.lock (the CLI must match)
+#   scripts/web.sh target-dir    cargo's target directory (CARGO_TARGET_DIR or the config's)
 # Needs the wasm32-unknown-unknown target, wasm-bindgen-cli at Cargo.lock's wasm-bindgen
 # version, python3, and for `test` chromium and chromium-driver. Missing ones are errors
 # that say how to install them (.ci/run installs them all).
@@ -15,7 +16,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=wasm32-unknown-unknown
-SITE_DEFAULT=target/web-site
+
+# Cargo's target directory as cargo itself reports it: CARGO_TARGET_DIR, .cargo/config.toml's
+# build.target-dir, or the workspace's target/.
+target_dir() {
+    cargo metadata --format-version 1 --no-deps --offline 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' ||
+        die "cargo metadata failed: cannot find cargo's target directory"
+}
 
 die() {
     echo "web.sh: $*" >&2
@@ -46,7 +54,7 @@ build() {
     cargo build --release -p minitorch-web --target "$TARGET"
     mkdir -p "$dir"
     wasm-bindgen --target web --no-typescript --out-dir "$dir/pkg" \
-        "target/$TARGET/release/minitorch_web.wasm"
+        "$(target_dir)/$TARGET/release/minitorch_web.wasm"
     cp web/site/index.html web/site/app.js web/site/digits.html web/site/digits.js "$dir/"
     # The digits page's data: all 10,000 digits when scripts/get-data.sh has run, else the
     # checked-in sample (IDX, gzip-compressed; the page decodes them in wasm).
@@ -59,9 +67,11 @@ build() {
 
 serve() {
     local port=${1:-8000}
-    build "$SITE_DEFAULT"
+    local site
+    site="$(target_dir)/web-site"
+    build "$site"
     echo "serving http://127.0.0.1:$port/ (try http://127.0.0.1:$port/?dataset=xor&backend=webgpu&hidden=100&lr=0.05&epochs=300&autostart=1)"
-    exec python3 -m http.server --bind 127.0.0.1 --directory "$SITE_DEFAULT" "$port"
+    exec python3 -m http.server --bind 127.0.0.1 --directory "$site" "$port"
 }
 
 run_tests() {
@@ -80,8 +90,10 @@ run_tests() {
             cargo test --release --target "$TARGET"
     )
     echo "== the built site, end to end"
-    build "$SITE_DEFAULT"
-    python3 scripts/web_e2e.py "$SITE_DEFAULT" docs/img/playground.png
+    local site
+    site="$(target_dir)/web-site"
+    build "$site"
+    python3 scripts/web_e2e.py "$site" docs/img/playground.png
 }
 
 case "${1:-}" in
@@ -89,5 +101,6 @@ build) build "${2:-}" ;;
 serve) serve "${2:-}" ;;
 test) run_tests ;;
 lock-version) lock_version ;;
-*) die "usage: scripts/web.sh build DIR | serve [PORT] | test | lock-version" ;;
+target-dir) target_dir ;;
+*) die "usage: scripts/web.sh build DIR | serve [PORT] | test | lock-version | target-dir" ;;
 esac

@@ -48,9 +48,9 @@ pub fn ulp_distance(got: f32, want: f32) -> u64 {
 }
 
 /// `n` inputs spread over every f32 bit pattern (both signs, every exponent, subnormals,
-/// infinities and NaNs), each stratum of 2^32 / n patterns sampled once.
+/// infinities and NaNs), each stratum of 2^32 / n patterns sampled once (none for n = 0).
 pub fn stratified(n: u32) -> Vec<f32> {
-    let step = (1u64 << 32) / n as u64;
+    let step = (1u64 << 32) / (n as u64).max(1);
     (0..n as u64)
         .map(|i| {
             let jitter = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % step.max(1);
@@ -60,10 +60,14 @@ pub fn stratified(n: u32) -> Vec<f32> {
 }
 
 /// `n` inputs spread over [lo, hi) (both positive, n a power of two at most the number of
-/// floats there): every (hi - lo) / n-th float, so log near 1 is swept densely.
+/// floats there): every (hi - lo) / n-th float, so log near 1 is swept densely. Empty when
+/// the range is (n = 0, or hi not above lo).
 pub fn stratified_between(lo: f32, hi: f32, n: u32) -> Vec<f32> {
     let (a, b) = (lo.to_bits() as u64, hi.to_bits() as u64);
-    let step = ((b - a) / n as u64).max(1);
+    if b <= a {
+        return Vec::new();
+    }
+    let step = ((b - a) / (n as u64).max(1)).max(1);
     (0..n as u64)
         .map(|i| f32::from_bits((a + i * step) as u32))
         .filter(|x| *x < hi)
@@ -96,15 +100,28 @@ impl Sweep {
 }
 
 /// Run `op` on `backend` over `xs` (one upload, one map, one download) and compare each
-/// result with [`reference`](fn@reference).
+/// result with [`reference()`].
 pub fn sweep(backend: &dyn Backend, op: UnaryOp, xs: &[f32]) -> Result<Sweep> {
     let s = backend.upload(xs)?;
     let out = backend.map(op, &s, &Layout::contiguous(&[xs.len()]))?;
     let got = backend.download(&out)?;
+    if got.len() != xs.len() {
+        return Err(crate::Error::backend(
+            "accuracy",
+            "sweep",
+            format!(
+                "{} returned {} results for {} inputs",
+                op.name(),
+                got.len(),
+                xs.len()
+            ),
+        ));
+    }
     Ok(compare(op, xs, &got))
 }
 
-/// Compare results `got` at inputs `xs` with [`reference`](fn@reference).
+/// Compare results `got` at inputs `xs` with [`reference()`] (pairs them up: the caller
+/// checks the lengths, as [`sweep`] does).
 pub fn compare(op: UnaryOp, xs: &[f32], got: &[f32]) -> Sweep {
     let mut s = Sweep::default();
     for (&x, &g) in xs.iter().zip(got) {

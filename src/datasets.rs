@@ -6,6 +6,7 @@ use std::fmt;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
+use crate::memory;
 
 /// Which of the six datasets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,18 +102,40 @@ impl Graph {
                 "the number of points must be at least 1",
             ));
         }
+        Graph::check_size("dataset", n)?;
         if kind == DatasetKind::Spiral {
             return spiral(n);
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let x: Vec<[f64; 2]> = (0..n)
-            .map(|_| [rng.random::<f64>(), rng.random::<f64>()])
-            .collect();
-        let y = x
-            .iter()
-            .map(|p| kind.label(p[0], p[1]).expect("rule-based dataset"))
-            .collect();
+        let (mut x, mut y) = Graph::alloc(n)?;
+        x.extend((0..n).map(|_| [rng.random::<f64>(), rng.random::<f64>()]));
+        y.extend(
+            x.iter()
+                .map(|p| kind.label(p[0], p[1]).expect("rule-based dataset")),
+        );
         Ok(Graph { kind, x, y })
+    }
+
+    /// Bytes a dataset of `n` points holds (points in f64, labels in f32).
+    pub const BYTES_PER_POINT: u128 = 16 + 4;
+
+    /// Errors, naming `points`, when `n` points do not fit this machine's memory.
+    pub fn check_size(op: &'static str, n: usize) -> Result<()> {
+        memory::need(
+            op,
+            &format!("points {n}"),
+            "the points and labels",
+            n as u128 * Graph::BYTES_PER_POINT,
+        )
+    }
+
+    /// Empty point and label vectors with room for `n` (a failed allocation is an error).
+    fn alloc(n: usize) -> Result<(Vec<[f64; 2]>, Vec<f32>)> {
+        let what = format!("points {n}");
+        Ok((
+            memory::try_vec("dataset", &what, "the points", n)?,
+            memory::try_vec("dataset", &what, "the labels", n)?,
+        ))
     }
 
     /// Number of points.
@@ -147,13 +170,12 @@ fn spiral(n: usize) -> Result<Graph> {
     let half = n / 2;
     let fx = |t: f64| t * t.cos() / 20.0;
     let fy = |t: f64| t * t.sin() / 20.0;
-    let ts: Vec<f64> = (5..5 + half)
-        .map(|i| 10.0 * i as f64 / half as f64)
-        .collect();
-    let mut x: Vec<[f64; 2]> = ts.iter().map(|&t| [fx(t) + 0.5, fy(t) + 0.5]).collect();
-    x.extend(ts.iter().map(|&t| [fy(-t) + 0.5, fx(-t) + 0.5]));
-    let mut y = vec![0.0; half];
-    y.extend(vec![1.0; half]);
+    let t = |i: usize| 10.0 * (i + 5) as f64 / half as f64;
+    let (mut x, mut y) = Graph::alloc(n)?;
+    x.extend((0..half).map(|i| [fx(t(i)) + 0.5, fy(t(i)) + 0.5]));
+    x.extend((0..half).map(|i| [fy(-t(i)) + 0.5, fx(-t(i)) + 0.5]));
+    y.resize(half, 0.0);
+    y.resize(n, 1.0);
     Ok(Graph {
         kind: DatasetKind::Spiral,
         x,

@@ -16,6 +16,32 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Choosing a device
+//!
+//! A [`Device`] names a backend; one binary holds every backend compiled in (features
+//! `wgpu` and `cuda`), and a device that cannot run here is an error saying why, never a
+//! panic, so a program can fall back to the CPU:
+//!
+//! ```
+//! use minitorch::{Device, Tensor};
+//! # fn main() -> minitorch::Result<()> {
+//! let wanted = Device::parse("wgpu")?;
+//! let device = if wanted.backend().is_ok() { wanted } else { Device::Cpu };
+//! let x = Tensor::ones(&[2, 2], device)?;
+//! // Move a tensor to the CPU to read it anywhere.
+//! assert_eq!(x.to_device(Device::Cpu)?.to_vec()?, vec![1.0; 4]);
+//! assert!(Device::parse("tpu").is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Training
+//!
+//! [`nn`] holds the course's layers and modules, [`optim`] the optimiser, [`datasets`]
+//! the six 2-D datasets and [`train`] the course's training loop on any device
+//! ([`train::Trainer`], [`train::run`]). Sizes that do not fit the machine are errors
+//! naming the setting ([`memory`]).
 
 #![warn(missing_docs)]
 
@@ -26,6 +52,7 @@ pub mod datasets;
 pub mod error;
 pub mod executor;
 pub mod layout;
+pub mod memory;
 pub mod nn;
 pub mod operators;
 pub mod optim;

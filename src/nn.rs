@@ -1,5 +1,22 @@
 //! Modules and parameters (MiniTorch's `module.py`), the course's `Linear` layer, and
 //! saving / loading parameters by their dotted names (safetensors).
+//!
+//! ```
+//! use minitorch::nn::{Module, Network};
+//! use minitorch::{Device, Tensor};
+//! use rand::SeedableRng;
+//! # fn main() -> minitorch::Result<()> {
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+//! let net = Network::new(10, &mut rng, Device::Cpu)?;
+//! let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(names[0], "layer1.weights");
+//! let p = net.forward(&Tensor::from_vec(vec![0.1, 0.9, 0.5, 0.5], &[2, 2], Device::Cpu)?)?;
+//! assert_eq!(p.shape(), &[2, 1]); // class-1 probabilities
+//! // A width no machine holds is an error, not an abort.
+//! assert!(Network::new(1 << 21, &mut rng, Device::Cpu).is_err());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +27,8 @@ use rand::Rng;
 
 use crate::backend::Device;
 use crate::error::{Error, Result};
+use crate::layout::checked_shape_size;
+use crate::memory;
 use crate::tensor::{Activation, Tensor};
 
 mod conv;
@@ -131,16 +150,33 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A layer from `in_size` to `out_size` features, weights drawn from `rng`.
+    /// A layer from `in_size` to `out_size` features, weights drawn from `rng`. Sizes
+    /// whose weights do not fit this machine's memory are an error naming them, checked
+    /// before anything is allocated.
+    ///
+    /// ```
+    /// use minitorch::{nn::Linear, Device, Tensor};
+    /// use rand::SeedableRng;
+    /// # fn main() -> minitorch::Result<()> {
+    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// let layer = Linear::new(3, 2, &mut rng, Device::Cpu)?;
+    /// let y = layer.forward(&Tensor::ones(&[4, 3], Device::Cpu)?)?;
+    /// assert_eq!(y.shape(), &[4, 2]);
+    /// assert!(Linear::new(1 << 40, 1 << 40, &mut rng, Device::Cpu).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         in_size: usize,
         out_size: usize,
         rng: &mut impl Rng,
         device: Device,
     ) -> Result<Linear> {
-        let w: Vec<f32> = (0..in_size * out_size)
-            .map(|_| rng.random::<f32>() - 0.5)
-            .collect();
+        const OP: &str = "Linear::new";
+        let n = checked_shape_size(OP, &[in_size, out_size])?;
+        let what = format!("in_size {in_size} x out_size {out_size}");
+        let mut w: Vec<f32> = memory::try_vec(OP, &what, "the weights", n)?;
+        w.extend((0..n).map(|_| rng.random::<f32>() - 0.5));
         Ok(Linear {
             weights: Parameter::new(Tensor::from_vec(w, &[in_size, out_size], device)?),
             bias: Parameter::new(Tensor::full(&[out_size], 0.1, device)?),
@@ -194,14 +230,44 @@ pub struct Network {
 }
 
 impl Network {
-    /// A network with `hidden` units per hidden layer, initialised from `rng`.
+    /// A network with `hidden` units per hidden layer, initialised from `rng`. A width
+    /// whose parameters do not fit this machine's memory is an error (see
+    /// [`Network::check_size`]), checked before anything is allocated.
     pub fn new(hidden: usize, rng: &mut impl Rng, device: Device) -> Result<Network> {
+        Network::check_size("Network::new", hidden)?;
         Ok(Network {
             layer1: Linear::new(2, hidden, rng, device)?,
             layer2: Linear::new(hidden, hidden, rng, device)?,
             layer3: Linear::new(hidden, 1, rng, device)?,
             mode: Mode::default(),
         })
+    }
+
+    /// Each parameter's dotted name and number of elements for `hidden` units (computed
+    /// without overflow).
+    pub fn parameter_sizes(hidden: usize) -> [(&'static str, u128); 6] {
+        let h = hidden as u128;
+        [
+            ("layer1.weights", 2 * h),
+            ("layer1.bias", h),
+            ("layer2.weights", h * h),
+            ("layer2.bias", h),
+            ("layer3.weights", h),
+            ("layer3.bias", 1),
+        ]
+    }
+
+    /// Errors, naming `hidden` and the parameter, when a network of `hidden` units does
+    /// not fit this machine's memory: `{op}: hidden 1048576 needs 4 TiB for layer2.weights;
+    /// this machine has 24 GiB`.
+    pub fn check_size(op: &'static str, hidden: usize) -> Result<()> {
+        let what = format!("hidden {hidden}");
+        let sizes = Network::parameter_sizes(hidden);
+        for (name, n) in sizes {
+            memory::need(op, &what, name, n * 4)?;
+        }
+        let total: u128 = sizes.iter().map(|(_, n)| n * 4).sum();
+        memory::need(op, &what, "the parameters", total)
     }
 
     /// Probabilities of class 1, shape `(batch, 1)`, for points `x` of shape `(batch, 2)`.

@@ -15,6 +15,22 @@ pub use adam::Adam;
 
 /// Stochastic gradient descent: `p <- p - lr * (g + weight_decay * p)`, with heavy-ball
 /// momentum `v <- momentum * v + g` when momentum is non-zero.
+///
+/// One step on `f(w) = sum(w^2)`, whose gradient is `2w`:
+///
+/// ```
+/// use minitorch::{nn::Parameter, optim::Sgd, Device, Tensor};
+/// # fn main() -> minitorch::Result<()> {
+/// let w = Parameter::new(Tensor::from_vec(vec![1.0, -2.0], &[2], Device::Cpu)?);
+/// let mut sgd = Sgd::new(vec![w.clone()], 0.25);
+/// let v = w.value();
+/// v.mul(&v)?.sum_all()?.backward()?;
+/// sgd.step()?;
+/// assert_eq!(w.value().to_vec()?, vec![0.5, -1.0]); // w - 0.25 * 2w
+/// sgd.zero_grad();
+/// # Ok(())
+/// # }
+/// ```
 pub struct Sgd {
     params: Vec<Parameter>,
     lr: f32,

@@ -10,6 +10,26 @@
 //! SKIPPED, unless MINITORCH_REQUIRE_NVRTC=1 (every version) or a list such as `12,13`.
 
 /// Whether NVRTC `major` must be present (MINITORCH_REQUIRE_NVRTC=1 or a list of majors).
+/// Print a skip to the process's stderr (libtest does not capture it), or fail when the
+/// skipped check is required.
+fn skip(msg: &str, required: bool, requirement: &str) {
+    use std::io::Write;
+    assert!(!required, "required by {requirement} but skipped: {msg}");
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}");
+}
+
+/// The CPU emulation of the kernels (it needs a C++20 compiler) is required wherever
+/// NVRTC is (`MINITORCH_REQUIRE_NVRTC`): both check the CUDA kernels without a GPU.
+fn emulation_required() -> bool {
+    nvrtc_required()
+}
+
+/// The CUDA backend itself is required when `MINITORCH_REQUIRE_BACKENDS` lists cuda.
+fn cuda_required() -> bool {
+    std::env::var("MINITORCH_REQUIRE_BACKENDS")
+        .is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("cuda")))
+}
+
 fn nvrtc_required_for(major: i32) -> bool {
     std::env::var("MINITORCH_REQUIRE_NVRTC").is_ok_and(|v| {
         v.trim() == "1"
@@ -29,7 +49,7 @@ fn cuda_kernels_compile_with_nvrtc() {
         !nvrtc_required(),
         "MINITORCH_REQUIRE_NVRTC is set but this test was built without the `cuda` feature; run it with `--features cuda`"
     );
-    println!("SKIPPED: cuda kernel compile test: built without the `cuda` feature (run `cargo test --features cuda --test cuda_kernels`)");
+    skip("cuda kernel compile test: built without the `cuda` feature (run `cargo test --features cuda --test cuda_kernels`)", false, "");
 }
 
 /// Open NVRTC `major` (from `MINITORCH_NVRTC<major>` or by its versioned name), or say
@@ -53,8 +73,10 @@ fn open_nvrtc(major: i32) -> Option<minitorch::backend::cuda::nvrtc::Nvrtc> {
                 !nvrtc_required_for(major),
                 "MINITORCH_REQUIRE_NVRTC asks for NVRTC {major} but it is unavailable: {e}"
             );
-            println!(
-                "SKIPPED: NVRTC {major} compile test: {e}\n(install: `export {var}=$(bash scripts/install-nvrtc.sh {major})/libnvrtc.so.{major}`)"
+            skip(
+                &format!("NVRTC {major} compile test: {e}\n(install: `export {var}=$(bash scripts/install-nvrtc.sh {major})/libnvrtc.so.{major}`)"),
+                false,
+                "",
             );
             None
         }
@@ -210,7 +232,7 @@ fn nvrtc_errors_quote_the_source_line() {
                 !nvrtc_required(),
                 "MINITORCH_REQUIRE_NVRTC is set but NVRTC is unavailable: {e}"
             );
-            println!("SKIPPED: NVRTC error test: {e}");
+            skip(&format!("NVRTC error test: {e}"), false, "");
             return;
         }
     };
@@ -245,7 +267,11 @@ fn cuda_backend_is_unavailable_or_agrees_with_cpu() {
                 "giving up took {:?}",
                 started.elapsed()
             );
-            println!("SKIPPED: cuda backend checks: {e}");
+            skip(
+                &format!("cuda backend checks: {e}"),
+                cuda_required(),
+                "MINITORCH_REQUIRE_BACKENDS",
+            );
             return;
         }
     };
@@ -331,7 +357,11 @@ fn cuda_kernels_run_in_cpu_emulation() {
             .is_ok_and(|o| o.status.success())
     });
     let Some(compiler) = compiler else {
-        println!("SKIPPED: cuda kernel CPU emulation: no C++ compiler (c++, g++ or clang++) found");
+        skip(
+            "cuda kernel CPU emulation: no C++ compiler (c++, g++ or clang++) found",
+            emulation_required(),
+            "MINITORCH_REQUIRE_NVRTC",
+        );
         return;
     };
     let work = std::env::temp_dir().join(format!("minitorch-cuda-emu-{}", std::process::id()));
@@ -366,7 +396,11 @@ fn cuda_kernels_run_in_cpu_emulation() {
         if err.contains("barrier") && err.contains("No such file")
             || err.contains("unrecognized command-line option '-std=c++20'")
         {
-            println!("SKIPPED: cuda kernel CPU emulation: {compiler} lacks C++20 <barrier>");
+            skip(
+                &format!("cuda kernel CPU emulation: {compiler} lacks C++20 <barrier>"),
+                emulation_required(),
+                "MINITORCH_REQUIRE_NVRTC",
+            );
             let _ = std::fs::remove_dir_all(&work);
             return;
         }
@@ -876,7 +910,11 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
             .is_ok_and(|o| o.status.success())
     });
     let Some(compiler) = compiler else {
-        println!("SKIPPED: generated kernel emulation: no C++ compiler found");
+        skip(
+            "generated kernel emulation: no C++ compiler found",
+            emulation_required(),
+            "MINITORCH_REQUIRE_NVRTC",
+        );
         return;
     };
     let vals = |n: usize, seed: u32| -> Vec<f32> {
@@ -1071,7 +1109,11 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
     if !built.status.success() {
         let err = String::from_utf8_lossy(&built.stderr);
         if err.contains("barrier") && err.contains("No such file") {
-            println!("SKIPPED: generated kernel emulation: {compiler} lacks C++20 <barrier>");
+            skip(
+                &format!("generated kernel emulation: {compiler} lacks C++20 <barrier>"),
+                emulation_required(),
+                "MINITORCH_REQUIRE_NVRTC",
+            );
             return;
         }
         panic!("compiling the emulation of the generated kernels failed:\n{err}\n{source}");

@@ -326,8 +326,37 @@ fn feature_error(d: Device, feature: &str) {
     }
 }
 
-#[cfg(all(feature = "wgpu", feature = "cuda"))]
+/// With a GPU feature compiled in, that device either works (a round trip returns the
+/// values) or says why it cannot run here (DeviceUnavailable naming it): never a
+/// missing-feature error. (CI also runs this file without features, for the tests above.)
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 #[test]
-fn device_features_compiled() {
-    println!("skipped: both GPU features are compiled, so no FeatureNotCompiled error to test");
+fn compiled_devices_work_or_say_why() {
+    for d in [Device::Wgpu, Device::Cuda]
+        .into_iter()
+        .filter(|d| d.is_compiled())
+    {
+        match d.backend() {
+            Ok(_) => {
+                let t = Tensor::from_vec(vec![1.5, -2.0], &[2], d).unwrap();
+                assert_eq!(t.to_vec().unwrap(), vec![1.5, -2.0], "{d} round trip");
+                assert_eq!(t.device(), d);
+            }
+            Err(e @ Error::DeviceUnavailable { .. }) => {
+                let Error::DeviceUnavailable { device, msg } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(*device, d.to_string(), "{e}");
+                assert!(!msg.is_empty(), "{d}: unavailable without a reason");
+                // Every entry point says the same, as an error.
+                assert!(matches!(
+                    Tensor::zeros(&[2], d),
+                    Err(Error::DeviceUnavailable { .. })
+                ));
+            }
+            Err(other) => {
+                panic!("{d} is compiled in: expected it to work or be unavailable, got {other:?}")
+            }
+        }
+    }
 }

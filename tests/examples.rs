@@ -215,6 +215,8 @@ fn report_writes_table_and_pictures() {
             "30",
             "--large-epochs",
             "2",
+            "--matmul-rounds",
+            "0",
             "--out",
             md.to_str().unwrap(),
             "--img-dir",
@@ -231,6 +233,7 @@ fn report_writes_table_and_pictures() {
         "| xor |",
         "| split |",
         "img/simple-cpu-h4.svg",
+        "Every table above the marker at the end comes from this run on this machine",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
@@ -442,4 +445,238 @@ fn dump_kernels_writes_self_contained_sources() {
         assert!(!src.contains("#include \""), "{f} includes a header");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Run an example with `args`, killing it after `limit`; (exit code, signal, stdout,
+/// stderr). A hostile flag must fail at once, so a run past the limit is a failure.
+fn run_example_limited(name: &str, args: &[&str], limit_s: u64) -> (Option<i32>, String, String) {
+    use std::time::{Duration, Instant};
+    let exe = examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let mut child = Command::new(&exe)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    let t0 = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t0.elapsed() > Duration::from_secs(limit_s) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} {args:?} still ran after {limit_s} s: a hostile flag must fail at once");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.signal().is_none(),
+            "{name} {args:?} was killed by signal {:?}:\n{}",
+            out.status.signal(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every example, given impossible, negative, zero or NaN flags, exits non-zero with one
+/// error line (naming the flag's setting where the library checks it): no panic, no
+/// abort, no signal, no allocation attempted first.
+#[test]
+fn every_example_rejects_hostile_flags() {
+    // (example, flags, text the error line must hold)
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "train",
+            &["--hidden", "1048576"],
+            "hidden 1048576 needs 4 TiB for layer2.weights; this machine has",
+        ),
+        (
+            "train",
+            &["--hidden", "100000000"],
+            "hidden 100000000 needs",
+        ),
+        (
+            "train",
+            &["--hidden", "18446744073709551615"],
+            "hidden 18446744073709551615 needs",
+        ),
+        (
+            "train",
+            &["--points", "1000000000000"],
+            "points 1000000000000 needs",
+        ),
+        (
+            "train",
+            &["--epochs", "100000000000000"],
+            "epochs 100000000000000 needs",
+        ),
+        (
+            "train",
+            &[
+                "--hidden", "30000", "--points", "100000", "--batch", "100000",
+            ],
+            "one batch's activations",
+        ),
+        (
+            "train",
+            &["--engine", "scalar", "--hidden", "1048576"],
+            "hidden 1048576 needs",
+        ),
+        ("train", &["--hidden", "0"], "hidden must be at least 1"),
+        ("train", &["--points", "0"], "points must be at least 1"),
+        ("train", &["--batch", "0"], "batch must be at least 1"),
+        ("train", &["--lr", "NaN"], "learning rate"),
+        ("train", &["--lr", "0"], "learning rate"),
+        ("train", &["--lr=-1"], "learning rate"),
+        ("train", &["--hidden=-1"], "-1"),
+        ("train", &["--epochs", "1e3"], "1e3"),
+        ("train", &["--dataset", "moons"], "unknown dataset"),
+        (
+            "train",
+            &["--points", "7", "--dataset", "spiral"],
+            "even number of points",
+        ),
+        (
+            "epoch_time",
+            &["--hidden", "1048576"],
+            "hidden 1048576 needs",
+        ),
+        (
+            "epoch_time",
+            &["--points", "1000000000000"],
+            "points 1000000000000 needs",
+        ),
+        (
+            "epoch_time",
+            &["--epochs", "100000000000000"],
+            "epochs 100000000000000 needs",
+        ),
+        ("epoch_time", &["--lr", "NaN"], "learning rate"),
+        (
+            "step_cost",
+            &["--hidden", "1048576"],
+            "hidden 1048576 needs",
+        ),
+        (
+            "step_cost",
+            &["--epochs", "100000000000000"],
+            "epochs 100000000000000 needs",
+        ),
+        (
+            "step_cost",
+            &["--loss-epochs", "100000000000000"],
+            "epochs 100000000000000 needs",
+        ),
+        ("step_cost", &["--hidden", "0"], "hidden must be at least 1"),
+        ("report", &["--hidden", "1048576"], "hidden 1048576 needs"),
+        (
+            "report",
+            &["--big-hidden", "100000000"],
+            "hidden 100000000 needs",
+        ),
+        (
+            "report",
+            &["--points", "1000000000000"],
+            "points 1000000000000 needs",
+        ),
+        (
+            "report",
+            &["--epochs", "100000000000000"],
+            "epochs 100000000000000 needs",
+        ),
+        (
+            "report",
+            &["--large", "--large-hidden", "1048576"],
+            "hidden 1048576 needs",
+        ),
+        ("report", &["--batch", "0"], "batch must be at least 1"),
+        ("report", &["--lr", "NaN"], "learning rate"),
+        ("report", &["--datasets", "moons"], "unknown dataset"),
+        ("accuracy", &["--chunk", "0"], "--chunk must be at least 1"),
+        ("accuracy", &["--step", "0"], "--step must be at least 1"),
+        (
+            "accuracy",
+            &["--chunk", "100000000000000", "--step", "1"],
+            "needs",
+        ),
+        ("accuracy", &["--device", "tpu"], "tpu"),
+        (
+            "parallel_check",
+            &["--runs", "0"],
+            "--runs must be at least 1",
+        ),
+        ("parallel_check", &["--runs=-3"], "-3"),
+        ("matmul_speedup", &["--sizes", "0"], "--sizes"),
+        (
+            "matmul_speedup",
+            &["--sizes", "100000000"],
+            "--sizes 100000000 needs",
+        ),
+        (
+            "matmul_speedup",
+            &["--sizes", "4294967296"],
+            "matmul_speedup",
+        ),
+        (
+            "matmul_speedup",
+            &["--runs", "0"],
+            "--runs must be at least 1",
+        ),
+        (
+            "matmul_speedup",
+            &["--max-seconds", "NaN"],
+            "--max-seconds must be a positive number",
+        ),
+        (
+            "matmul_speedup",
+            &["--max-seconds=-1"],
+            "--max-seconds must be a positive number",
+        ),
+        (
+            "matmul_vs_gemm",
+            &["--rounds", "0"],
+            "--rounds must be at least 1",
+        ),
+        ("matmul_vs_gemm", &["--rounds", "NaN"], "NaN"),
+    ];
+    let mut failures = Vec::new();
+    for &(name, args, needle) in cases {
+        let (code, out, err) = run_example_limited(name, args, 120);
+        let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        let problems = [
+            (code.is_none_or(|c| c == 0), "exit status 0"),
+            (error_lines.len() != 1, "not exactly one error line"),
+            (
+                error_lines.first().is_none_or(|l| !l.contains(needle)),
+                "the error line does not say what is wrong",
+            ),
+            (
+                err.contains("panicked") || err.contains("memory allocation of"),
+                "a panic or an abort",
+            ),
+            // Our own errors (exit 1) print that line only; clap's (exit 2) add usage.
+            (
+                code == Some(1) && err.lines().filter(|l| !l.trim().is_empty()).count() != 1,
+                "more than the error line on stderr",
+            ),
+        ];
+        for (bad, what) in problems {
+            if bad {
+                failures.push(format!(
+                    "{name} {}: {what} (exit {code:?})\nstderr:\n{err}\nstdout (last 300 bytes):\n{}",
+                    args.join(" "),
+                    &out[out.len().saturating_sub(300)..]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -561,3 +561,155 @@ fn bad_safetensors_files() {
     let _ = std::fs::remove_dir_all(&dir);
     r.finish();
 }
+
+/// Every public constructor above the tensors (nn, datasets, train, the fused program
+/// builder) with sizes no machine holds: an error naming the setting, checked before
+/// anything is allocated (an allocation of terabytes would abort the process).
+#[test]
+fn constructors_above_tensors_refuse_impossible_sizes() {
+    use minitorch::backend::fused::ProgramBuilder;
+    use minitorch::datasets::{DatasetKind, Graph};
+    use minitorch::nn::{Linear, Network};
+    use minitorch::train::{self, ScalarTrainer, TrainConfig, Trainer};
+    use rand::SeedableRng;
+
+    let mut r = Report::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let big = 1usize << 20;
+    for device in devices() {
+        let d = device;
+        r.err_with(
+            &format!("{d}: Linear::new(2^20, 2^20)"),
+            "in_size 1048576 x out_size 1048576 needs 4 TiB for the weights",
+            || Linear::new(big, big, &mut rng, d).map(|_| ()),
+        );
+        r.err_with(
+            &format!("{d}: Linear::new(usize::MAX, 2)"),
+            "Linear::new",
+            || Linear::new(usize::MAX, 2, &mut rng, d).map(|_| ()),
+        );
+        r.err_with(
+            &format!("{d}: Network::new(2^20)"),
+            "Network::new: hidden 1048576 needs 4 TiB for layer2.weights; this machine has",
+            || Network::new(big, &mut rng, d).map(|_| ()),
+        );
+        r.err_with(
+            &format!("{d}: Network::new(usize::MAX)"),
+            "hidden 18446744073709551615 needs",
+            || Network::new(usize::MAX, &mut rng, d).map(|_| ()),
+        );
+        let config = |f: &dyn Fn(&mut TrainConfig)| {
+            let mut c = TrainConfig {
+                device: d,
+                ..TrainConfig::default()
+            };
+            f(&mut c);
+            c
+        };
+        for (what, part, c) in [
+            (
+                "hidden 2^20",
+                "train: hidden 1048576 needs 4 TiB for layer2.weights",
+                config(&|c| c.hidden = big),
+            ),
+            (
+                "points 10^12",
+                "train: points 1000000000000 needs",
+                config(&|c| c.points = 1_000_000_000_000),
+            ),
+            (
+                "epochs 10^14",
+                "train: epochs 100000000000000 needs",
+                config(&|c| c.epochs = 100_000_000_000_000),
+            ),
+            (
+                "epochs usize::MAX",
+                "epochs 18446744073709551615 needs",
+                config(&|c| c.epochs = usize::MAX),
+            ),
+            (
+                "batch x hidden",
+                "one batch's activations",
+                config(&|c| {
+                    c.hidden = 30_000;
+                    c.points = 100_000;
+                    c.batch = 100_000;
+                }),
+            ),
+            (
+                "odd spiral",
+                "even number of points",
+                config(&|c| {
+                    c.dataset = DatasetKind::Spiral;
+                    c.points = 7;
+                }),
+            ),
+            ("lr NaN", "learning rate", config(&|c| c.lr = f32::NAN)),
+        ] {
+            r.err_with(&format!("{d}: validate {what}"), part, || c.validate());
+            r.err_with(&format!("{d}: Trainer::new {what}"), part, || {
+                Trainer::new(c.clone()).map(|_| ())
+            });
+            r.err_with(&format!("{d}: ScalarTrainer::new {what}"), part, || {
+                ScalarTrainer::new(c.clone()).map(|_| ())
+            });
+        }
+        // A configuration changed after it was checked: run's own records still refuse.
+        r.err_with(
+            &format!("{d}: run with epochs changed to 10^14"),
+            "epochs 100000000000000 needs",
+            || {
+                let mut t = Trainer::new(config(&|c| c.epochs = 1))?;
+                t.config.epochs = 100_000_000_000_000;
+                train::run(&mut t, 1, |_| {}).map(|_| ())
+            },
+        );
+    }
+    for kind in DatasetKind::ALL {
+        r.err_with(
+            &format!("Graph::new({kind}, 10^12)"),
+            "dataset: points 1000000000000 needs",
+            || Graph::new(kind, 1_000_000_000_000, 0).map(|_| ()),
+        );
+        r.err_with(&format!("Graph::new({kind}, usize::MAX)"), "needs", || {
+            Graph::new(kind, usize::MAX, 0).map(|_| ())
+        });
+        r.err(&format!("Graph::new({kind}, 0)"), || {
+            Graph::new(kind, 0, 0).map(|_| ())
+        });
+    }
+    // The fused program builder: an index no call can bind builds a program every call
+    // rejects (no overflow in the builder), on every backend.
+    for (what, input, param) in [
+        ("input usize::MAX", usize::MAX, 0),
+        ("param usize::MAX", 0, usize::MAX),
+    ] {
+        let mut b = ProgramBuilder::new();
+        let (x, p) = (b.input(input), b.param(param));
+        let y = b.mul(x, p);
+        let program = guard(what, || b.build(&[y]));
+        let Ok(program) = program else {
+            r.0.push(program.err().unwrap());
+            continue;
+        };
+        for d in devices() {
+            r.err_with(&format!("{d}: fused with {what}"), "fused program", || {
+                let t = Tensor::ones(&[3], d)?;
+                Tensor::fused(&program, &[&t], &[1.0]).map(|_| ())
+            });
+        }
+    }
+    // A program with no output.
+    let empty = {
+        let mut b = ProgramBuilder::new();
+        b.input(0);
+        b.build(&[])
+    };
+    for d in devices() {
+        r.err_with(&format!("{d}: fused with no output"), "no output", || {
+            let t = Tensor::ones(&[3], d)?;
+            Tensor::fused(&empty, &[&t], &[]).map(|_| ())
+        });
+    }
+    r.finish();
+}

@@ -240,3 +240,25 @@ pub fn plot_svg(
     root.present().map_err(|e| plot_err(path, e))?;
     Ok(())
 }
+
+/// Errors unless the flag's value is at least 1: `{example}: --{flag} must be at least 1`.
+pub fn at_least_one(example: &'static str, flag: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(Error::invalid(
+            example,
+            format!("--{flag} must be at least 1, got 0"),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors unless the flag's value is a finite number above 0.
+pub fn positive(example: &'static str, flag: &str, value: f64) -> Result<()> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(Error::invalid(
+            example,
+            format!("--{flag} must be a positive number, got {value}"),
+        ));
+    }
+    Ok(())
+}

@@ -189,8 +189,10 @@ impl ProgramBuilder {
         let (mut inputs, mut params) = (0, 0);
         for n in &self.nodes {
             match *n {
-                Node::Input(i) => inputs = inputs.max(i + 1),
-                Node::Param(i) => params = params.max(i + 1),
+                // Saturating: a hostile index makes a program no call can satisfy
+                // (`check` rejects it), not an overflow.
+                Node::Input(i) => inputs = inputs.max(i.saturating_add(1)),
+                Node::Param(i) => params = params.max(i.saturating_add(1)),
                 _ => {}
             }
         }

@@ -80,6 +80,25 @@ impl Drop for Inner {
 }
 
 /// An n-dimensional array of f32 on one device, with autodiff.
+///
+/// Ops broadcast like NumPy and return a `Result` (a shape that does not fit is an error
+/// naming the op and the shapes); `backward` fills the gradients of the leaves that
+/// require them.
+///
+/// ```
+/// use minitorch::{Device, Tensor};
+/// # fn main() -> minitorch::Result<()> {
+/// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], Device::Cpu)?
+///     .requires_grad_(true);
+/// let b = Tensor::from_vec(vec![10.0, 20.0, 30.0], &[3], Device::Cpu)?;
+/// let y = x.add(&b)?; // (2, 3) + (3,) broadcasts
+/// assert_eq!(y.to_vec()?, vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+/// y.mul(&y)?.sum_all()?.backward()?; // d(sum y^2)/dx = 2y
+/// assert_eq!(x.grad().unwrap().to_vec()?, vec![22.0, 44.0, 66.0, 28.0, 50.0, 72.0]);
+/// assert!(x.add(&Tensor::ones(&[4], Device::Cpu)?).is_err()); // (2, 3) + (4,)
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Tensor(Arc<Inner>);
 

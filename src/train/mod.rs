@@ -23,6 +23,7 @@ use crate::backend::{Device, UnaryOp};
 use crate::datasets::{DatasetKind, Graph};
 use crate::error::{Error, Result};
 use crate::executor::{block_on, BoxFuture};
+use crate::memory;
 use crate::nn::{Module, Network};
 use crate::optim::Sgd;
 use crate::tensor::{no_grad, Tensor};
@@ -82,11 +83,19 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Check the numbers make sense.
+    /// Check the numbers make sense and that the run fits this machine's memory: each
+    /// size is an error naming the setting (`train: hidden 1048576 needs 4 TiB for
+    /// layer2.weights; this machine has 24 GiB`), checked before anything is allocated.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::invalid("train", m.to_string()));
         if self.points == 0 {
             return bad("points must be at least 1");
+        }
+        if self.dataset == DatasetKind::Spiral && !self.points.is_multiple_of(2) {
+            return Err(Error::invalid(
+                "train",
+                format!("spiral needs an even number of points, got {}", self.points),
+            ));
         }
         if self.hidden == 0 {
             return bad("hidden must be at least 1");
@@ -97,7 +106,46 @@ impl TrainConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("the learning rate must be a positive number");
         }
-        Ok(())
+        self.check_memory()
+    }
+
+    /// The memory checks of [`TrainConfig::validate`]: the parameters (with their
+    /// gradients and updates), the data and its tensors, one batch's activations, and
+    /// the per-epoch records, each alone and then together.
+    fn check_memory(&self) -> Result<()> {
+        const OP: &str = "train";
+        let (h, p, e) = (self.hidden, self.points, self.epochs);
+        let b = self.batch.min(self.points);
+        Network::check_size(OP, h)?;
+        Graph::check_size(OP, p)?;
+        // Parameters: value, gradient, the update's new value and the optimiser's temporary.
+        let params: u128 = Network::parameter_sizes(h)
+            .iter()
+            .map(|(_, n)| n * 16)
+            .sum();
+        // The dataset, its two tensors, the flat copy made for them, the shuffle order.
+        let data = p as u128 * (Graph::BYTES_PER_POINT + 8 + 4 + 8 + 8);
+        // One batch: a handful of (batch, hidden) activations and their gradients.
+        let acts = b as u128 * h as u128 * 4 * 8;
+        let epochs = e as u128 * (4 + 16);
+        memory::need(
+            OP,
+            &format!("hidden {h} with batch {b}"),
+            "one batch's activations",
+            acts,
+        )?;
+        memory::need(
+            OP,
+            &format!("epochs {e}"),
+            "each epoch's loss and time",
+            epochs,
+        )?;
+        memory::need(
+            OP,
+            &format!("hidden {h}, points {p}, batch {b} and epochs {e}"),
+            "the whole run",
+            params + data + acts + epochs,
+        )
     }
 }
 
@@ -412,8 +460,9 @@ pub async fn run_async<T: Epochs>(
 ) -> Result<TrainSummary> {
     let epochs = trainer.config().epochs;
     let start = Instant::now();
-    let mut losses = Vec::with_capacity(epochs);
-    let mut times = Vec::with_capacity(epochs);
+    let what = format!("epochs {epochs}");
+    let mut losses: Vec<f32> = memory::try_vec("train", &what, "each epoch's loss", epochs)?;
+    let mut times: Vec<Duration> = memory::try_vec("train", &what, "each epoch's time", epochs)?;
     let mut since_log = Duration::ZERO;
     let mut epochs_since_log = 0;
     let mut correct = 0;

@@ -286,6 +286,11 @@ impl Backend for CudaBackend {
             let (ab, bb) = (self.buffer(a)?, self.buffer(b)?);
             // Whole aligned tiles take the float4 kernel; edges and strides the general one.
             let fast = kernels::matmul_fast(&meta);
+            crate::backend::gpu_plan::note_matmul_kernel(if fast {
+                "matmul_fast"
+            } else {
+                "matmul"
+            });
             let cfg = LaunchConfig {
                 grid_dim: if fast {
                     kernels::matmul_fast_grid(&dims)

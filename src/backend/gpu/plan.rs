@@ -67,6 +67,24 @@ pub fn matmul_fast_applies(w: &[u32]) -> bool {
         && w[11 + br..11 + 3 * br].iter().all(aligned)
 }
 
+/// The matmul entry point (`"matmul_fast"` or `"matmul"`) the last GPU matmul launched
+/// from this thread chose, if any: a diagnostic, so tests check the choice a backend made
+/// rather than recomputing it.
+pub fn last_matmul_kernel() -> Option<&'static str> {
+    LAST_MATMUL_KERNEL.with(|k| k.get())
+}
+
+/// Record the matmul entry point a GPU backend launches (see [`last_matmul_kernel`]).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) fn note_matmul_kernel(entry: &'static str) {
+    LAST_MATMUL_KERNEL.with(|k| k.set(Some(entry)));
+}
+
+thread_local! {
+    static LAST_MATMUL_KERNEL: std::cell::Cell<Option<&'static str>> =
+        const { std::cell::Cell::new(None) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

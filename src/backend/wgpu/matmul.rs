@@ -82,6 +82,7 @@ pub fn matmul(rt: &Runtime, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) 
         } else {
             ("matmul", grid((batch, n, m), max))
         };
+        crate::backend::gpu_plan::note_matmul_kernel(entry);
         let pipeline = rt.pipeline(Family::Matmul, entry, false)?;
         let launch = Launch {
             op: "matmul",
