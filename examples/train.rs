@@ -5,9 +5,12 @@
 //! cargo run --release --example train                                  # CPU
 //! cargo run --example train --features wgpu -- --backend wgpu           # WebGPU
 //! cargo run --example train --features cuda                             # CUDA when there is a GPU
+//! mpirun -n 2 target/release/examples/train --distributed mpi --backend cpu   # data-parallel (--features mpi)
 //! ```
 
 mod common;
+#[path = "train/distributed.rs"]
+mod distributed;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -75,6 +78,17 @@ struct Args {
     /// Load parameters from this safetensors file before training.
     #[arg(long)]
     load: Option<PathBuf>,
+    /// Train data-parallel over the processes `mpirun -n N` started: mpi (host buffers)
+    /// or nccl (CUDA buffers). `--batch` stays the global batch.
+    #[arg(long)]
+    distributed: Option<String>,
+    /// With --distributed: check after every step that every rank holds rank 0's
+    /// parameters bit for bit (for tests).
+    #[arg(long, hide = true)]
+    check_replicas: bool,
+    /// With --distributed: make rank R fail at global step S, as R:S, R:S:panic or R:S:hang (tests).
+    #[arg(long, hide = true)]
+    fail_at: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -83,6 +97,9 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let dataset = DatasetKind::parse(&args.dataset)?;
+    if let Some(engine) = &args.distributed {
+        return distributed::run(&args, dataset, engine);
+    }
     let (device, why) = match args.engine {
         Engine::Tensor => select_device(args.backend)?,
         Engine::Scalar => (minitorch::Device::Cpu, Vec::new()),
