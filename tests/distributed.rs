@@ -160,7 +160,7 @@ fn reference_losses(points: usize, batch: usize, hidden: usize, epochs: usize) -
         dataset: DatasetKind::Xor,
         points,
         hidden,
-        lr: 0.5,
+        lr: 0.1,
         epochs,
         batch,
         seed: 7,
@@ -184,7 +184,7 @@ fn check_matches_one_process(ranks: usize, points: usize, batch: usize, shards: 
         ranks,
         &[
             "--dataset", "xor", "--points", &p, "--batch", &b, "--hidden", &h, "--epochs", &e,
-            "--lr", "0.5", "--seed", "7", "--log-every", "5", "--check-replicas",
+            "--lr", "0.1", "--seed", "7", "--log-every", "5", "--check-replicas",
         ],
         &[],
         Duration::from_secs(120),
