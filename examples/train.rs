@@ -86,6 +86,10 @@ struct Args {
     /// parameters bit for bit (for tests).
     #[arg(long, hide = true)]
     check_replicas: bool,
+    /// With --distributed: enter a barrier before each all-reduce so that its time
+    /// excludes the wait for the slowest rank (printed apart).
+    #[arg(long)]
+    split_wait: bool,
     /// With --distributed: make rank R fail at global step S, as R:S, R:S:panic or R:S:hang (tests).
     #[arg(long, hide = true)]
     fail_at: Option<String>,

@@ -38,7 +38,10 @@ fn train_exe() -> &'static Path {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
     EXE.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("<target>/<profile>");
         let target_dir = profile_dir.parent().expect("<target>");
         let profile = profile_dir.file_name().expect("profile").to_string_lossy();
         let mut cmd = Command::new(env!("CARGO"));
@@ -76,7 +79,8 @@ fn have_mpirun() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        let msg = "mpirun not found: install openmpi-bin libopenmpi-dev to run the distributed tests";
+        let msg =
+            "mpirun not found: install openmpi-bin libopenmpi-dev to run the distributed tests";
         assert!(
             std::env::var("MINITORCH_REQUIRE_MPI").as_deref() != Ok("1"),
             "{msg} (MINITORCH_REQUIRE_MPI=1)"
@@ -183,13 +187,32 @@ fn check_matches_one_process(ranks: usize, points: usize, batch: usize, shards: 
     let run = mpirun_train(
         ranks,
         &[
-            "--dataset", "xor", "--points", &p, "--batch", &b, "--hidden", &h, "--epochs", &e,
-            "--lr", "0.1", "--seed", "7", "--log-every", "5", "--check-replicas",
+            "--dataset",
+            "xor",
+            "--points",
+            &p,
+            "--batch",
+            &b,
+            "--hidden",
+            &h,
+            "--epochs",
+            &e,
+            "--lr",
+            "0.1",
+            "--seed",
+            "7",
+            "--log-every",
+            "5",
+            "--check-replicas",
         ],
         &[],
         Duration::from_secs(120),
     );
-    assert!(run.success, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(
+        run.success,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
     let out = &run.stdout;
     assert!(out.contains(&format!("world size {ranks}")), "{out}");
     assert!(out.contains(shards), "expected shards {shards} in:\n{out}");
@@ -235,11 +258,26 @@ fn check_failure_ends_the_job(mode: &str, expect: &str, env: &[(&str, &str)]) {
     let limit = Duration::from_secs(90);
     let run = mpirun_train(
         2,
-        &["--points", "40", "--batch", "10", "--hidden", "8", "--epochs", "50", "--fail-at", &fail],
+        &[
+            "--points",
+            "40",
+            "--batch",
+            "10",
+            "--hidden",
+            "8",
+            "--epochs",
+            "50",
+            "--fail-at",
+            &fail,
+        ],
         env,
         limit,
     );
-    assert!(!run.success, "a failing rank must fail the job:\n{}", run.stdout);
+    assert!(
+        !run.success,
+        "a failing rank must fail the job:\n{}",
+        run.stdout
+    );
     assert!(
         run.stderr.contains(expect),
         "expected {expect:?} in stderr (exit code {:?}):\n{}",
@@ -247,7 +285,11 @@ fn check_failure_ends_the_job(mode: &str, expect: &str, env: &[(&str, &str)]) {
         run.stderr
     );
     // Well inside the limit: nothing waited for a collective that never completes.
-    assert!(run.elapsed < Duration::from_secs(60), "took {:?}", run.elapsed);
+    assert!(
+        run.elapsed < Duration::from_secs(60),
+        "took {:?}",
+        run.elapsed
+    );
     // The failure came at step 3: rank 0 never finished.
     assert!(!run.stdout.contains("Done:"), "{}", run.stdout);
 }
@@ -296,7 +338,11 @@ fn unknown_engine_is_a_clear_error() {
     cmd.args(["--distributed", "gloo", "--epochs", "1"]);
     let run = run_with_limit(cmd, Duration::from_secs(60));
     assert!(!run.success);
-    assert!(run.stderr.contains("expected mpi or nccl"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("expected mpi or nccl"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Without libnccl, `--distributed nccl` says what to install (cudarc would panic).
@@ -312,6 +358,10 @@ fn nccl_without_the_library_is_a_clear_error() {
     let run = run_with_limit(cmd, Duration::from_secs(60));
     assert!(!run.success);
     assert!(run.stderr.contains("libnccl.so"), "{}", run.stderr);
-    assert!(run.stderr.contains("pip install nvidia-nccl-cu12"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pip install nvidia-nccl-cu12"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }

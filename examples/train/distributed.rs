@@ -30,7 +30,9 @@ fn parse_failure(s: &str) -> Result<InjectedFailure> {
                 None => FailureMode::Error,
             },
         }),
-        _ => Err(bad(format!("--fail-at {s:?}: expected RANK:STEP[:panic|hang]"))),
+        _ => Err(bad(format!(
+            "--fail-at {s:?}: expected RANK:STEP[:panic|hang]"
+        ))),
     }
 }
 
@@ -66,13 +68,17 @@ pub fn run(args: &Args, dataset: DatasetKind, engine: &str) -> Result<()> {
     };
     let mut trainer = DistributedTrainer::new(config.clone(), comm)?
         .with_replica_check(args.check_replicas)
+        .with_wait_split(args.split_wait)
         .with_failure(failure);
     let rank0 = rank == 0;
     if rank0 {
         println!(
             "{}",
             common::truncate(
-                &format!("minitorch train: {}", common::describe_choice(device, &why)?),
+                &format!(
+                    "minitorch train: {}",
+                    common::describe_choice(device, &why)?
+                ),
                 common::MAX_FIRST_LINE
             )
         );
@@ -120,6 +126,9 @@ pub fn run(args: &Args, dataset: DatasetKind, engine: &str) -> Result<()> {
             println!("saved parameters to {}", path.display());
         }
         let s = trainer.stats();
+        // Medians over all steps but the first epoch's (warm-up).
+        let steps_per_epoch = config.points.div_ceil(config.batch);
+        let (reduce_med, step_med) = s.medians(steps_per_epoch);
         println!(
             "Done: final loss {:.6} | correct {}/{} ({:.1}%) | median time per epoch {} (all but the first) | total {:.2} s",
             summary.final_loss,
@@ -130,13 +139,20 @@ pub fn run(args: &Args, dataset: DatasetKind, engine: &str) -> Result<()> {
             summary.total_time.as_secs_f64()
         );
         println!(
-            "all-reduce per step {} of step time {} ({:.1}%) | {} bytes per step in one bucket | {} steps | world size {world}",
+            "all-reduce per step {} of step time {} (medians; means {} of {}) | {} bytes per step in one bucket | {} steps | world size {world}",
+            common::fmt_ms(reduce_med),
+            common::fmt_ms(step_med),
             common::fmt_ms(s.all_reduce_per_step()),
             common::fmt_ms(s.step_per_step()),
-            100.0 * s.all_reduce_time.as_secs_f64() / s.step_time.as_secs_f64().max(1e-12),
             s.bucket_bytes,
             s.steps
         );
+        if args.split_wait {
+            println!(
+                "waiting for the slowest rank before the all-reduce: mean {} per step",
+                common::fmt_ms(s.wait_time / s.steps.max(1) as u32)
+            );
+        }
         println!(
             "losses (full precision): {}",
             summary

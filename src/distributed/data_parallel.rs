@@ -18,11 +18,18 @@ pub struct CommStats {
     pub steps: usize,
     /// Wall time of the steps (forward, backward, all-reduce, update).
     pub step_time: Duration,
-    /// Wall time inside the gradient all-reduce (packing and unpacking included).
+    /// Wall time inside the gradient all-reduce (packing and unpacking included; with
+    /// [`DataParallel::with_wait_split`], after the wait for the slowest rank).
     pub all_reduce_time: Duration,
+    /// Wall time waiting for the slowest rank before the all-reduce (a barrier; measured
+    /// only with [`DataParallel::with_wait_split`]).
+    pub wait_time: Duration,
     /// Bytes of one step's bucket (each rank sends and receives about this much times the
     /// engine's algorithm factor).
     pub bucket_bytes: usize,
+    /// Each step's (all-reduce, whole step) wall time, for medians: a shared machine's
+    /// stalls skew the means.
+    pub per_step: Vec<(Duration, Duration)>,
 }
 
 impl CommStats {
@@ -35,6 +42,23 @@ impl CommStats {
     pub fn step_per_step(&self) -> Duration {
         self.step_time / self.steps.max(1) as u32
     }
+
+    /// Median (all-reduce, step) time over the steps but the first `skip` (warm-up).
+    pub fn medians(&self, skip: usize) -> (Duration, Duration) {
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v.get(v.len() / 2).copied().unwrap_or_default()
+        };
+        let rest = || {
+            self.per_step
+                .iter()
+                .skip(skip.min(self.per_step.len().saturating_sub(1)))
+        };
+        (
+            median(rest().map(|s| s.0).collect()),
+            median(rest().map(|s| s.1).collect()),
+        )
+    }
 }
 
 /// Data parallelism over one model's parameters.
@@ -42,6 +66,7 @@ pub struct DataParallel {
     comm: Box<dyn Communicator>,
     params: Vec<Parameter>,
     stats: CommStats,
+    split_wait: bool,
 }
 
 impl DataParallel {
@@ -52,6 +77,7 @@ impl DataParallel {
             comm,
             params: model.parameters(),
             stats: CommStats::default(),
+            split_wait: false,
         };
         let mut bucket = dp.parameter_bucket();
         dp.comm.broadcast_bucket(&mut bucket, 0)?;
@@ -59,6 +85,14 @@ impl DataParallel {
             p.update(part.value.expect("set by the broadcast"));
         }
         Ok(dp)
+    }
+
+    /// Enter a barrier before each all-reduce, so that [`CommStats::all_reduce_time`] is
+    /// the collective itself and [`CommStats::wait_time`] the wait for the slowest rank
+    /// (one more small collective per step: for measurements).
+    pub fn with_wait_split(mut self, on: bool) -> Self {
+        self.split_wait = on;
+        self
     }
 
     /// The engine.
@@ -74,7 +108,9 @@ impl DataParallel {
     /// Every rank's shard size of a global batch of `global` items.
     pub fn shard_sizes(&self, global: usize) -> Vec<usize> {
         let world = self.comm.world_size();
-        (0..world).map(|r| Shard::of(global, r, world).len()).collect()
+        (0..world)
+            .map(|r| Shard::of(global, r, world).len())
+            .collect()
     }
 
     /// Time and volume so far.
@@ -111,6 +147,11 @@ impl DataParallel {
             l.backward()?;
             Some(l.detach().view(&[1])?)
         };
+        if self.split_wait {
+            let wait = Instant::now();
+            self.comm.barrier()?;
+            self.stats.wait_time += wait.elapsed();
+        }
         let reduce_start = Instant::now();
         // One bucket: every gradient (zeros where this rank has none), the loss, then one
         // flag per parameter saying how many ranks had a gradient for it.
@@ -144,11 +185,14 @@ impl DataParallel {
                 value.accumulate_derivative(part.value.expect("set by the all-reduce"))?;
             }
         }
-        self.stats.all_reduce_time += reduce_start.elapsed();
+        let reduce_time = reduce_start.elapsed();
+        self.stats.all_reduce_time += reduce_time;
         self.stats.bucket_bytes = bucket_bytes(&self.params);
         optim.step()?;
         self.stats.steps += 1;
-        self.stats.step_time += start.elapsed();
+        let step_time = start.elapsed();
+        self.stats.step_time += step_time;
+        self.stats.per_step.push((reduce_time, step_time));
         match loss_part {
             Some(t) => t.item(),
             None => Ok(0.0),

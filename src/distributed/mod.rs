@@ -320,7 +320,10 @@ mod tests {
         assert_eq!(b.bytes(), 36);
         let doubled: Vec<f32> = flat.iter().map(|x| x * 2.0).collect();
         b.set_from_host(&doubled).unwrap();
-        assert_eq!(b.parts[1].value.as_ref().unwrap().to_vec().unwrap(), [0.0, 0.0]);
+        assert_eq!(
+            b.parts[1].value.as_ref().unwrap().to_vec().unwrap(),
+            [0.0, 0.0]
+        );
         assert_eq!(b.tail, [14.0]);
         let err = b.set_from_host(&[1.0]).unwrap_err().to_string();
         assert!(err.contains("bucket"), "{err}");

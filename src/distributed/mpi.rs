@@ -24,9 +24,13 @@ const LAUNCHER_VARS: [&str; 4] = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE
 
 /// The local rank on this node, when the launcher says it (to choose a GPU).
 pub fn local_rank() -> Option<usize> {
-    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
 }
 
 /// True when an MPI launcher (mpirun, mpiexec, srun) started this process.
@@ -56,9 +60,8 @@ impl MpiCommunicator {
                 ),
             ));
         }
-        let universe = mpi::initialize().ok_or_else(|| {
-            Error::invalid("mpi", "MPI is already initialised in this process")
-        })?;
+        let universe = mpi::initialize()
+            .ok_or_else(|| Error::invalid("mpi", "MPI is already initialised in this process"))?;
         let world = universe.world();
         Ok(MpiCommunicator {
             world,

@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::tensor::Tensor;
 
-const INSTALL: &str = "install NCCL (pip install nvidia-nccl-cu12, or nvidia-nccl-cu13 for CUDA 13) \
+const INSTALL: &str =
+    "install NCCL (pip install nvidia-nccl-cu12, or nvidia-nccl-cu13 for CUDA 13) \
     and make its libnccl.so.2 loadable as libnccl.so: `ln -s libnccl.so.2 libnccl.so` in \
     site-packages/nvidia/nccl/lib (or nvidia/cu13/lib), and add that directory to LD_LIBRARY_PATH";
 
@@ -84,7 +85,9 @@ impl NcclCommunicator {
         let id = Id::uninit(bytes.map(|b| b as core::ffi::c_char));
         let stream = backend.runtime().stream.clone();
         let comm = mpi
-            .watched("ncclCommInitRank", || Comm::from_rank(stream, rank, world, id))
+            .watched("ncclCommInitRank", || {
+                Comm::from_rank(stream, rank, world, id)
+            })
             .map_err(nccl_err("ncclCommInitRank"))?;
         Ok(NcclCommunicator { comm, backend, mpi })
     }

@@ -83,6 +83,13 @@ impl DistributedTrainer {
         self
     }
 
+    /// Measure the wait for the slowest rank apart from the all-reduce
+    /// ([`DataParallel::with_wait_split`]).
+    pub fn with_wait_split(mut self, on: bool) -> Self {
+        self.dp = self.dp.with_wait_split(on);
+        self
+    }
+
     /// Make one rank fail at one step (for tests of the others' exit).
     pub fn with_failure(mut self, failure: Option<InjectedFailure>) -> Self {
         self.failure = failure;
