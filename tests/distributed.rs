@@ -142,7 +142,8 @@ fn run_with_limit(mut cmd: Command, limit: Duration) -> Run {
     run
 }
 
-/// `mpirun -n ranks train --distributed mpi --backend cpu <args>`, one rayon thread each.
+/// `mpirun -n ranks train --distributed mpi --backend cpu <args>`, one rayon thread each
+/// (a later `--backend` in `args` wins).
 fn mpirun_train(ranks: usize, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Run {
     let mut cmd = Command::new("mpirun");
     cmd.args(["--oversubscribe", "-n", &ranks.to_string()])
@@ -159,7 +160,13 @@ fn mpirun_train(ranks: usize, args: &[&str], env: &[(&str, &str)], limit: Durati
 }
 
 /// One process, same settings: every epoch's loss.
-fn reference_losses(points: usize, batch: usize, hidden: usize, epochs: usize) -> Vec<f32> {
+fn reference_losses(
+    points: usize,
+    batch: usize,
+    hidden: usize,
+    epochs: usize,
+    device: Device,
+) -> Vec<f32> {
     let mut t = Trainer::new(TrainConfig {
         dataset: DatasetKind::Xor,
         points,
@@ -168,7 +175,7 @@ fn reference_losses(points: usize, batch: usize, hidden: usize, epochs: usize) -
         epochs,
         batch,
         seed: 7,
-        device: Device::Cpu,
+        device,
         ..TrainConfig::default()
     })
     .unwrap();
@@ -176,8 +183,18 @@ fn reference_losses(points: usize, batch: usize, hidden: usize, epochs: usize) -
 }
 
 fn check_matches_one_process(ranks: usize, points: usize, batch: usize, shards: &str) {
+    check_matches_one_process_on(Device::Cpu, ranks, points, batch, shards)
+}
+
+fn check_matches_one_process_on(
+    device: Device,
+    ranks: usize,
+    points: usize,
+    batch: usize,
+    shards: &str,
+) {
     let (hidden, epochs) = (12, 15);
-    let want = reference_losses(points, batch, hidden, epochs);
+    let want = reference_losses(points, batch, hidden, epochs, device);
     let (p, b, h, e) = (
         points.to_string(),
         batch.to_string(),
@@ -250,6 +267,24 @@ fn uneven_shards_match_one_process() {
         check_matches_one_process(2, 43, 7, "[4, 3] (last batch of 1: [1, 0])");
         // 10 over 3 ranks: 4, 3, 3.
         check_matches_one_process(3, 40, 10, "[4, 3, 3]");
+    }
+}
+
+/// wgpu through its readback: the bucket goes through the host.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_ranks_match_one_process() {
+    if Device::Wgpu.backend().is_err() {
+        let required = std::env::var("MINITORCH_REQUIRE_BACKENDS").unwrap_or_default();
+        assert!(
+            !required.contains("wgpu"),
+            "no wgpu adapter, and wgpu is required"
+        );
+        eprintln!("SKIPPED: no wgpu adapter");
+        return;
+    }
+    if have_mpirun() {
+        check_matches_one_process_on(Device::Wgpu, 2, 30, 7, "[4, 3] (last batch of 2: [1, 1])");
     }
 }
 

@@ -124,6 +124,9 @@ impl DataParallel {
     /// mean loss times [`Shard::share`]). Backward, one all-reduce of the gradients (and
     /// the loss), then `optim.step()` on every rank. Returns the global loss, the sum of
     /// the ranks' parts.
+    ///
+    /// An error on one rank leaves the others waiting in the all-reduce: end the job with
+    /// [`Communicator::abort`] (as the `train` example does) rather than return quietly.
     pub fn step(
         &mut self,
         global: usize,
