@@ -5,9 +5,12 @@
 //! cargo run --release --example train                                  # CPU
 //! cargo run --example train --features wgpu -- --backend wgpu           # WebGPU
 //! cargo run --example train --features cuda                             # CUDA when there is a GPU
+//! mpirun -n 2 target/release/examples/train --distributed mpi --backend cpu   # data-parallel (--features mpi)
 //! ```
 
 mod common;
+#[path = "train/distributed.rs"]
+mod distributed;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -75,6 +78,21 @@ struct Args {
     /// Load parameters from this safetensors file before training.
     #[arg(long)]
     load: Option<PathBuf>,
+    /// Train data-parallel over the processes `mpirun -n N` started: mpi (host buffers)
+    /// or nccl (CUDA buffers). `--batch` stays the global batch.
+    #[arg(long)]
+    distributed: Option<String>,
+    /// With --distributed: check after every step that every rank holds rank 0's
+    /// parameters bit for bit (for tests).
+    #[arg(long, hide = true)]
+    check_replicas: bool,
+    /// With --distributed: enter a barrier before each all-reduce so that its time
+    /// excludes the wait for the slowest rank (printed apart).
+    #[arg(long)]
+    split_wait: bool,
+    /// With --distributed: make rank R fail at global step S, as R:S, R:S:panic or R:S:hang (tests).
+    #[arg(long, hide = true)]
+    fail_at: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -83,6 +101,9 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let dataset = DatasetKind::parse(&args.dataset)?;
+    if let Some(engine) = &args.distributed {
+        return distributed::run(&args, dataset, engine);
+    }
     let mut config = TrainConfig {
         dataset,
         points: args.points,

@@ -49,6 +49,7 @@ pub mod accuracy;
 pub mod autodiff;
 pub mod backend;
 pub mod datasets;
+pub mod distributed;
 pub mod error;
 pub mod executor;
 pub mod layout;

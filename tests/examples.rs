@@ -20,6 +20,13 @@ fn feature_args() -> Vec<String> {
     if cfg!(feature = "cuda") {
         f.push("cuda");
     }
+    // The same set as tests/distributed.rs, so neither rebuilds the examples for the other.
+    if cfg!(feature = "mpi") {
+        f.push("mpi");
+    }
+    if cfg!(feature = "nccl") {
+        f.push("nccl");
+    }
     if f.is_empty() {
         Vec::new()
     } else {
