@@ -291,7 +291,7 @@ impl ImageTrainer {
     /// evaluation mode.
     pub async fn probabilities_async(&self, images: &[u8]) -> Result<Vec<f32>> {
         let px = 28 * 28;
-        if images.is_empty() || images.len() % px != 0 {
+        if images.is_empty() || !images.len().is_multiple_of(px) {
             return Err(Error::invalid(
                 "probabilities",
                 format!("{} bytes are not whole 28x28 images", images.len()),
