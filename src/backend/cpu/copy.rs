@@ -1,6 +1,6 @@
 //! `copy` on the CPU: a gather row by row of the last dimension. The position of each row
-//! comes from an odometer over the leading dimensions (no division per element), and the
-//! row itself is a slice copy when its stride is 1, else a strided loop. Convolution's
+//! comes from the odometer of `strided_runs` (stepped once per row, no division per
+//! element), and the row itself is a slice copy when its stride is 1, else a strided loop. Convolution's
 //! window view (`[B, C, KH, KW, OH, OW]` over the padded input: overlapping rows of OW)
 //! is this copy, so it must not pay index arithmetic per element.
 
@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::pool::HostBuf;
 use super::PARALLEL_MIN;
-use crate::layout::{Dims, Layout};
+use crate::layout::Layout;
 
 /// The elements `l` addresses in `x`, contiguous.
 pub fn copy(x: &[f32], l: &Layout) -> HostBuf {
@@ -35,37 +35,20 @@ pub fn copy(x: &[f32], l: &Layout) -> HostBuf {
     out
 }
 
-/// Rows `first..` of the layout into `out` (whole rows).
+/// Rows `first..` of the layout into `out` (whole rows): the shared run walker
+/// ([`super::strided_runs`]) hands out each row, a slice copy when its stride is 1.
 fn copy_rows(out: &mut [f32], x: &[f32], l: &Layout, first: usize) {
-    let r = l.dims();
-    let (shape, strides) = (l.shape(), l.strides());
-    let (row, step) = (shape[r - 1], strides[r - 1]);
-    // The index of row `first` over the leading dimensions, and its position.
-    let mut index: Dims = smallvec::smallvec![0; r - 1];
-    let mut rem = first;
-    for d in (0..r - 1).rev() {
-        index[d] = rem % shape[d];
-        rem /= shape[d];
-    }
-    let mut pos = l.offset() + (0..r - 1).map(|d| index[d] * strides[d]).sum::<usize>();
-    for dst in out.chunks_mut(row) {
-        if step == 1 {
-            dst.copy_from_slice(&x[pos..pos + row]);
+    let row = l.shape()[l.dims() - 1];
+    super::strided_runs(l, first * row, out.len(), |i, p, s, n| {
+        let dst = &mut out[i..i + n];
+        if s == 1 {
+            dst.copy_from_slice(&x[p..p + n]);
         } else {
             for (k, v) in dst.iter_mut().enumerate() {
-                *v = x[pos + k * step];
+                *v = x[p + k * s];
             }
         }
-        for d in (0..r - 1).rev() {
-            index[d] += 1;
-            pos += strides[d];
-            if index[d] < shape[d] {
-                break;
-            }
-            pos -= index[d] * strides[d];
-            index[d] = 0;
-        }
-    }
+    });
 }
 
 #[cfg(test)]
