@@ -108,6 +108,10 @@ struct Args {
     /// Append the process's resident memory to each epoch's line.
     #[arg(long)]
     rss: bool,
+    /// Train data-parallel over the processes `mpirun -n N` started: mpi (host buffers)
+    /// or nccl (CUDA buffers). `--batch` stays the global batch; rank 0 prints.
+    #[arg(long)]
+    distributed: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -141,11 +145,26 @@ fn data_dir(args: &Args) -> Result<(PathBuf, bool)> {
 }
 
 fn run(args: Args) -> Result<()> {
+    // Under mpirun: connect first (every rank), so an error on one rank can end them all.
+    let comm = match &args.distributed {
+        Some(engine) => Some(minitorch::distributed::connect(
+            minitorch::distributed::Engine::parse(engine)?,
+        )?),
+        None => None,
+    };
+    let rank0 = comm.as_ref().is_none_or(|c| c.rank() == 0);
     let (dir, is_sample) = data_dir(&args)?;
     let split = Split::load(&dir)?;
     let train = split.train.take(args.train.unwrap_or(usize::MAX));
     let val = split.test.take(args.val.unwrap_or(usize::MAX));
-    let (device, why) = select_device(args.backend)?;
+    let (device, why) = match args.distributed.as_deref() {
+        Some("nccl") => (minitorch::Device::Cuda, Vec::new()),
+        _ => select_device(args.backend)?,
+    };
+    // Rank 0 speaks for the job.
+    macro_rules! say {
+        ($($t:tt)*) => { if rank0 { println!($($t)*) } };
+    }
     let optimizer = match args.optimizer {
         Optim::Sgd => OptimizerKind::Sgd,
         Optim::Adam => OptimizerKind::Adam,
@@ -166,7 +185,7 @@ fn run(args: Args) -> Result<()> {
         shuffle: !args.no_shuffle,
         device,
     };
-    println!(
+    say!(
         "{}",
         common::truncate(
             &format!("minitorch mnist: {}", describe_choice(device, &why)?),
@@ -174,16 +193,26 @@ fn run(args: Args) -> Result<()> {
         )
     );
     if let Some(details) = common::fallback_details(&why) {
-        println!("why:\n{details}");
+        say!("why:\n{details}");
     }
     if is_sample {
-        println!(
+        say!(
             "data: the checked-in sample ({}); for all 10,000 digits and Fashion-MNIST run `bash scripts/get-data.sh` once",
             dir.display()
         );
     }
     let mut trainer = ImageTrainer::new(config.clone(), train, val)?;
-    println!(
+    if let Some(comm) = comm {
+        let (engine, world) = (comm.name(), comm.world_size());
+        let dp = minitorch::distributed::DataParallel::new(&trainer.model, comm)?;
+        say!(
+            "distributed {engine} | world size {world} | shard per rank of a global batch of {}: {:?}",
+            config.batch,
+            dp.shard_sizes(config.batch)
+        );
+        trainer.set_data_parallel(dp);
+    }
+    say!(
         "model {} | {} training, {} validation images from {} | batch {}, {} lr {}, dropout {}, {} epochs, seed {}{}",
         config.model.name(),
         trainer.train.len(),
@@ -199,10 +228,13 @@ fn run(args: Args) -> Result<()> {
     );
     if let Some(path) = &args.load {
         load_safetensors(&trainer.model, path)?;
-        println!("loaded parameters from {}", path.display());
+        say!("loaded parameters from {}", path.display());
     }
 
-    let bar = (std::io::stdout().is_terminal() && args.epochs > 0).then(|| {
+    // The bar draws on stderr and lines go above it: both must be terminals (under mpirun
+    // stdout is a pty while stderr may be a file).
+    let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let bar = (rank0 && terminal && args.epochs > 0).then(|| {
         let b = ProgressBar::new(trainer.batches_per_epoch() as u64);
         b.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} batches [{elapsed_precise}] {msg}")
@@ -211,6 +243,40 @@ fn run(args: Args) -> Result<()> {
         b
     });
     let mut curves = Curves::default();
+    let result = train_epochs(&args, &mut trainer, bar.as_ref(), &mut curves, rank0);
+    if let (Err(e), Some(dp)) = (&result, trainer.data_parallel()) {
+        // Stop every rank now: the others wait in a collective for this one.
+        eprintln!(
+            "error on rank {} of {}: {e}",
+            dp.comm().rank(),
+            dp.comm().world_size()
+        );
+        dp.comm().abort(1)
+    }
+    result?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(dp) = trainer.data_parallel() {
+        let (reduce, step) = dp.stats().medians(trainer.batches_per_epoch());
+        say!(
+            "all-reduce per step {} of a step of {} (medians after the first epoch) | {} bytes per step",
+            common::fmt_ms(reduce),
+            common::fmt_ms(step),
+            dp.stats().bucket_bytes
+        );
+    }
+    finish(&args, &trainer, &config, &curves, device, rank0)
+}
+
+/// The epochs: progress bar, the per-epoch line, the curves.
+fn train_epochs(
+    args: &Args,
+    trainer: &mut ImageTrainer,
+    bar: Option<&ProgressBar>,
+    curves: &mut Curves,
+    rank0: bool,
+) -> Result<()> {
     for epoch in 1..=args.epochs {
         let t0 = Instant::now();
         let per_epoch = trainer.batches_per_epoch();
@@ -241,22 +307,35 @@ fn run(args: Args) -> Result<()> {
         if args.rss {
             line.push_str(&format!(" | rss {}", rss_text()));
         }
-        match &bar {
+        match bar {
             Some(b) => b.println(line),
-            None => println!("{line}"),
+            None if rank0 => println!("{line}"),
+            None => {}
         }
         curves.push(stats.loss, train_acc, val_acc, dt);
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    Ok(())
+}
+
+/// Final evaluation, --save, --plot and the Done line.
+fn finish(
+    args: &Args,
+    trainer: &ImageTrainer,
+    config: &ImageConfig,
+    curves: &Curves,
+    device: minitorch::Device,
+    rank0: bool,
+) -> Result<()> {
+    macro_rules! say {
+        ($($t:tt)*) => { if rank0 { println!($($t)*) } };
     }
     let predicted = trainer.predict(&trainer.val)?;
     let (vc, vn) = accuracy(&predicted, &trainer.val);
-    if let Some(path) = &args.save {
+    if let (Some(path), true) = (&args.save, rank0) {
         save_safetensors(&trainer.model, path)?;
-        println!("saved parameters to {}", path.display());
+        say!("saved parameters to {}", path.display());
     }
-    if let Some(path) = &args.plot {
+    if let (Some(path), true) = (&args.plot, rank0) {
         let labels: Vec<u32> = trainer.val.labels.iter().map(|&l| l as u32).collect();
         let matrix = confusion(&labels, &predicted, 10)?;
         let title = format!("{} on {:?} ({device})", config.model.name(), args.dataset);
@@ -270,9 +349,9 @@ fn run(args: Args) -> Result<()> {
             &trainer.val,
             &predicted,
         )?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
-    println!(
+    say!(
         "Done: val accuracy {:.2}% ({vc}/{vn}) | median time per epoch {}",
         pct(vc, vn),
         common::fmt_ms(curves.median_time())

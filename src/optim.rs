@@ -166,3 +166,31 @@ fn build_step_program(decay: bool, momentum: bool, has_velocity: bool) -> Progra
         b.build(&[new_p])
     }
 }
+
+/// What a training loop needs of an optimiser: forget the gradients, then update the
+/// parameters from new ones. [`Sgd`] and [`Adam`] implement it, so one loop (the image
+/// trainer, the data-parallel step) serves both.
+pub trait Optimizer {
+    /// Forget every parameter's gradient.
+    fn zero_grad(&self);
+    /// One update of every parameter from its gradient.
+    fn step(&mut self) -> Result<()>;
+}
+
+impl Optimizer for Sgd {
+    fn zero_grad(&self) {
+        Sgd::zero_grad(self)
+    }
+    fn step(&mut self) -> Result<()> {
+        Sgd::step(self)
+    }
+}
+
+impl Optimizer for Adam {
+    fn zero_grad(&self) {
+        Adam::zero_grad(self)
+    }
+    fn step(&mut self) -> Result<()> {
+        Adam::step(self)
+    }
+}

@@ -1,6 +1,7 @@
 //! Data-parallel training under `mpirun` (feature `mpi`): the `train` example run as 2 and
 //! 3 ranks gives the same per-epoch losses as one process with the same global batch and
-//! seed (computed here with [`Trainer`]), with every rank's parameters checked against
+//! seed (computed here with [`Trainer`]), and so does the `mnist` example's course CNN and
+//! `cnn` ([`ImageTrainer`]), with every rank's parameters checked against
 //! rank 0's after every step; a rank that fails (error, panic or hang) ends the whole job
 //! within a bounded time; a missing launcher and (feature `nccl`) a missing libnccl are
 //! clear errors, not panics.
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use minitorch::datasets::DatasetKind;
 use minitorch::train::{TrainConfig, Trainer};
+use minitorch::vision::{ImageConfig, ImageTrainer, ModelKind, OptimizerKind, Split};
 use minitorch::Device;
 
 /// The features this test was built with, as cargo arguments (tests/examples.rs builds the
@@ -36,7 +38,18 @@ fn feature_args() -> Vec<String> {
 /// Build the examples once (a no-op after `cargo test`); the `train` executable.
 fn train_exe() -> &'static Path {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
+    EXE.get_or_init(|| example_exe("train"))
+}
+
+/// The `mnist` executable (built like [`train_exe`]).
+fn mnist_exe() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| example_exe("mnist"))
+}
+
+/// Builds example `name` with this test's features and profile; its executable.
+fn example_exe(name: &str) -> PathBuf {
+    {
         let exe = std::env::current_exe().expect("test executable path");
         let profile_dir = exe
             .parent()
@@ -46,7 +59,7 @@ fn train_exe() -> &'static Path {
         let profile = profile_dir.file_name().expect("profile").to_string_lossy();
         let mut cmd = Command::new(env!("CARGO"));
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--example", "train", "--target-dir"])
+            .args(["build", "--example", name, "--target-dir"])
             .arg(target_dir)
             .args(feature_args());
         match profile.as_ref() {
@@ -61,13 +74,13 @@ fn train_exe() -> &'static Path {
         let out = cmd.output().expect("run cargo");
         assert!(
             out.status.success(),
-            "cargo build --example train failed:\n{}",
+            "cargo build --example {name} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         profile_dir
             .join("examples")
-            .join(format!("train{}", std::env::consts::EXE_SUFFIX))
-    })
+            .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+    }
 }
 
 /// True when `mpirun` runs; otherwise says so (and fails when MPI is required).
@@ -399,4 +412,141 @@ fn nccl_without_the_library_is_a_clear_error() {
         run.stderr
     );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+/// The image networks data-parallel: `mnist --distributed mpi` on 3 ranks (uneven shards)
+/// gives one process's per-epoch losses and training accuracy (computed here with
+/// [`ImageTrainer`] on the same digits), for the course's CNN with SGD and the bigger
+/// `cnn` with Adam. Dropout is off: its masks are drawn per rank's shard.
+#[test]
+fn image_networks_match_one_process() {
+    if !have_mpirun() {
+        return;
+    }
+    let sample =
+        Split::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/digits")).unwrap();
+    let (train, val, epochs) = (100, 32, 3);
+    for (model, name, optimizer, opt, lr, batch, shards) in [
+        (
+            ModelKind::Course,
+            "course",
+            OptimizerKind::Sgd,
+            "sgd",
+            "0.05",
+            16,
+            "[6, 5, 5]",
+        ),
+        (
+            ModelKind::Cnn,
+            "cnn",
+            OptimizerKind::Adam,
+            "adam",
+            "0.001",
+            10,
+            "[4, 3, 3]",
+        ),
+    ] {
+        let mut t = ImageTrainer::new(
+            ImageConfig {
+                model,
+                optimizer,
+                lr: lr.parse().unwrap(),
+                batch,
+                dropout: 0.0,
+                seed: 42,
+                ..ImageConfig::default()
+            },
+            sample.train.take(train),
+            sample.test.take(val),
+        )
+        .unwrap();
+        let want: Vec<(f32, usize)> = (0..epochs)
+            .map(|_| {
+                let s = t.epoch().unwrap();
+                (s.loss, s.correct)
+            })
+            .collect();
+        let b = batch.to_string();
+        let mut cmd = Command::new("mpirun");
+        cmd.args(["--oversubscribe", "-n", "3"])
+            .arg(mnist_exe())
+            .args([
+                "--distributed",
+                "mpi",
+                "--backend",
+                "cpu",
+                "--data",
+                "samples/digits",
+            ])
+            .args([
+                "--train",
+                "100",
+                "--val",
+                "32",
+                "--epochs",
+                "3",
+                "--dropout",
+                "0",
+            ])
+            .args([
+                "--model",
+                name,
+                "--optimizer",
+                opt,
+                "--lr",
+                lr,
+                "--batch",
+                &b,
+                "--seed",
+                "42",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .env("RAYON_NUM_THREADS", "1");
+        let run = run_with_limit(cmd, Duration::from_secs(300));
+        assert!(
+            run.success,
+            "stdout:\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        );
+        let out = &run.stdout;
+        assert!(
+            out.contains(&format!("global batch of {batch}: {shards}")),
+            "{out}"
+        );
+        let got: Vec<(f32, f64)> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("Epoch "))
+            .map(|l| {
+                let field = |key: &str| {
+                    let v = l.split(" | ").find_map(|f| f.strip_prefix(key)).unwrap();
+                    v.trim_end_matches('%').to_string()
+                };
+                (
+                    field("loss ").parse().unwrap(),
+                    field("train acc ").parse().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), epochs, "{out}");
+        for (i, ((g, acc), (w, correct))) in got.iter().zip(&want).enumerate() {
+            let rel = (g - w).abs() / w.abs();
+            assert!(
+                rel <= 1e-5,
+                "{name} epoch {}: 3 ranks {g} vs one process {w}\n{out}",
+                i + 1
+            );
+            let want_acc = 100.0 * *correct as f64 / train as f64;
+            assert!(
+                (acc - want_acc).abs() < 0.01,
+                "{name} epoch {}: train acc {acc} vs {want_acc}",
+                i + 1
+            );
+        }
+        assert!(
+            want[0].0 > want[epochs - 1].0 * 1.001,
+            "{name}: losses must move: {want:?}"
+        );
+    }
 }

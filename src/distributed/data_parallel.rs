@@ -8,7 +8,7 @@ use super::{Bucket, BucketPart, Communicator, Shard};
 use crate::autodiff::Variable;
 use crate::error::{Error, Result};
 use crate::nn::{Module, Parameter};
-use crate::optim::Sgd;
+use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 
 /// Time and volume spent in collectives.
@@ -127,10 +127,10 @@ impl DataParallel {
     ///
     /// An error on one rank leaves the others waiting in the all-reduce: end the job with
     /// [`Communicator::abort`] (as the `train` example does) rather than return quietly.
-    pub fn step(
+    pub fn step<O: Optimizer + ?Sized>(
         &mut self,
         global: usize,
-        optim: &mut Sgd,
+        optim: &mut O,
         loss: impl FnOnce(&Shard) -> Result<Tensor>,
     ) -> Result<f32> {
         let start = Instant::now();

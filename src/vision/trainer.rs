@@ -12,10 +12,11 @@ use rand_chacha::ChaCha8Rng;
 use super::model::{Classifier, ModelKind};
 use super::ImageSet;
 use crate::backend::Device;
+use crate::distributed::DataParallel;
 use crate::error::{Error, Result};
 use crate::executor::block_on;
 use crate::nn::Module;
-use crate::optim::{Adam, Sgd};
+use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::{no_grad, Reduction, Tensor};
 
 /// Which optimiser.
@@ -96,11 +97,6 @@ pub struct EpochStats {
     pub seen: usize,
 }
 
-enum Optimizer {
-    Sgd(Sgd),
-    Adam(Adam),
-}
-
 /// A classifier, its optimiser and its data, trained one batch at a time.
 pub struct ImageTrainer {
     /// The settings.
@@ -111,7 +107,8 @@ pub struct ImageTrainer {
     pub train: ImageSet,
     /// Validation images.
     pub val: ImageSet,
-    optimizer: Optimizer,
+    optimizer: Box<dyn Optimizer>,
+    data_parallel: Option<DataParallel>,
     rng: ChaCha8Rng,
     order: Vec<usize>,
     next: usize,
@@ -168,11 +165,11 @@ impl ImageTrainer {
         )?;
         let params = model.parameters();
         let optimizer = match config.optimizer {
-            OptimizerKind::Sgd => Optimizer::Sgd(Sgd::try_new(params, config.lr)?),
+            OptimizerKind::Sgd => Box::new(Sgd::try_new(params, config.lr)?),
             OptimizerKind::Adam => {
                 let adam = Adam::new(params, config.lr);
                 adam.validate()?;
-                Optimizer::Adam(adam)
+                Box::new(adam) as Box<dyn Optimizer>
             }
         };
         Ok(ImageTrainer {
@@ -181,12 +178,26 @@ impl ImageTrainer {
             train,
             val,
             optimizer,
+            data_parallel: None,
             rng,
             order: Vec::new(),
             next: 0,
             loss_sum: None,
             correct_sum: None,
         })
+    }
+
+    /// Trains data-parallel from now on: each batch is split over the ranks of `dp`
+    /// (built on this trainer's model, [`DataParallel::new`]), their gradients summed so
+    /// that every rank takes the step one process would take on the whole batch. Every
+    /// rank must use the same data, settings and seed.
+    pub fn set_data_parallel(&mut self, dp: DataParallel) {
+        self.data_parallel = Some(dp);
+    }
+
+    /// The data-parallel state, when training over several ranks.
+    pub fn data_parallel(&self) -> Option<&DataParallel> {
+        self.data_parallel.as_ref()
     }
 
     /// Batches in one epoch (the last one may be short).
@@ -218,22 +229,39 @@ impl ImageTrainer {
             }
             let end = (self.next + self.config.batch).min(self.order.len());
             let idx = &self.order[self.next..end];
-            let (x, labels) = self.train.batch(idx, self.config.device)?;
-            self.model.train();
-            let out = self.model.forward(&x)?;
-            let loss = out.nll_loss(&labels, Reduction::Mean)?;
-            match &self.optimizer {
-                Optimizer::Sgd(o) => o.zero_grad(),
-                Optimizer::Adam(o) => o.zero_grad(),
-            }
-            loss.backward()?;
-            match &mut self.optimizer {
-                Optimizer::Sgd(o) => o.step()?,
-                Optimizer::Adam(o) => o.step()?,
-            }
+            let (loss, hits) = match &mut self.data_parallel {
+                None => {
+                    let (x, labels) = self.train.batch(idx, self.config.device)?;
+                    self.model.train();
+                    let out = self.model.forward(&x)?;
+                    let loss = out.nll_loss(&labels, Reduction::Mean)?;
+                    self.optimizer.zero_grad();
+                    loss.backward()?;
+                    self.optimizer.step()?;
+                    let hits = no_grad(|| correct_count(&out, &labels))?;
+                    (loss.detach(), hits)
+                }
+                Some(dp) => {
+                    // This rank's shard of the global batch; the step all-reduces the
+                    // gradients (and the loss) so every rank updates alike.
+                    let (model, train, device) = (&self.model, &self.train, self.config.device);
+                    let mut hits = None;
+                    let global = dp.step(idx.len(), self.optimizer.as_mut(), |shard| {
+                        let (x, labels) = train.batch(&idx[shard.range.clone()], device)?;
+                        model.train();
+                        let out = model.forward(&x)?;
+                        hits = Some(no_grad(|| correct_count(&out, &labels))?);
+                        out.nll_loss(&labels, Reduction::Sum)?
+                            .mul_scalar(shard.scale())
+                    })?;
+                    let hits = match hits {
+                        Some(h) => h,
+                        None => Tensor::full(&[], 0.0, device)?,
+                    };
+                    (Tensor::full(&[], global, device)?, hits)
+                }
+            };
             no_grad(|| -> Result<()> {
-                let hits = correct_count(&out, &labels)?;
-                let loss = loss.detach();
                 self.loss_sum = Some(match self.loss_sum.take() {
                     Some(s) => s.add(&loss)?,
                     None => loss,
@@ -257,8 +285,12 @@ impl ImageTrainer {
         let (loss, correct) = match (self.loss_sum.take(), self.correct_sum.take()) {
             (Some(l), Some(c)) => {
                 let loss = l.to_vec_async().await?[0];
-                let correct = c.to_vec_async().await?[0];
-                (loss, correct as usize)
+                let mut correct = [c.to_vec_async().await?[0]];
+                // Data-parallel: each rank counted its own shards.
+                if let Some(dp) = &self.data_parallel {
+                    dp.comm().all_reduce_sum(&mut correct)?;
+                }
+                (loss, correct[0] as usize)
             }
             _ => (0.0, 0),
         };

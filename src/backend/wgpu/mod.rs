@@ -4,9 +4,10 @@
 //!
 //! - [`runtime`]: adapter choice, device, pipeline cache, the batch of recorded dispatches;
 //! - [`pool`]: device buffers reused by size class;
-//! - [`reduce`], [`matmul`]: metadata and launch of the hand-written kernel families (the
-//!   shaders are `shaders/*.wgsl`, specialised per op by text at pipeline build);
-//! - [`fused`]: the generated kernels (fused programs, and `map` / `zip` as one-op
+//! - [`reduce`], [`matmul`], [`pad`], [`random`]: metadata and launch of the hand-written
+//!   kernel families (the shaders are `shaders/*.wgsl`, specialised per op by text at
+//!   pipeline build);
+//! - [`generated`]: the generated kernels (fused programs, and `map` / `zip` as one-op
 //!   programs from the op table), compiled once per program and cached.
 //!
 //! Kernel metadata follows the layout shared with the CUDA backend (docs/ARCHITECTURE.md, "GPU kernels"):
