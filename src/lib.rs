@@ -1,8 +1,9 @@
 //! # minitorch
 //!
-//! MiniTorch (Cornell Tech's teaching library, modules 0 to 3) in Rust: operators, scalar
-//! autodiff, tensors with strides and broadcasting, tensor autodiff, modules and SGD, and
-//! one tensor-ops interface ([`backend::Backend`]) with three backends: the CPU (rayon),
+//! MiniTorch (Cornell Tech's teaching library, modules 0 to 4) in Rust: operators, scalar
+//! autodiff, tensors with strides and broadcasting, tensor autodiff, modules, SGD and Adam,
+//! convolution, pooling, softmax and dropout ([`nn`], [`vision`] for image sets), and one
+//! tensor-ops interface ([`backend::Backend`]) with three backends: the CPU (rayon),
 //! NVIDIA GPUs (CUDA through cudarc, feature `cuda`) and any GPU through WebGPU (wgpu,
 //! feature `wgpu`).
 //!
