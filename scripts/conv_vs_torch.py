@@ -15,10 +15,9 @@ table of median ms per iteration and the ratio minitorch / PyTorch.
 
 import argparse
 import os
-import platform
-import re
-import subprocess
 import sys
+
+from bench_common import cpu_model, run_and_match
 
 TORCH = r"""
 import sys, time, torch
@@ -54,25 +53,8 @@ print(f"torch_conv ms={times[len(times) // 2]:.4f} sum={v}")
 """
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(cmd, env):
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"conv_vs_torch: {' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
-    m = re.search(r"ms=([0-9.]+)", out.stdout)
-    if not m:
-        sys.exit(f"conv_vs_torch: no timing in the output of {' '.join(cmd)}:\n{out.stdout}")
-    return float(m.group(1))
+    return float(run_and_match("conv_vs_torch", cmd, env, r"ms=([0-9.]+)").group(1))
 
 
 def main():

@@ -13,10 +13,9 @@ load, so the ratio means something even on a shared machine.
 
 import argparse
 import os
-import platform
-import re
-import subprocess
 import sys
+
+from bench_common import cpu_model, run_and_match
 
 CONFIGS = [
     # (label, hidden, batch, lr, epochs)
@@ -27,24 +26,8 @@ CONFIGS = [
 ]
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(cmd, env):
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"cpu_vs_torch: {' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
-    m = re.search(r"ms=([0-9.]+) loss=([-0-9.naninf]+)", out.stdout)
-    if not m:
-        sys.exit(f"cpu_vs_torch: no timing line in the output of {' '.join(cmd)}:\n{out.stdout}")
+    m = run_and_match("cpu_vs_torch", cmd, env, r"ms=([0-9.]+) loss=([-0-9.naninf]+)")
     return float(m.group(1)), m.group(2)
 
 

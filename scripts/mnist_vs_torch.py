@@ -14,10 +14,10 @@ validation accuracies. Interleaving keeps both engines under the same machine lo
 
 import argparse
 import os
-import platform
 import re
-import subprocess
 import sys
+
+from bench_common import cpu_model, run_and_match
 
 CONFIGS = [
     # (label, model, batch, optimizer, lr, train images)
@@ -28,24 +28,8 @@ CONFIGS = [
 DONE_RE = re.compile(r"Done: val accuracy ([\d.]+)% .*median time per epoch ([\d.]+) (ms|s)")
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(cmd, env):
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"mnist_vs_torch: {' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
-    m = DONE_RE.search(out.stdout)
-    if not m:
-        sys.exit(f"mnist_vs_torch: no Done line in the output of {' '.join(cmd)}:\n{out.stdout}")
+    m = run_and_match("mnist_vs_torch", cmd, env, DONE_RE)
     ms = float(m.group(2)) * (1000.0 if m.group(3) == "s" else 1.0)
     return ms, float(m.group(1))
 
