@@ -55,7 +55,7 @@ build() {
     mkdir -p "$dir"
     wasm-bindgen --target web --no-typescript --out-dir "$dir/pkg" \
         "$(target_dir)/$TARGET/release/minitorch_web.wasm"
-    cp web/site/index.html web/site/app.js web/site/digits.html web/site/digits.js "$dir/"
+    cp web/site/index.html web/site/app.js web/site/common.js web/site/digits.html web/site/digits.js "$dir/"
     # The digits page's data: all 10,000 digits when scripts/get-data.sh has run, else the
     # checked-in sample (IDX, gzip-compressed; the page decodes them in wasm).
     local digits=samples/digits

@@ -4,8 +4,8 @@
 // When training ends, #status ends with
 // "done: epoch E | loss L | correct C/N | backend B (adapter)" for automation.
 import init, { initWebgpu, datasets, Session } from "./pkg/minitorch_web.js";
+import { $, applyUrlParams, median, setRunning, setUpWebgpu, status } from "./common.js";
 
-const $ = (id) => document.getElementById(id);
 const POINTS = 50;
 const SEED = 42;
 const GRID = 40; // decision-boundary cells per side
@@ -13,27 +13,6 @@ const REDRAW_EVERY = 10; // epochs between boundary redraws (each costs a readba
 
 let webgpu = null; // { ok: true, adapter } or { ok: false, reason }
 let stopRequested = false;
-
-function status(line) {
-  $("status").textContent = line;
-}
-
-async function setUpWebgpu() {
-  if (!navigator.gpu) {
-    return { ok: false, reason: "this browser has no WebGPU (navigator.gpu is missing)" };
-  }
-  try {
-    const described = await initWebgpu();
-    // Browsers hide the adapter's name from wgpu; ask WebGPU itself for what it tells.
-    const info = (await navigator.gpu.requestAdapter())?.info;
-    const parts = info ? [info.vendor, info.architecture, info.description] : [];
-    if (info?.isFallbackAdapter) parts.push("software fallback adapter");
-    const named = parts.filter(Boolean).join(" ");
-    return { ok: true, adapter: named || described };
-  } catch (e) {
-    return { ok: false, reason: String(e?.message ?? e) };
-  }
-}
 
 function options() {
   return {
@@ -43,20 +22,6 @@ function options() {
     epochs: Math.max(1, parseInt($("epochs").value, 10) || 300),
     backend: $("backend").value,
   };
-}
-
-function applyUrlParams(params) {
-  for (const key of ["dataset", "hidden", "lr", "epochs", "backend"]) {
-    const v = params.get(key);
-    if (v === null) continue;
-    const el = $(key);
-    const value = key === "backend" && v.toLowerCase() === "wgpu" ? "webgpu" : v.toLowerCase();
-    if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) {
-      status(`unknown ${key} ${JSON.stringify(v)} in the URL; using ${el.value}`);
-      continue;
-    }
-    el.value = el.tagName === "SELECT" ? value : v;
-  }
 }
 
 // Blue for class 0, orange for class 1; the boundary shades by probability.
@@ -112,16 +77,6 @@ function drawLoss(losses) {
   g.stroke();
   g.fillStyle = "#555";
   g.fillText(`loss (max ${max.toFixed(2)})`, 8, 12);
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)] : 0;
-}
-
-function setRunning(on) {
-  $("start").disabled = on;
-  $("stop").disabled = !on;
 }
 
 async function train() {
@@ -194,8 +149,8 @@ async function main() {
   }
   $("dataset").value = "xor";
   const params = new URLSearchParams(location.search);
-  applyUrlParams(params);
-  webgpu = await setUpWebgpu();
+  applyUrlParams(params, ["dataset", "hidden", "lr", "epochs", "backend"]);
+  webgpu = await setUpWebgpu(initWebgpu);
   if (webgpu.ok) {
     $("backend-name").textContent = `webgpu available (${webgpu.adapter})`;
   } else {

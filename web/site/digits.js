@@ -5,8 +5,8 @@
 // When training ends, #status ends with
 // "done: epoch N | loss L | val accuracy V% | backend B (adapter)" for automation.
 import init, { initWebgpu, Digits } from "./pkg/minitorch_web.js";
+import { $, applyUrlParams, median, setRunning, setUpWebgpu, status } from "./common.js";
 
-const $ = (id) => document.getElementById(id);
 const SIDE = 28;
 const SEED = 42;
 const BATCHES_PER_AWAIT = 8; // batches recorded between repaints
@@ -17,26 +17,6 @@ let webgpu = null; // { ok: true, adapter } or { ok: false, reason }
 let session = null; // the trained Digits, kept for drawing
 let stopRequested = false;
 let data = null; // the four files' bytes
-
-function status(line) {
-  $("status").textContent = line;
-}
-
-async function setUpWebgpu() {
-  if (!navigator.gpu) {
-    return { ok: false, reason: "this browser has no WebGPU (navigator.gpu is missing)" };
-  }
-  try {
-    const described = await initWebgpu();
-    const info = (await navigator.gpu.requestAdapter())?.info;
-    const parts = info ? [info.vendor, info.architecture, info.description] : [];
-    if (info?.isFallbackAdapter) parts.push("software fallback adapter");
-    const named = parts.filter(Boolean).join(" ");
-    return { ok: true, adapter: named || described };
-  } catch (e) {
-    return { ok: false, reason: String(e?.message ?? e) };
-  }
-}
 
 async function loadData() {
   const bytes = await Promise.all(
@@ -58,20 +38,6 @@ function options() {
     lr: parseFloat($("lr").value) || 0.05,
     backend: $("backend").value,
   };
-}
-
-function applyUrlParams(params) {
-  for (const key of ["epochs", "train", "batch", "lr", "backend"]) {
-    const v = params.get(key);
-    if (v === null) continue;
-    const el = $(key);
-    const value = key === "backend" && v.toLowerCase() === "wgpu" ? "webgpu" : v.toLowerCase();
-    if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) {
-      status(`unknown ${key} ${JSON.stringify(v)} in the URL; using ${el.value}`);
-      continue;
-    }
-    el.value = el.tagName === "SELECT" ? value : v;
-  }
 }
 
 // Loss (red, left scale) and validation accuracy (blue, 0-100%) per epoch.
@@ -134,16 +100,6 @@ async function showSamples() {
     fig.append(cv, cap);
     box.append(fig);
   }
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)] : 0;
-}
-
-function setRunning(on) {
-  $("start").disabled = on;
-  $("stop").disabled = !on;
 }
 
 async function train() {
@@ -333,11 +289,11 @@ async function predictPad() {
 async function main() {
   await init();
   const params = new URLSearchParams(location.search);
-  applyUrlParams(params);
+  applyUrlParams(params, ["epochs", "train", "batch", "lr", "backend"]);
   setUpPad();
   status("loading the digits…");
   data = await loadData();
-  webgpu = await setUpWebgpu();
+  webgpu = await setUpWebgpu(initWebgpu);
   if (webgpu.ok) {
     $("backend-name").textContent = `webgpu available (${webgpu.adapter})`;
   } else {
