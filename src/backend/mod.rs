@@ -45,31 +45,46 @@ pub enum Device {
     Wgpu,
     /// An NVIDIA GPU through CUDA (cudarc, NVRTC); needs the `cuda` feature.
     Cuda,
+    /// The CUDA backend on an emulated device: the same host code and kernels, compiled
+    /// for the host CPU by the system C++ compiler (slow; for tests without a GPU). Needs
+    /// the `cuda` feature and a C++ compiler; never chosen by `auto`.
+    CudaEmu,
 }
 
 impl Device {
     /// Every device, compiled in or not.
-    pub const ALL: [Device; 3] = [Device::Cpu, Device::Wgpu, Device::Cuda];
+    pub const ALL: [Device; 4] = [Device::Cpu, Device::Wgpu, Device::Cuda, Device::CudaEmu];
 
-    /// Lower-case name: `cpu`, `wgpu`, `cuda`.
+    /// Lower-case name: `cpu`, `wgpu`, `cuda`, `cuda-emu`.
     pub fn name(self) -> &'static str {
         match self {
             Device::Cpu => "cpu",
             Device::Wgpu => "wgpu",
             Device::Cuda => "cuda",
+            Device::CudaEmu => "cuda-emu",
         }
     }
 
-    /// Parse `cpu`, `wgpu` or `cuda`.
+    /// Parse `cpu`, `wgpu`, `cuda` or `cuda-emu`.
     pub fn parse(s: &str) -> Result<Device> {
         match s.to_ascii_lowercase().as_str() {
             "cpu" => Ok(Device::Cpu),
             "wgpu" | "webgpu" => Ok(Device::Wgpu),
             "cuda" | "gpu" => Ok(Device::Cuda),
+            "cuda-emu" | "cuda_emu" => Ok(Device::CudaEmu),
             other => Err(Error::invalid(
                 "device",
-                format!("unknown device {other:?}; expected cpu, wgpu or cuda"),
+                format!("unknown device {other:?}; expected cpu, wgpu, cuda or cuda-emu"),
             )),
+        }
+    }
+
+    /// The cargo feature that compiles the device in (`None` for the CPU).
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            Device::Cpu => None,
+            Device::Wgpu => Some("wgpu"),
+            Device::Cuda | Device::CudaEmu => Some("cuda"),
         }
     }
 
@@ -79,7 +94,7 @@ impl Device {
         match self {
             Device::Cpu => true,
             Device::Wgpu => cfg!(feature = "wgpu"),
-            Device::Cuda => cfg!(feature = "cuda"),
+            Device::Cuda | Device::CudaEmu => cfg!(feature = "cuda"),
         }
     }
 
@@ -109,9 +124,11 @@ impl Device {
             }),
             #[cfg(feature = "cuda")]
             Device::Cuda => cuda::CudaBackend::global().map(|b| b as Arc<dyn Backend>),
+            #[cfg(feature = "cuda")]
+            Device::CudaEmu => cuda::CudaBackend::emulated().map(|b| b as Arc<dyn Backend>),
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda => Err(Error::FeatureNotCompiled {
-                device: "cuda",
+            Device::Cuda | Device::CudaEmu => Err(Error::FeatureNotCompiled {
+                device: self.name(),
                 feature: "cuda",
             }),
         }

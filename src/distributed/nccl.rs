@@ -83,7 +83,7 @@ impl NcclCommunicator {
         }
         mpi.broadcast_bytes(&mut bytes, 0)?;
         let id = Id::uninit(bytes.map(|b| b as core::ffi::c_char));
-        let stream = backend.runtime().stream.clone();
+        let stream = backend.runtime()?.stream.clone();
         let comm = mpi
             .watched("ncclCommInitRank", || {
                 Comm::from_rank(stream, rank, world, id)
@@ -94,7 +94,7 @@ impl NcclCommunicator {
 
     /// Pack `bucket` into one device buffer (parts, then the tail).
     fn pack(&self, bucket: &Bucket) -> Result<cudarc::driver::CudaSlice<f32>> {
-        let stream = &self.backend.runtime().stream;
+        let stream = &self.backend.runtime()?.stream;
         let mut flat = stream
             .alloc_zeros::<f32>(bucket.len().max(1))
             .map_err(driver_err("alloc"))?;
@@ -131,7 +131,7 @@ impl NcclCommunicator {
 
     /// Copy `flat` back into `bucket`'s parts (new device tensors) and tail.
     fn unpack(&self, flat: &cudarc::driver::CudaSlice<f32>, bucket: &mut Bucket) -> Result<()> {
-        let stream = &self.backend.runtime().stream;
+        let stream = &self.backend.runtime()?.stream;
         let mut at = 0;
         {
             let (base, _sync) = flat.device_ptr(stream);

@@ -3,83 +3,66 @@
 //! compiled with NVRTC once and cached, launched on the backend's stream with the
 //! metadata and scalar parameters by value (nothing is uploaded per launch).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use cudarc::driver::{CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
-
-use super::kernels::{self, Meta, MetaBuilder, HEADERS};
+use super::device::Module;
+use super::kernels::{self, MetaBuilder, HEADERS};
 use super::runtime::NvrtcSource;
-use super::{count_launch, CudaBackend, NAME};
-use crate::backend::fused::{self, Program, Variant, FUSED_MATMUL_MAX_WORK};
-use crate::backend::gpu::cache::KernelCache;
+use super::CudaBackend;
+use crate::backend::fused::{self, Program, ProgramBuilder, Variant, FUSED_MATMUL_MAX_WORK};
 use crate::backend::Backend;
 use crate::backend::{check, BinaryOp, Outputs, Storage, UnaryOp};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::Layout;
 use smallvec::SmallVec;
 
-/// A loaded generated kernel (the module is kept alive with its function).
-struct Loaded {
-    func: CudaFunction,
-    _module: Arc<CudaModule>,
-}
-
-/// The kernels loaded so far (the process has one CUDA context).
-fn cache() -> &'static KernelCache<Loaded> {
-    static C: OnceLock<KernelCache<Loaded>> = OnceLock::new();
-    C.get_or_init(Default::default)
-}
-
-/// The NVRTC program name of a generated kernel (NVRTC logs say `fused.cu(12)`).
+/// The program name of a generated kernel (NVRTC logs say `fused.cu(12)`).
 pub const FILE_NAME: &str = "fused.cu";
 
 /// The kernel of `p` and `variant`, compiled and loaded on first use.
-fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Loaded>> {
-    cache().get_or_build(p, variant, || load(be, p, variant))
+fn kernel(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Arc<Module>> {
+    be.generated.get_or_build(p, variant, || {
+        let source = fused::cuda_source(p, variant);
+        let program = NvrtcSource {
+            name: FILE_NAME,
+            source: &source,
+            headers: &HEADERS,
+            include_dirs: &[],
+        };
+        be.gpu
+            .load(&program, &[fused::entry_point(variant).to_string()])
+    })
 }
 
-/// Compile and load the kernel of `p` and `variant`.
-fn load(be: &CudaBackend, p: &Program, variant: Variant) -> Result<Loaded> {
-    let rt = be.runtime();
-    let source = fused::cuda_source(p, variant);
-    let program = NvrtcSource {
-        name: FILE_NAME,
-        source: &source,
-        headers: &HEADERS,
-        include_dirs: &[],
-    };
-    let (module, _) = rt.load_program(&program)?;
-    let entry = fused::entry_point(variant);
-    let func = module.load_function(entry).map_err(|e| {
-        Error::backend(NAME, "fused", format!("entry point {entry} not found: {e}"))
-    })?;
-    Ok(Loaded {
-        func,
-        _module: module,
-    })
+/// Compile and load a representative generated kernel: a linear layer's epilogue
+/// (`relu(acc + bias)`) in the matmul variant, so a device or compiler that cannot build
+/// the generated kernels fails when the backend is created.
+pub(super) fn warm_up(be: &CudaBackend) -> Result<()> {
+    let mut b = ProgramBuilder::new();
+    let (acc, bias) = (b.input(0), b.input(1));
+    let z = b.add(acc, bias);
+    let r = b.unary(UnaryOp::Relu, z);
+    kernel(be, &b.build(&[r]), Variant::Matmul).map(|_| ())
 }
 
 fn launch(
     be: &CudaBackend,
     op: &'static str,
-    k: &Loaded,
-    cfg: LaunchConfig,
+    k: &Module,
+    size: usize,
     ptrs: &[u64],
-    meta: &Meta,
+    meta: &kernels::Meta,
 ) -> Result<()> {
-    let mut b = be.runtime().stream.launch_builder(&k.func);
-    for p in ptrs {
-        b.arg(p);
-    }
-    b.arg(meta);
-    // SAFETY: the argument list matches the generated kernel's signature (outputs, inputs,
-    // then Meta by value); every layout was checked to lie inside its storage and each
-    // output holds the result's element count.
-    unsafe { b.launch(cfg) }
-        .map_err(|e| Error::backend(NAME, op, format!("kernel launch failed: {e}")))?;
-    count_launch();
-    Ok(())
+    be.launch_module(
+        op,
+        k,
+        0,
+        be.elementwise_grid(size),
+        kernels::BLOCK,
+        ptrs,
+        meta,
+    )
 }
 
 /// `program` over `inputs` as one launch; one storage per output.
@@ -152,9 +135,9 @@ fn elementwise(
         for (x, _) in inputs {
             ptrs.push(be.buffer(x)?.ptr());
         }
-        launch(be, op, &k, be.elementwise_cfg(size), &ptrs, &meta.finish())?;
+        launch(be, op, &k, size, &ptrs, &meta.finish())?;
     }
-    Ok(outs.into_iter().map(CudaBackend::wrap).collect())
+    Ok(outs.into_iter().map(|o| be.wrap(o)).collect())
 }
 
 /// `epilogue(a @ b, extra...)` as one launch of a generated matmul (two launches, the
@@ -193,14 +176,7 @@ pub fn matmul_fused(
         for (x, _) in extra {
             ptrs.push(be.buffer(x)?.ptr());
         }
-        launch(
-            be,
-            "matmul_fused",
-            &kern,
-            be.elementwise_cfg(size),
-            &ptrs,
-            &meta.finish(),
-        )?;
+        launch(be, "matmul_fused", &kern, size, &ptrs, &meta.finish())?;
     }
-    Ok(CudaBackend::wrap(out))
+    Ok(be.wrap(out))
 }

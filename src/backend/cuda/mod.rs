@@ -18,8 +18,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use cudarc::driver::{sys as dsys, LaunchConfig, PushKernelArg};
-
+use super::gpu::cache::KernelCache;
 use super::gpu::plan::ReducePlan;
 use super::{
     check, fused as fusion, Backend, BinaryOp, Device, Outputs, ReduceOp, Storage, UnaryOp,
@@ -27,6 +26,8 @@ use super::{
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
+pub mod device;
+pub mod emulator;
 pub mod generated;
 pub mod kernels;
 pub mod nvrtc;
@@ -34,17 +35,12 @@ pub mod pad;
 pub mod pool;
 pub mod runtime;
 
-use kernels::{Family, Meta};
+use device::{Gpu, Launch, Module};
+use kernels::{Family, Meta, HEADERS};
 pub use pool::CudaBuffer;
 use pool::Pool;
 pub use runtime::Runtime;
-
-// SAFETY: `Meta` is `#[repr(C)]` plain u32 words, the layout of `struct Meta` in
-// cuda/indexing.cuh.
-unsafe impl cudarc::driver::DeviceRepr for Meta {}
-
-/// Name used in errors.
-const NAME: &str = "cuda";
+use runtime::NvrtcSource;
 
 /// Kernel launches of this process, counted like wgpu's dispatches (for benchmarks).
 static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -53,15 +49,21 @@ fn count_launch() {
     LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The CUDA backend: storage is a [`CudaBuffer`] on the device.
-#[derive(Debug)]
+/// The CUDA backend: storage is a [`CudaBuffer`] on the device, which is a GPU or the
+/// emulated device ([`device::Gpu`]).
 pub struct CudaBackend {
-    rt: Runtime,
+    gpu: Arc<Gpu>,
     pool: Arc<Pool>,
+    /// The kernel files, compiled and loaded on first use (a failure is remembered).
+    families: [OnceLock<Result<Module>>; Family::ALL.len()],
+    /// The generated kernels, one per program and variant.
+    generated: KernelCache<Module>,
 }
 
-fn launch_err(op: &'static str) -> impl Fn(cudarc::driver::DriverError) -> Error {
-    move |e| Error::backend(NAME, op, format!("kernel launch failed: {e}"))
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend").field("gpu", &self.gpu).finish()
+    }
 }
 
 impl CudaBackend {
@@ -85,23 +87,49 @@ impl CudaBackend {
         .clone()
     }
 
+    /// The process-wide emulated CUDA device (`cuda-emu`, see [`emulator`]), created on
+    /// first call: the same backend code, its kernels compiled for the host CPU. Without a
+    /// C++ compiler this is [`Error::DeviceUnavailable`].
+    pub fn emulated() -> Result<Arc<CudaBackend>> {
+        static B: OnceLock<Result<Arc<CudaBackend>>> = OnceLock::new();
+        B.get_or_init(|| {
+            let emu = emulator::Emulator::new()?;
+            CudaBackend::on(Gpu::Emulated(emu)).map(Arc::new)
+        })
+        .clone()
+    }
+
     /// A backend on GPU `ordinal` (prefer [`CudaBackend::global`]: one per process). It
-    /// compiles and loads every kernel file and runs one small kernel with a readback
-    /// before returning, so a driver, NVRTC or GPU that cannot run the kernels is an
-    /// [`Error::DeviceUnavailable`] here (and `auto` falls back), not at the first op.
+    /// compiles and loads every kernel file and a representative generated kernel, and runs
+    /// one small kernel with a readback before returning, so a driver, NVRTC or GPU that
+    /// cannot run the kernels is an [`Error::DeviceUnavailable`] here (and `auto` falls
+    /// back), not at the first op.
     pub fn new(ordinal: usize) -> Result<CudaBackend> {
-        let rt = Runtime::new(ordinal)?;
+        CudaBackend::on(Gpu::Driver(Runtime::new(ordinal)?))
+    }
+
+    /// A backend on `gpu`, self-tested.
+    fn on(gpu: Gpu) -> Result<CudaBackend> {
+        let gpu = Arc::new(gpu);
         // Cache up to half the device memory of freed buffers.
-        let pool = Pool::new(rt.stream.clone(), (rt.total_mem / 2).max(1 << 28));
-        let backend = CudaBackend { rt, pool };
+        let pool = Pool::new(gpu.clone(), (gpu.total_mem() / 2).max(1 << 28));
+        let backend = CudaBackend {
+            gpu,
+            pool,
+            families: Default::default(),
+            generated: KernelCache::default(),
+        };
         backend.self_test().map_err(|e| {
             let msg = e.to_string();
             let first = msg.lines().next().unwrap_or_default();
+            let on = match &*backend.gpu {
+                Gpu::Driver(rt) => rt.device_name.clone(),
+                Gpu::Emulated(_) => "the emulated device".to_string(),
+            };
             Error::DeviceUnavailable {
-                device: NAME,
+                device: backend.gpu.name(),
                 msg: format!(
-                    "the kernels do not run on {}: {}\n{msg}",
-                    backend.rt.device_name,
+                    "the kernels do not run on {on}: {}\n{msg}",
                     first.chars().take(160).collect::<String>()
                 ),
             }
@@ -109,15 +137,17 @@ impl CudaBackend {
         Ok(backend)
     }
 
-    /// Load every kernel file, then compute `-x` for x = [0, 1, 2] and read it back.
+    /// Load every kernel file and a generated kernel (the kind every layer, loss and
+    /// optimiser step uses), then compute `-x` for x = [0, 1, 2] and read it back.
     fn self_test(&self) -> Result<()> {
         self.warm_up()?;
+        generated::warm_up(self)?;
         let x = self.upload(&[0.0, 1.0, 2.0])?;
         let y = self.map(UnaryOp::Neg, &x, &Layout::contiguous(&[3]))?;
         let got = self.download(&y)?;
         if got != [-0.0, -1.0, -2.0] {
             return Err(Error::backend(
-                NAME,
+                self.gpu.name(),
                 "self-test",
                 format!("neg([0, 1, 2]) gave {got:?}"),
             ));
@@ -125,113 +155,151 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// The runtime: context, stream, device facts and versions.
-    pub fn runtime(&self) -> &Runtime {
-        &self.rt
+    /// The driver runtime (context, stream, device facts and versions); an error on the
+    /// emulated device, which has none.
+    pub fn runtime(&self) -> Result<&Runtime> {
+        match &*self.gpu {
+            Gpu::Driver(rt) => Ok(rt),
+            Gpu::Emulated(_) => Err(Error::DeviceUnavailable {
+                device: "cuda-emu",
+                msg: "the emulated CUDA device has no driver runtime (this needs an NVIDIA GPU)"
+                    .into(),
+            }),
+        }
     }
 
-    /// Kernel launches so far (every kernel, primitive or fused), for counting launches
-    /// per training step.
+    /// What runs the kernels: the GPU or the emulation.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// True on the emulated device.
+    pub fn is_emulated(&self) -> bool {
+        matches!(*self.gpu, Gpu::Emulated(_))
+    }
+
+    /// Kernel launches so far (every kernel, primitive or fused, of every CUDA backend of
+    /// the process), for counting launches per training step.
     pub fn launches(&self) -> u64 {
         LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Generated kernels compiled and loaded so far.
+    pub fn generated_kernels(&self) -> usize {
+        self.generated.len()
+    }
+
     /// The buffer of a storage of this backend.
     pub fn buffer<'a>(&self, x: &'a Storage) -> Result<&'a CudaBuffer> {
-        x.downcast::<CudaBuffer>(NAME)
+        x.downcast::<CudaBuffer>(self.gpu.name())
     }
 
     /// Compile and load every kernel file (done by [`CudaBackend::new`]; cached after).
     pub fn warm_up(&self) -> Result<()> {
         Family::ALL
             .iter()
-            .try_for_each(|&f| self.rt.kernels(f).map(|_| ()))
+            .try_for_each(|&f| self.family(f).map(|_| ()))
     }
 
-    fn wrap(buf: CudaBuffer) -> Storage {
+    /// The kernels of `family`, compiled and loaded on first use.
+    fn family(&self, family: Family) -> Result<&Module> {
+        self.families[family.index()]
+            .get_or_init(|| {
+                let program = NvrtcSource {
+                    name: family.file_name(),
+                    source: family.source(),
+                    headers: &HEADERS,
+                    include_dirs: &[],
+                };
+                self.gpu.load(&program, &family.entry_points())
+            })
+            .as_ref()
+            .map_err(|e| e.clone())
+    }
+
+    fn wrap(&self, buf: CudaBuffer) -> Storage {
         let n = buf.len();
-        Storage::new(buf, n, Device::Cuda)
+        Storage::new(buf, n, self.gpu.device())
     }
 
+    /// Launch `module`'s function `slot` on `grid` x `block` with `ptrs` and `meta`.
+    fn launch_module(
+        &self,
+        op: &'static str,
+        module: &Module,
+        slot: usize,
+        grid: (u32, u32, u32),
+        block: u32,
+        ptrs: &[u64],
+        meta: &Meta,
+    ) -> Result<()> {
+        let launch = Launch {
+            grid,
+            block: (block, 1, 1),
+            shared_bytes: 0,
+            ptrs,
+            meta,
+        };
+        // SAFETY: the argument list matches the kernel's signature (float pointers, then
+        // Meta by value); the metadata was built from layouts checked to lie inside their
+        // storages, and the output buffer holds the result's element count.
+        unsafe { self.gpu.launch(op, &module.funcs[slot], &launch) }?;
+        count_launch();
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn launch(
         &self,
         op: &'static str,
         family: Family,
         slot: usize,
-        cfg: LaunchConfig,
+        grid: (u32, u32, u32),
+        block: u32,
         ptrs: &[u64],
         meta: &Meta,
     ) -> Result<()> {
-        let kernels = self.rt.kernels(family)?;
-        let func = &kernels.funcs[slot];
-        let mut b = self.rt.stream.launch_builder(func);
-        for p in ptrs {
-            b.arg(p);
-        }
-        b.arg(meta);
-        // SAFETY: the argument list matches the kernel's signature (float pointers, then
-        // Meta by value); the metadata was built from layouts checked to lie inside their
-        // storages, and the output buffer holds the result's element count.
-        unsafe { b.launch(cfg) }.map_err(launch_err(op))?;
-        count_launch();
-        Ok(())
+        let module = self.family(family)?;
+        self.launch_module(op, module, slot, grid, block, ptrs, meta)
     }
 
-    fn elementwise_cfg(&self, size: usize) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: (kernels::elementwise_grid(size, self.rt.sm_count), 1, 1),
-            block_dim: (kernels::BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        }
+    fn elementwise_grid(&self, size: usize) -> (u32, u32, u32) {
+        (kernels::elementwise_grid(size, self.gpu.sm_count()), 1, 1)
     }
 }
 
 impl Backend for CudaBackend {
     fn device(&self) -> Device {
-        Device::Cuda
+        self.gpu.device()
     }
 
     fn describe(&self) -> String {
-        self.rt.describe()
+        self.gpu.describe()
     }
 
     fn full(&self, len: usize, value: f32) -> Result<Storage> {
         let buf = self.pool.alloc(len)?;
-        if len > 0 {
-            self.rt.ctx.bind_to_thread().map_err(launch_err("full"))?;
-            // SAFETY: the buffer holds at least `len` f32 values; the memset is queued on
-            // the backend's stream like every other use of the buffer.
-            unsafe {
-                dsys::cuMemsetD32Async(buf.ptr(), value.to_bits(), len, self.rt.stream.cu_stream())
-                    .result()
-            }
-            .map_err(|e| Error::backend(NAME, "full", format!("memset failed: {e}")))?;
+        if let Some(m) = buf.memory() {
+            self.gpu.memset32(m, value.to_bits(), len)?;
         }
-        Ok(Self::wrap(buf))
+        Ok(self.wrap(buf))
     }
 
     fn upload(&self, data: &[f32]) -> Result<Storage> {
         let mut buf = self.pool.alloc(data.len())?;
-        if let Some(dst) = buf.slice_mut() {
-            // From pageable memory the driver stages `data` before returning, so the copy
-            // needs no synchronisation.
-            self.rt.stream.memcpy_htod(data, dst).map_err(|e| {
-                Error::backend(NAME, "upload", format!("copy to the device failed: {e}"))
-            })?;
+        if let Some(m) = buf.memory_mut() {
+            self.gpu.upload(data, m)?;
         }
-        Ok(Self::wrap(buf))
+        Ok(self.wrap(buf))
     }
 
     fn download(&self, x: &Storage) -> Result<Vec<f32>> {
         let buf = self.buffer(x)?;
         let mut out = vec![0.0f32; buf.len()];
-        if let Some(src) = buf.slice() {
-            let view = src.slice(0..buf.len());
-            self.rt.stream.memcpy_dtoh(&view, &mut out).map_err(|e| {
-                Error::backend(NAME, "download", format!("copy to the host failed: {e}"))
-            })?;
+        match buf.memory() {
+            Some(m) => self.gpu.download(m, &mut out)?,
+            None => self.synchronize()?,
         }
-        self.synchronize()?;
         Ok(out)
     }
 
@@ -258,24 +326,21 @@ impl Backend for CudaBackend {
             // An empty reduced dimension reads nothing: the kernel writes the identity.
             let xb = self.buffer(x)?;
             let plan = kernels::reduce_plan_for(layout, dim);
-            let cfg = match plan {
-                ReducePlan::Serial => self.elementwise_cfg(out_size),
-                ReducePlan::Tree => LaunchConfig {
-                    grid_dim: (kernels::reduce_grid(out_size), 1, 1),
-                    block_dim: (kernels::BLOCK, 1, 1),
-                    shared_mem_bytes: 0,
-                },
+            let grid = match plan {
+                ReducePlan::Serial => self.elementwise_grid(out_size),
+                ReducePlan::Tree => (kernels::reduce_grid(out_size), 1, 1),
             };
             self.launch(
                 "reduce",
                 Family::Reduce,
                 kernels::reduce_plan_slot(op, contig, plan),
-                cfg,
+                grid,
+                kernels::BLOCK,
                 &[out.ptr(), xb.ptr()],
                 &meta,
             )?;
         }
-        Ok(Self::wrap(out))
+        Ok(self.wrap(out))
     }
 
     fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
@@ -291,25 +356,22 @@ impl Backend for CudaBackend {
             } else {
                 "matmul"
             });
-            let cfg = LaunchConfig {
-                grid_dim: if fast {
-                    kernels::matmul_fast_grid(&dims)
-                } else {
-                    kernels::matmul_grid(&dims)
-                },
-                block_dim: (kernels::MATMUL_THREADS, 1, 1),
-                shared_mem_bytes: 0,
+            let grid = if fast {
+                kernels::matmul_fast_grid(&dims)
+            } else {
+                kernels::matmul_grid(&dims)
             };
             self.launch(
                 "matmul",
                 Family::Matmul,
                 if fast { kernels::MATMUL_FAST_SLOT } else { 0 },
-                cfg,
+                grid,
+                kernels::MATMUL_THREADS,
                 &[out.ptr(), ab.ptr(), bb.ptr()],
                 &meta,
             )?;
         }
-        Ok(Self::wrap(out))
+        Ok(self.wrap(out))
     }
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
@@ -327,12 +389,13 @@ impl Backend for CudaBackend {
                 "pad",
                 Family::Pad,
                 0,
-                self.elementwise_cfg(size),
+                self.elementwise_grid(size),
+                kernels::BLOCK,
                 &[out.ptr(), xb.ptr()],
                 &meta,
             )?;
         }
-        Ok(Self::wrap(out))
+        Ok(self.wrap(out))
     }
 
     fn uniform(&self, len: usize, key: [u32; 2]) -> Result<Storage> {
@@ -342,22 +405,17 @@ impl Backend for CudaBackend {
                 "uniform",
                 Family::Random,
                 0,
-                self.elementwise_cfg(len),
+                self.elementwise_grid(len),
+                kernels::BLOCK,
                 &[out.ptr()],
                 &pad::uniform_meta(len, key),
             )?;
         }
-        Ok(Self::wrap(out))
+        Ok(self.wrap(out))
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.rt.stream.synchronize().map_err(|e| {
-            Error::backend(
-                NAME,
-                "synchronize",
-                format!("a queued kernel or copy failed: {e}"),
-            )
-        })
+        self.gpu.synchronize()
     }
 
     fn trim_pool(&self) {

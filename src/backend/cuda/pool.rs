@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{sys as dsys, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::CudaSlice;
+
+use super::device::{AllocError, Gpu, Memory};
 
 use crate::error::{Error, Result};
 
@@ -25,7 +27,7 @@ pub fn size_class(len: usize) -> usize {
 /// The cache of free device buffers.
 #[derive(Debug)]
 pub struct Pool {
-    stream: Arc<CudaStream>,
+    gpu: Arc<Gpu>,
     free: Mutex<Free>,
     /// Most bytes kept in the cache; buffers beyond it go back to the driver.
     limit_bytes: AtomicUsize,
@@ -33,15 +35,15 @@ pub struct Pool {
 
 #[derive(Debug, Default)]
 struct Free {
-    by_class: HashMap<usize, Vec<CudaSlice<f32>>>,
+    by_class: HashMap<usize, Vec<Memory>>,
     bytes: usize,
 }
 
 impl Pool {
-    /// A pool allocating on `stream`, caching at most `limit_bytes`.
-    pub fn new(stream: Arc<CudaStream>, limit_bytes: usize) -> Arc<Pool> {
+    /// A pool allocating on `gpu`, caching at most `limit_bytes`.
+    pub fn new(gpu: Arc<Gpu>, limit_bytes: usize) -> Arc<Pool> {
         Arc::new(Pool {
-            stream,
+            gpu,
             free: Mutex::new(Free::default()),
             limit_bytes: AtomicUsize::new(limit_bytes),
         })
@@ -65,7 +67,7 @@ impl Pool {
     pub fn alloc(self: &Arc<Self>, len: usize) -> Result<CudaBuffer> {
         if len == 0 {
             return Ok(CudaBuffer {
-                slice: None,
+                mem: None,
                 ptr: 0,
                 len: 0,
                 pool: self.clone(),
@@ -80,34 +82,48 @@ impl Pool {
             }
             s
         };
-        let slice = match cached {
+        let mem = match cached {
             Some(s) => s,
             None => self.alloc_new(class)?,
         };
-        let (ptr, _) = slice.device_ptr(&self.stream);
         Ok(CudaBuffer {
-            ptr,
-            slice: Some(slice),
+            ptr: self.gpu.ptr(&mem),
+            mem: Some(mem),
             len,
             pool: self.clone(),
         })
     }
 
-    fn alloc_new(&self, class: usize) -> Result<CudaSlice<f32>> {
-        // SAFETY: the contents are undefined until a kernel or copy writes them; every
-        // caller writes the buffer before reading it.
-        match unsafe { self.stream.alloc::<f32>(class) } {
+    fn alloc_new(&self, class: usize) -> Result<Memory> {
+        match self.gpu.alloc(class) {
             Ok(s) => Ok(s),
-            Err(e) if e.0 == dsys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
-                // Give the cache back to the driver and try once more.
+            Err(e) if e.out_of_memory => {
+                // Give the cache back to the device and try once more.
                 self.trim();
-                unsafe { self.stream.alloc::<f32>(class) }.map_err(|e| oom(class, e))
+                self.gpu.alloc(class).map_err(|e| self.oom(class, e))
             }
-            Err(e) => Err(oom(class, e)),
+            Err(e) => Err(self.oom(class, e)),
         }
     }
 
-    fn give_back(&self, slice: CudaSlice<f32>) {
+    fn oom(&self, class: usize, e: AllocError) -> Error {
+        Error::backend(
+            self.gpu.name(),
+            "alloc",
+            format!(
+                "allocating {} bytes of device memory failed: {}",
+                class * 4,
+                e.msg
+            ),
+        )
+    }
+
+    /// The device the pool allocates on.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    fn give_back(&self, slice: Memory) {
         let class = slice.len();
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         if free.bytes + class * 4 <= self.cap() {
@@ -130,22 +146,11 @@ impl Pool {
     }
 }
 
-fn oom(class: usize, e: cudarc::driver::DriverError) -> Error {
-    Error::backend(
-        "cuda",
-        "alloc",
-        format!(
-            "allocating {} bytes of device memory failed: {e}",
-            class * 4
-        ),
-    )
-}
-
 /// A device buffer of `len` f32 values (the cuda backend's [`crate::backend::Storage`]
 /// payload). Dropping it returns the memory to the pool.
 #[derive(Debug)]
 pub struct CudaBuffer {
-    slice: Option<CudaSlice<f32>>,
+    mem: Option<Memory>,
     ptr: u64,
     len: usize,
     pool: Arc<Pool>,
@@ -167,21 +172,30 @@ impl CudaBuffer {
         self.ptr
     }
 
-    /// The underlying allocation (`None` when empty), for copies and for other CUDA
-    /// libraries (cuBLAS in the benchmark). It may be longer than [`CudaBuffer::len`].
-    pub fn slice(&self) -> Option<&CudaSlice<f32>> {
-        self.slice.as_ref()
+    /// The underlying allocation (`None` when empty), for copies. It may be longer than
+    /// [`CudaBuffer::len`].
+    pub fn memory(&self) -> Option<&Memory> {
+        self.mem.as_ref()
     }
 
     /// Mutable access to the allocation, for copies into it.
-    pub fn slice_mut(&mut self) -> Option<&mut CudaSlice<f32>> {
-        self.slice.as_mut()
+    pub fn memory_mut(&mut self) -> Option<&mut Memory> {
+        self.mem.as_mut()
+    }
+
+    /// The GPU allocation, for other CUDA libraries (cuBLAS in the benchmark, NCCL);
+    /// `None` when empty or on the emulated device.
+    pub fn slice(&self) -> Option<&CudaSlice<f32>> {
+        match &self.mem {
+            Some(Memory::Driver(s)) => Some(s),
+            _ => None,
+        }
     }
 }
 
 impl Drop for CudaBuffer {
     fn drop(&mut self) {
-        if let Some(s) = self.slice.take() {
+        if let Some(s) = self.mem.take() {
             self.pool.give_back(s);
         }
     }

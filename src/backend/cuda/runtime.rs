@@ -1,19 +1,18 @@
-//! The CUDA runtime of the backend: finding the driver library (cudarc loads it at run time
-//! and panics when it is missing, so its presence is checked first) and the NVRTC that
-//! matches the driver ([`super::nvrtc`]), the device context and its one stream, and
-//! compiling the kernel files with NVRTC and loading them, once per process and per file.
+//! The CUDA runtime of the backend on a real GPU: finding the driver library (cudarc loads
+//! it at run time and panics when it is missing, so its presence is checked first) and the
+//! NVRTC that matches the driver ([`super::nvrtc`]), the device context and its one stream,
+//! and compiling CUDA C with NVRTC and loading it (the driver side of [`super::device`]).
 
 use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use cudarc::driver::{
-    result as dres, sys as dsys, CudaContext, CudaFunction, CudaModule, CudaStream,
+    result as dres, sys as dsys, CudaContext, CudaModule, CudaStream,
 };
 use cudarc::nvrtc::Ptx;
 
-use super::kernels::{Family, HEADERS};
 pub use super::nvrtc::Output;
 use super::nvrtc::{self, Candidate, Nvrtc};
 use crate::error::{Error, Result};
@@ -227,15 +226,6 @@ pub fn parse_log_location(line: &str) -> Option<(&str, usize)> {
     (!file.is_empty()).then_some((file, n))
 }
 
-/// The functions of one loaded kernel file, in [`Family::entry_points`] order.
-pub struct Kernels {
-    /// One per entry point.
-    pub funcs: Vec<CudaFunction>,
-    /// Whether the module was loaded from PTX or CUBIN.
-    pub output: Output,
-    _module: Arc<CudaModule>,
-}
-
 /// The device context, its one stream, what is known about the device, driver and NVRTC,
 /// and the kernel files compiled so far.
 pub struct Runtime {
@@ -267,7 +257,6 @@ pub struct Runtime {
     pub cubin_only: bool,
     /// The NVRTC library, chosen to match the driver.
     pub nvrtc: Nvrtc,
-    kernels: [OnceLock<Result<Kernels>>; Family::ALL.len()],
 }
 
 impl std::fmt::Debug for Runtime {
@@ -358,7 +347,6 @@ impl Runtime {
             native_arch,
             cubin_only,
             nvrtc,
-            kernels: Default::default(),
         };
         rt.keep_pool_memory();
         Ok(rt)
@@ -390,15 +378,6 @@ impl Runtime {
         });
     }
 
-    /// The kernels of `family`, compiled and loaded on first use (once per process; a
-    /// failure is remembered and returned again).
-    pub fn kernels(&self, family: Family) -> Result<&Kernels> {
-        self.kernels[family.index()]
-            .get_or_init(|| self.build(family))
-            .as_ref()
-            .map_err(|e| e.clone())
-    }
-
     fn versions(&self) -> String {
         format!(
             "driver supports CUDA {}.{}, NVRTC is {}.{} ({})",
@@ -408,33 +387,6 @@ impl Runtime {
             self.nvrtc_version.1,
             self.nvrtc.name()
         )
-    }
-
-    fn build(&self, family: Family) -> Result<Kernels> {
-        let program = NvrtcSource {
-            name: family.file_name(),
-            source: family.source(),
-            headers: &HEADERS,
-            include_dirs: &[],
-        };
-        let (module, output) = self.load_program(&program)?;
-        let funcs = family
-            .entry_points()
-            .iter()
-            .map(|name| {
-                module.load_function(name).map_err(|e| {
-                    backend_err(
-                        "load",
-                        format!("{}: entry point {name} not found: {e}", family.file_name()),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Kernels {
-            funcs,
-            output,
-            _module: module,
-        })
     }
 
     /// Compile `program` with the chosen NVRTC and load it: a CUBIN for the device first

@@ -1,0 +1,230 @@
+// Host emulation of the CUDA built-ins the kernels use, for the `cuda-emu` device
+// (src/backend/cuda/emulator.rs). Every kernel file of cuda/ and every generated program is
+// compiled for the host with this header in front of it, into a shared library whose
+// entry points take the same launch description the driver gets (grid, block, shared
+// bytes, and one pointer per kernel argument, as cuLaunchKernel's kernelParams).
+//
+// A launch runs its blocks one after another; a block's threads are fibers (ucontext) on
+// the calling OS thread, each with its own stack. A thread runs until it reaches
+// __syncthreads or returns, then the next one runs: when every thread of the block has had
+// its turn, all of them stand at the same barrier, which is what __syncthreads promises.
+// `__shared__` variables are function statics (one per kernel, reused block after block,
+// like shared memory). Launches of one device are serialised by the host (they share
+// these statics), as kernels on one stream are.
+//
+// Floating point: NVRTC contracts a * b + c into one FMA by default; the library is built
+// with -ffp-contract=fast (and -mfma where the CPU has FMA), so plain expressions contract
+// here too. The `__f*_rn` intrinsics never contract, on the GPU or here.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include <ucontext.h>
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+
+// The built-in variables; set by the scheduler before a thread runs (one module's copy:
+// the library is built with hidden visibility).
+static dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __restrict__ __restrict
+#define __grid_constant__
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+
+struct float4 {
+    float x, y, z, w;
+};
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+
+inline float __int_as_float(int i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+inline float __uint_as_float(unsigned i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned i;
+    std::memcpy(&i, &f, 4);
+    return i;
+}
+inline int __float_as_int(float f) {
+    int i;
+    std::memcpy(&i, &f, 4);
+    return i;
+}
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
+
+// An empty asm that claims to change `v`: the compiler cannot fuse the operation that made
+// it with the next one (the `_rn` intrinsics are never contracted into an FMA).
+#if defined(__x86_64__) || defined(__i386__)
+#define EMU_OPAQUE(v) __asm__("" : "+x"(v))
+#elif defined(__aarch64__)
+#define EMU_OPAQUE(v) __asm__("" : "+w"(v))
+#else
+#define EMU_OPAQUE(v) __asm__ volatile("" : "+m"(v))
+#endif
+inline float __fadd_rn(float a, float b) {
+    float r = a + b;
+    EMU_OPAQUE(r);
+    return r;
+}
+inline float __fsub_rn(float a, float b) {
+    float r = a - b;
+    EMU_OPAQUE(r);
+    return r;
+}
+inline float __fmul_rn(float a, float b) {
+    float r = a * b;
+    EMU_OPAQUE(r);
+    return r;
+}
+inline float __fdiv_rn(float a, float b) {
+    float r = a / b;
+    EMU_OPAQUE(r);
+    return r;
+}
+inline float __fsqrt_rn(float x) {
+    float r = std::sqrt(x);
+    EMU_OPAQUE(r);
+    return r;
+}
+
+namespace emu {
+
+// What a launch asks for (the twin of `EmuLaunch` in src/backend/cuda/emulator.rs).
+struct Launch {
+    unsigned grid[3];
+    unsigned block[3];
+    unsigned shared_bytes;
+};
+
+// Return codes of an entry point.
+enum Status : int { OK = 0, BAD_BLOCK = 1, NO_MEMORY = 2, BAD_CONTEXT = 3 };
+
+constexpr std::size_t STACK_BYTES = 64 * 1024;
+constexpr unsigned MAX_THREADS = 1024;
+
+struct Fiber {
+    ucontext_t ctx;
+    dim3 tid;
+    bool done;
+};
+
+static ucontext_t scheduler;
+static Fiber* current = nullptr;
+static void (*body)(void*) = nullptr;
+static void* body_arg = nullptr;
+
+static void fiber_main() {
+    body(body_arg);
+    current->done = true;
+    // Returning resumes `uc_link`: the scheduler.
+}
+
+// Run `f(arg)` once per thread of every block of `l`. Returns a Status.
+inline int run_grid(const Launch& l, void (*f)(void*), void* arg) {
+    const unsigned nt = l.block[0] * l.block[1] * l.block[2];
+    if (nt == 0 || nt > MAX_THREADS || l.grid[0] == 0 || l.grid[1] == 0 || l.grid[2] == 0) {
+        return BAD_BLOCK;
+    }
+    Fiber* fibers = static_cast<Fiber*>(std::calloc(nt, sizeof(Fiber)));
+    char* stacks = static_cast<char*>(std::malloc(nt * STACK_BYTES));
+    if (fibers == nullptr || stacks == nullptr) {
+        std::free(fibers);
+        std::free(stacks);
+        return NO_MEMORY;
+    }
+    body = f;
+    body_arg = arg;
+    blockDim = {l.block[0], l.block[1], l.block[2]};
+    gridDim = {l.grid[0], l.grid[1], l.grid[2]};
+    int status = OK;
+    for (unsigned bz = 0; bz < l.grid[2] && status == OK; ++bz)
+        for (unsigned by = 0; by < l.grid[1] && status == OK; ++by)
+            for (unsigned bx = 0; bx < l.grid[0] && status == OK; ++bx) {
+                blockIdx = {bx, by, bz};
+                for (unsigned t = 0; t < nt; ++t) {
+                    Fiber& fb = fibers[t];
+                    fb.tid = {t % l.block[0], (t / l.block[0]) % l.block[1], t / (l.block[0] * l.block[1])};
+                    fb.done = false;
+                    if (getcontext(&fb.ctx) != 0) {
+                        status = BAD_CONTEXT;
+                        break;
+                    }
+                    fb.ctx.uc_stack.ss_sp = stacks + (std::size_t)t * STACK_BYTES;
+                    fb.ctx.uc_stack.ss_size = STACK_BYTES;
+                    fb.ctx.uc_link = &scheduler;
+                    makecontext(&fb.ctx, fiber_main, 0);
+                }
+                // Round robin: each pass takes every live thread to its next barrier.
+                bool live = status == OK;
+                while (live) {
+                    live = false;
+                    for (unsigned t = 0; t < nt; ++t) {
+                        Fiber& fb = fibers[t];
+                        if (fb.done) continue;
+                        current = &fb;
+                        threadIdx = fb.tid;
+                        swapcontext(&scheduler, &fb.ctx);
+                        live |= !fb.done;
+                    }
+                }
+            }
+    std::free(stacks);
+    std::free(fibers);
+    return status;
+}
+
+// Call kernel `k` with its arguments read from `params` (one pointer per argument).
+template <class... A, std::size_t... I>
+inline void call(void (*k)(A...), void** params, std::index_sequence<I...>) {
+    k(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(params[I])...);
+}
+
+template <class... A>
+struct Bound {
+    void (*k)(A...);
+    void** params;
+    static void run(void* self) {
+        auto* b = static_cast<Bound*>(self);
+        call(b->k, b->params, std::index_sequence_for<A...>{});
+    }
+};
+
+// Launch kernel `k` as `l` describes, its arguments in `params`.
+template <class... A>
+inline int launch(void (*k)(A...), const Launch* l, void** params) {
+    Bound<A...> b{k, params};
+    return run_grid(*l, &Bound<A...>::run, &b);
+}
+
+}  // namespace emu
+
+// A thread waits here until every thread of its block has arrived.
+inline void __syncthreads() { swapcontext(&emu::current->ctx, &emu::scheduler); }
+
+// The entry point the host looks up for kernel `name`.
+#define EMU_ENTRY(name)                                                                          \
+    extern "C" __attribute__((visibility("default"))) int minitorch_emu_##name(                 \
+        const emu::Launch* l, void** params) {                                                   \
+        return emu::launch(&name, l, params);                                                    \
+    }
