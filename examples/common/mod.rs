@@ -23,6 +23,10 @@ pub enum BackendChoice {
     Wgpu,
     /// CUDA (needs `--features cuda`).
     Cuda,
+    /// The CUDA backend on the emulated device (needs `--features cuda` and a C++
+    /// compiler; slow, for checking without a GPU).
+    #[value(name = "cuda-emu")]
+    CudaEmu,
 }
 
 /// Pick the device for `choice`. Returns the device and, for `auto`, why better backends
@@ -33,6 +37,7 @@ pub fn select_device(choice: BackendChoice) -> Result<(Device, Vec<String>)> {
         BackendChoice::Cpu => explicit(Device::Cpu),
         BackendChoice::Wgpu => explicit(Device::Wgpu),
         BackendChoice::Cuda => explicit(Device::Cuda),
+        BackendChoice::CudaEmu => explicit(Device::CudaEmu),
         BackendChoice::Auto => {
             let mut why = Vec::new();
             for d in [Device::Cuda, Device::Wgpu] {

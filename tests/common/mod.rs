@@ -25,6 +25,24 @@ pub fn note(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
+/// Whether `MINITORCH_REQUIRE_BACKENDS` lists `device` (by its exact name: `cuda` does not
+/// require `cuda-emu`).
+pub fn required(device: Device) -> bool {
+    std::env::var(REQUIRE_ENV).is_ok_and(|v| {
+        v.split(',')
+            .any(|d| Device::parse(d.trim()).is_ok_and(|d| d == device))
+    })
+}
+
+/// Print that `what` skips `device` because of `why`, or fail when the device is required.
+pub fn skip_or_fail(device: Device, what: &str, why: &str) {
+    assert!(
+        !required(device),
+        "{REQUIRE_ENV} requires {device} but it is not present ({what}): {why}"
+    );
+    note(&format!("SKIPPED: {what} on {device}: {why}"));
+}
+
 /// One present backend: a column of the matrix.
 pub struct Column {
     /// Its device.

@@ -16,6 +16,7 @@
 //! Kernels, metadata and launch shapes are in [`kernels`]; choosing NVRTC in [`nvrtc`];
 //! driver, NVRTC and module loading in [`runtime`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::gpu::cache::KernelCache;
@@ -42,13 +43,6 @@ use pool::Pool;
 pub use runtime::Runtime;
 use runtime::NvrtcSource;
 
-/// Kernel launches of this process, counted like wgpu's dispatches (for benchmarks).
-static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn count_launch() {
-    LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// The CUDA backend: storage is a [`CudaBuffer`] on the device, which is a GPU or the
 /// emulated device ([`device::Gpu`]).
 pub struct CudaBackend {
@@ -58,6 +52,8 @@ pub struct CudaBackend {
     families: [OnceLock<Result<Module>>; Family::ALL.len()],
     /// The generated kernels, one per program and variant.
     generated: KernelCache<Module>,
+    /// Kernel launches so far, counted like wgpu's dispatches.
+    launches: AtomicU64,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -118,6 +114,7 @@ impl CudaBackend {
             pool,
             families: Default::default(),
             generated: KernelCache::default(),
+            launches: AtomicU64::new(0),
         };
         backend.self_test().map_err(|e| {
             let msg = e.to_string();
@@ -178,10 +175,10 @@ impl CudaBackend {
         matches!(*self.gpu, Gpu::Emulated(_))
     }
 
-    /// Kernel launches so far (every kernel, primitive or fused, of every CUDA backend of
-    /// the process), for counting launches per training step.
+    /// Kernel launches of this backend so far (every kernel, primitive or generated), for
+    /// counting launches per training step.
     pub fn launches(&self) -> u64 {
-        LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
+        self.launches.load(Ordering::Relaxed)
     }
 
     /// Generated kernels compiled and loaded so far.
@@ -244,7 +241,7 @@ impl CudaBackend {
         // Meta by value); the metadata was built from layouts checked to lie inside their
         // storages, and the output buffer holds the result's element count.
         unsafe { self.gpu.launch(op, &module.funcs[slot], &launch) }?;
-        count_launch();
+        self.launches.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -255,11 +255,17 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    /// The backend, or None (printed as skipped) on a machine without an adapter.
+    /// The backend, or None (printed as skipped) on a machine without an adapter; a
+    /// failure when `MINITORCH_REQUIRE_BACKENDS` lists wgpu.
     fn backend() -> Option<Arc<WgpuBackend>> {
         match WgpuBackend::global() {
             Ok(b) => Some(b),
             Err(e) => {
+                let required = std::env::var("MINITORCH_REQUIRE_BACKENDS").is_ok_and(|v| {
+                    v.split(',')
+                        .any(|d| Device::parse(d.trim()).is_ok_and(|d| d == Device::Wgpu))
+                });
+                assert!(!required, "MINITORCH_REQUIRE_BACKENDS requires wgpu: {e}");
                 let _ = writeln!(std::io::stderr(), "SKIPPED: backend wgpu not present ({e})");
                 None
             }
