@@ -41,6 +41,10 @@ fn launches(device: Device) -> Option<u64> {
         Device::Cuda => minitorch::backend::cuda::CudaBackend::global()
             .ok()
             .map(|b| b.launches()),
+        #[cfg(feature = "cuda")]
+        Device::CudaEmu => minitorch::backend::cuda::CudaBackend::emulated()
+            .ok()
+            .map(|b| b.launches()),
         _ => None,
     }
 }

@@ -406,7 +406,10 @@ fn nccl_without_the_library_is_a_clear_error() {
     if minitorch::distributed::nccl::nccl_library_present().is_ok() {
         {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED: libnccl is present here; the missing-library path is not testable");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: libnccl is present here; the missing-library path is not testable"
+            );
         }
         return;
     }

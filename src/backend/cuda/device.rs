@@ -233,7 +233,10 @@ impl Gpu {
     pub fn synchronize(&self) -> Result<()> {
         match self {
             Gpu::Driver(rt) => rt.stream.synchronize().map_err(|e| {
-                self.err("synchronize", format!("a queued kernel or copy failed: {e}"))
+                self.err(
+                    "synchronize",
+                    format!("a queued kernel or copy failed: {e}"),
+                )
             }),
             Gpu::Emulated(_) => Ok(()),
         }
@@ -248,12 +251,15 @@ impl Gpu {
                 let funcs = entries
                     .iter()
                     .map(|name| {
-                        module.load_function(name).map(Function::Driver).map_err(|e| {
-                            self.err(
-                                "load",
-                                format!("{}: entry point {name} not found: {e}", program.name),
-                            )
-                        })
+                        module
+                            .load_function(name)
+                            .map(Function::Driver)
+                            .map_err(|e| {
+                                self.err(
+                                    "load",
+                                    format!("{}: entry point {name} not found: {e}", program.name),
+                                )
+                            })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Module {

@@ -187,7 +187,10 @@ impl Emulator {
             let out = Command::new(c).arg("--version").output().ok()?;
             out.status.success().then(|| {
                 let v = String::from_utf8_lossy(&out.stdout);
-                (c.clone(), v.lines().next().unwrap_or_default().trim().to_string())
+                (
+                    c.clone(),
+                    v.lines().next().unwrap_or_default().trim().to_string(),
+                )
             })
         });
         let Some((compiler, version)) = found else {
@@ -216,7 +219,10 @@ impl Emulator {
             _ => std::env::temp_dir().join("minitorch-cuda-emu"),
         };
         std::fs::create_dir_all(&dir).map_err(|e| {
-            unavailable(format!("cannot create the module cache {}: {e}", dir.display()))
+            unavailable(format!(
+                "cannot create the module cache {}: {e}",
+                dir.display()
+            ))
         })?;
         Ok(Emulator {
             compiler,
@@ -245,6 +251,13 @@ impl Emulator {
     /// Build (or find in the cache) and load `program`, returning its `entries` in order.
     pub fn load(&self, program: &NvrtcSource, entries: &[String]) -> Result<Vec<EmuFunction>> {
         let mut unit = String::with_capacity(program.source.len() + 4096);
+        // Threads that never wait at a barrier run as plain calls, not fibers.
+        let barriers = program.source.contains("__syncthreads")
+            || program
+                .headers
+                .iter()
+                .any(|(_, t)| t.contains("__syncthreads"));
+        unit.push_str(&format!("#define EMU_BARRIERS {}\n", barriers as u8));
         unit.push_str("#include \"cuda_host.hpp\"\n");
         unit.push_str(&format!("#include \"{}\"\n", program.name));
         for e in entries {
@@ -386,8 +399,14 @@ impl Emulator {
                     f.name, launch.grid, launch.block
                 ),
             )),
-            2 => Err(emu_err("launch", format!("{}: out of host memory for fiber stacks", f.name))),
-            s => Err(emu_err("launch", format!("{}: the fiber scheduler failed ({s})", f.name))),
+            2 => Err(emu_err(
+                "launch",
+                format!("{}: out of host memory for fiber stacks", f.name),
+            )),
+            s => Err(emu_err(
+                "launch",
+                format!("{}: the fiber scheduler failed ({s})", f.name),
+            )),
         }
     }
 

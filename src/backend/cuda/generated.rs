@@ -50,6 +50,7 @@ fn launch(
     be: &CudaBackend,
     op: &'static str,
     k: &Module,
+    variant: Variant,
     size: usize,
     ptrs: &[u64],
     meta: &kernels::Meta,
@@ -62,7 +63,10 @@ fn launch(
         kernels::BLOCK,
         ptrs,
         meta,
-    )
+    )?;
+    let slot = Variant::ALL.iter().position(|v| *v == variant).unwrap_or(0);
+    be.note_run(None, slot);
+    Ok(())
 }
 
 /// `program` over `inputs` as one launch; one storage per output.
@@ -135,7 +139,7 @@ fn elementwise(
         for (x, _) in inputs {
             ptrs.push(be.buffer(x)?.ptr());
         }
-        launch(be, op, &k, size, &ptrs, &meta.finish())?;
+        launch(be, op, &k, variant, size, &ptrs, &meta.finish())?;
     }
     Ok(outs.into_iter().map(|o| be.wrap(o)).collect())
 }
@@ -176,7 +180,15 @@ pub fn matmul_fused(
         for (x, _) in extra {
             ptrs.push(be.buffer(x)?.ptr());
         }
-        launch(be, "matmul_fused", &kern, size, &ptrs, &meta.finish())?;
+        launch(
+            be,
+            "matmul_fused",
+            &kern,
+            Variant::Matmul,
+            size,
+            &ptrs,
+            &meta.finish(),
+        )?;
     }
     Ok(be.wrap(out))
 }

@@ -40,8 +40,8 @@ use device::{Gpu, Launch, Module};
 use kernels::{Family, Meta, HEADERS};
 pub use pool::CudaBuffer;
 use pool::Pool;
-pub use runtime::Runtime;
 use runtime::NvrtcSource;
+pub use runtime::Runtime;
 
 /// The CUDA backend: storage is a [`CudaBuffer`] on the device, which is a GPU or the
 /// emulated device ([`device::Gpu`]).
@@ -54,11 +54,16 @@ pub struct CudaBackend {
     generated: KernelCache<Module>,
     /// Kernel launches so far, counted like wgpu's dispatches.
     launches: AtomicU64,
+    /// Which entry points have run: a bit per slot of each kernel file, then one per
+    /// generated variant (see [`CudaBackend::entry_points_run`]).
+    ran: [AtomicU64; Family::ALL.len() + 1],
 }
 
 impl std::fmt::Debug for CudaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CudaBackend").field("gpu", &self.gpu).finish()
+        f.debug_struct("CudaBackend")
+            .field("gpu", &self.gpu)
+            .finish()
     }
 }
 
@@ -115,6 +120,7 @@ impl CudaBackend {
             families: Default::default(),
             generated: KernelCache::default(),
             launches: AtomicU64::new(0),
+            ran: Default::default(),
         };
         backend.self_test().map_err(|e| {
             let msg = e.to_string();
@@ -170,15 +176,41 @@ impl CudaBackend {
         &self.gpu
     }
 
-    /// True on the emulated device.
-    pub fn is_emulated(&self) -> bool {
-        matches!(*self.gpu, Gpu::Emulated(_))
-    }
-
     /// Kernel launches of this backend so far (every kernel, primitive or generated), for
     /// counting launches per training step.
     pub fn launches(&self) -> u64 {
         self.launches.load(Ordering::Relaxed)
+    }
+
+    /// Every entry point this backend can launch, as `file:entry` (`reduce.cu:reduce_sum`,
+    /// `fused.cu:fused_matmul`; the generated ones by variant), and whether it has run.
+    /// Tests use it to show that every kernel ran at least once.
+    pub fn entry_points_run(&self) -> Vec<(String, bool)> {
+        let mut all = Vec::new();
+        for f in Family::ALL {
+            let bits = self.ran[f.index()].load(Ordering::Relaxed);
+            for (slot, e) in f.entry_points().into_iter().enumerate() {
+                all.push((format!("{}:{e}", f.file_name()), bits >> slot & 1 == 1));
+            }
+        }
+        let bits = self.ran[Family::ALL.len()].load(Ordering::Relaxed);
+        for (i, v) in fusion::Variant::ALL.iter().enumerate() {
+            all.push((
+                format!(
+                    "{}:{} ({v:?})",
+                    generated::FILE_NAME,
+                    fusion::entry_point(*v)
+                ),
+                bits >> i & 1 == 1,
+            ));
+        }
+        all
+    }
+
+    /// Note that entry `slot` of `family` (`None`: the generated `variant`) ran.
+    fn note_run(&self, family: Option<Family>, slot: usize) {
+        let i = family.map_or(Family::ALL.len(), Family::index);
+        self.ran[i].fetch_or(1 << slot.min(63), Ordering::Relaxed);
     }
 
     /// Generated kernels compiled and loaded so far.
@@ -257,7 +289,9 @@ impl CudaBackend {
         meta: &Meta,
     ) -> Result<()> {
         let module = self.family(family)?;
-        self.launch_module(op, module, slot, grid, block, ptrs, meta)
+        self.launch_module(op, module, slot, grid, block, ptrs, meta)?;
+        self.note_run(Some(family), slot);
+        Ok(())
     }
 
     fn elementwise_grid(&self, size: usize) -> (u32, u32, u32) {
@@ -272,6 +306,10 @@ impl Backend for CudaBackend {
 
     fn describe(&self) -> String {
         self.gpu.describe()
+    }
+
+    fn is_emulated(&self) -> bool {
+        matches!(*self.gpu, Gpu::Emulated(_))
     }
 
     fn full(&self, len: usize, value: f32) -> Result<Storage> {

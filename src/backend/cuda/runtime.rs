@@ -8,9 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 
-use cudarc::driver::{
-    result as dres, sys as dsys, CudaContext, CudaModule, CudaStream,
-};
+use cudarc::driver::{result as dres, sys as dsys, CudaContext, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
 
 pub use super::nvrtc::Output;

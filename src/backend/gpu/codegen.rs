@@ -71,6 +71,11 @@ pub enum Variant {
     Matmul,
 }
 
+impl Variant {
+    /// Every variant.
+    pub const ALL: [Variant; 3] = [Variant::Strided, Variant::Contiguous, Variant::Matmul];
+}
+
 /// Entry point of the generated kernel of `variant`.
 pub fn entry_point(variant: Variant) -> &'static str {
     match variant {

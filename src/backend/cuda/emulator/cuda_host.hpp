@@ -8,6 +8,7 @@
 // the calling OS thread, each with its own stack. A thread runs until it reaches
 // __syncthreads or returns, then the next one runs: when every thread of the block has had
 // its turn, all of them stand at the same barrier, which is what __syncthreads promises.
+// A module whose source never calls __syncthreads runs its threads as plain calls.
 // `__shared__` variables are function statics (one per kernel, reused block after block,
 // like shared memory). Launches of one device are serialised by the host (they share
 // these statics), as kernels on one stream are.
@@ -126,25 +127,49 @@ constexpr unsigned MAX_THREADS = 1024;
 struct Fiber {
     ucontext_t ctx;
     dim3 tid;
-    bool done;
+    bool done;  // finished the current block
 };
 
 static ucontext_t scheduler;
-static Fiber* current = nullptr;
+static Fiber* current = nullptr;  // null: threads run as plain calls (no barrier)
 static void (*body)(void*) = nullptr;
 static void* body_arg = nullptr;
 
+// A fiber runs the kernel once per block: after each it reports done and waits to be
+// resumed for the next block (the scheduler sets blockIdx and threadIdx first).
 static void fiber_main() {
-    body(body_arg);
-    current->done = true;
-    // Returning resumes `uc_link`: the scheduler.
+    for (;;) {
+        body(body_arg);
+        current->done = true;
+        swapcontext(&current->ctx, &scheduler);
+    }
 }
 
-// Run `f(arg)` once per thread of every block of `l`. Returns a Status.
-inline int run_grid(const Launch& l, void (*f)(void*), void* arg) {
+inline dim3 thread_of(unsigned t, const Launch& l) {
+    return {t % l.block[0], (t / l.block[0]) % l.block[1], t / (l.block[0] * l.block[1])};
+}
+
+// Run `f(arg)` once per thread of every block of `l`: as plain calls when the kernel never
+// waits at a barrier (`barriers` false), else as fibers. Returns a Status.
+inline int run_grid(const Launch& l, void (*f)(void*), void* arg, bool barriers = true) {
     const unsigned nt = l.block[0] * l.block[1] * l.block[2];
     if (nt == 0 || nt > MAX_THREADS || l.grid[0] == 0 || l.grid[1] == 0 || l.grid[2] == 0) {
         return BAD_BLOCK;
+    }
+    blockDim = {l.block[0], l.block[1], l.block[2]};
+    gridDim = {l.grid[0], l.grid[1], l.grid[2]};
+    if (!barriers) {
+        current = nullptr;
+        for (unsigned bz = 0; bz < l.grid[2]; ++bz)
+            for (unsigned by = 0; by < l.grid[1]; ++by)
+                for (unsigned bx = 0; bx < l.grid[0]; ++bx) {
+                    blockIdx = {bx, by, bz};
+                    for (unsigned t = 0; t < nt; ++t) {
+                        threadIdx = thread_of(t, l);
+                        f(arg);
+                    }
+                }
+        return OK;
     }
     Fiber* fibers = static_cast<Fiber*>(std::calloc(nt, sizeof(Fiber)));
     char* stacks = static_cast<char*>(std::malloc(nt * STACK_BYTES));
@@ -155,28 +180,26 @@ inline int run_grid(const Launch& l, void (*f)(void*), void* arg) {
     }
     body = f;
     body_arg = arg;
-    blockDim = {l.block[0], l.block[1], l.block[2]};
-    gridDim = {l.grid[0], l.grid[1], l.grid[2]};
     int status = OK;
+    for (unsigned t = 0; t < nt && status == OK; ++t) {
+        Fiber& fb = fibers[t];
+        fb.tid = thread_of(t, l);
+        if (getcontext(&fb.ctx) != 0) {
+            status = BAD_CONTEXT;
+            break;
+        }
+        fb.ctx.uc_stack.ss_sp = stacks + (std::size_t)t * STACK_BYTES;
+        fb.ctx.uc_stack.ss_size = STACK_BYTES;
+        fb.ctx.uc_link = nullptr;
+        makecontext(&fb.ctx, fiber_main, 0);
+    }
     for (unsigned bz = 0; bz < l.grid[2] && status == OK; ++bz)
         for (unsigned by = 0; by < l.grid[1] && status == OK; ++by)
             for (unsigned bx = 0; bx < l.grid[0] && status == OK; ++bx) {
                 blockIdx = {bx, by, bz};
-                for (unsigned t = 0; t < nt; ++t) {
-                    Fiber& fb = fibers[t];
-                    fb.tid = {t % l.block[0], (t / l.block[0]) % l.block[1], t / (l.block[0] * l.block[1])};
-                    fb.done = false;
-                    if (getcontext(&fb.ctx) != 0) {
-                        status = BAD_CONTEXT;
-                        break;
-                    }
-                    fb.ctx.uc_stack.ss_sp = stacks + (std::size_t)t * STACK_BYTES;
-                    fb.ctx.uc_stack.ss_size = STACK_BYTES;
-                    fb.ctx.uc_link = &scheduler;
-                    makecontext(&fb.ctx, fiber_main, 0);
-                }
+                for (unsigned t = 0; t < nt; ++t) fibers[t].done = false;
                 // Round robin: each pass takes every live thread to its next barrier.
-                bool live = status == OK;
+                bool live = true;
                 while (live) {
                     live = false;
                     for (unsigned t = 0; t < nt; ++t) {
@@ -189,6 +212,8 @@ inline int run_grid(const Launch& l, void (*f)(void*), void* arg) {
                     }
                 }
             }
+    // The fibers wait in fiber_main with nothing left on their stacks: drop them.
+    current = nullptr;
     std::free(stacks);
     std::free(fibers);
     return status;
@@ -212,19 +237,29 @@ struct Bound {
 
 // Launch kernel `k` as `l` describes, its arguments in `params`.
 template <class... A>
-inline int launch(void (*k)(A...), const Launch* l, void** params) {
+inline int launch(void (*k)(A...), const Launch* l, void** params, bool barriers) {
     Bound<A...> b{k, params};
-    return run_grid(*l, &Bound<A...>::run, &b);
+    return run_grid(*l, &Bound<A...>::run, &b, barriers);
 }
 
 }  // namespace emu
 
 // A thread waits here until every thread of its block has arrived.
-inline void __syncthreads() { swapcontext(&emu::current->ctx, &emu::scheduler); }
+inline void __syncthreads() {
+    if (emu::current == nullptr) {
+        // Only a module built without barriers runs threads as plain calls.
+        std::abort();
+    }
+    swapcontext(&emu::current->ctx, &emu::scheduler);
+}
 
 // The entry point the host looks up for kernel `name`.
+// EMU_BARRIERS (set by the host): whether the module's source calls __syncthreads.
+#ifndef EMU_BARRIERS
+#define EMU_BARRIERS 1
+#endif
 #define EMU_ENTRY(name)                                                                          \
     extern "C" __attribute__((visibility("default"))) int minitorch_emu_##name(                 \
         const emu::Launch* l, void** params) {                                                   \
-        return emu::launch(&name, l, params);                                                    \
+        return emu::launch(&name, l, params, EMU_BARRIERS);                                      \
     }
