@@ -8,58 +8,29 @@
 //!
 //! `DIR/*.wgsl` and `DIR/*.cu`: the hand-written families (`reduce_<op>.wgsl`, `reduce.cu`,
 //! `matmul.*`), `map_<op>_<variant>` and `zip_<op>_<variant>` for every row of the op
-//! table, and `fused_<n>_<variant>` for every fused program a short run of the course's
-//! training loop generates (the linear layers' epilogues, both losses and their gradients,
-//! the SGD steps with and without momentum and weight decay), numbered in first-use order.
+//! table, and `fused_<n>_<variant>` for every generated program of
+//! [`minitorch::kernel_catalog`] (the course's training loop and image network forward and
+//! backward, softmax, the losses, SGD, Adam and AdamW steps, and the widest 8-input
+//! 8-output kernel), numbered in first-use order.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use minitorch::backend::fused::{record_programs, recorded_programs};
 use minitorch::backend::gpu::sources::all_kernels;
-use minitorch::nn::Module;
-use minitorch::optim::Sgd;
-use minitorch::train::{LossKind, TrainConfig, Trainer};
-use minitorch::Result;
-
-/// Run the course's loop briefly on the CPU with program recording on.
-fn record() -> Result<()> {
-    record_programs(true);
-    for loss in [LossKind::Guarded, LossKind::Exact] {
-        let mut t = Trainer::new(TrainConfig {
-            points: 12,
-            hidden: 4,
-            batch: 5,
-            epochs: 1,
-            loss,
-            ..TrainConfig::default()
-        })?;
-        t.epoch()?;
-        // The SGD variants the trainer does not use, on the gradients it left.
-        let mut sgd = Sgd::new(t.model.parameters(), 0.1)
-            .with_momentum(0.9)
-            .with_weight_decay(1e-4);
-        sgd.step()?;
-        sgd.step()?;
-    }
-    record_programs(false);
-    Ok(())
-}
+use minitorch::kernel_catalog::representative_programs;
 
 fn main() -> ExitCode {
     let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
         eprintln!("usage: dump_kernels DIR");
         return ExitCode::from(2);
     };
-    if let Err(e) = record() {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
-    let programs: Vec<_> = recorded_programs()
-        .into_iter()
-        .enumerate()
-        .map(|(i, (p, epilogue))| (format!("{i:02}"), p, epilogue))
-        .collect();
+    let programs = match representative_programs() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let kernels = all_kernels(&programs);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("error: cannot create {}: {e}", dir.display());

@@ -53,6 +53,7 @@ pub mod datasets;
 pub mod distributed;
 pub mod error;
 pub mod executor;
+pub mod kernel_catalog;
 pub mod layout;
 pub mod memory;
 pub mod nn;

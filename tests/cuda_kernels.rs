@@ -710,6 +710,22 @@ fn compile_generated(nvrtc: &minitorch::backend::cuda::nvrtc::Nvrtc, archs: &[i3
                 }
             }
         }
+        // Every program of the catalog (the image network, softmax, the losses, Adam and
+        // AdamW, the widest 8-in 8-out kernel), in each variant it runs as, every arch.
+        let catalog = minitorch::kernel_catalog::representative_programs()
+            .expect("the catalog's workloads run on the CPU");
+        for (_, p, epilogue) in catalog {
+            let variants: &[Variant] = if epilogue {
+                &[Variant::Matmul]
+            } else {
+                &[Variant::Strided, Variant::Contiguous]
+            };
+            for &v in variants {
+                for &arch in archs {
+                    jobs.push(("catalog", p.clone(), v, arch));
+                }
+            }
+        }
         for (name, p) in op_programs() {
             for v in [Variant::Strided, Variant::Contiguous] {
                 jobs.push((name, p.clone(), v, archs[0]));
@@ -796,10 +812,8 @@ fn dumped_kernels_compile_alone_with_nvrtc_12() {
     let Some(nvrtc) = open_nvrtc(12) else {
         return;
     };
-    let programs: Vec<_> = fused_programs()
-        .into_iter()
-        .map(|(n, p)| (n.replace(' ', "_"), p.clone(), n.contains("epilogue")))
-        .collect();
+    let programs = minitorch::kernel_catalog::representative_programs()
+        .expect("the catalog's workloads run on the CPU");
     let cu: Vec<_> = all_kernels(&programs)
         .into_iter()
         .filter(|k| k.file.ends_with(".cu"))
@@ -842,7 +856,7 @@ fn generated_fused_kernels_compile_with_nvrtc() {
     let Some(nvrtc) = open_nvrtc(13) else {
         return;
     };
-    let failures = compile_generated(&nvrtc, &[90, 75, 120]);
+    let failures = compile_generated(&nvrtc, &[75, 80, 86, 89, 90, 100, 120]);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
