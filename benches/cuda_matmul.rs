@@ -55,7 +55,7 @@ mod gpu {
                 cudarc::get_lib_name_candidates("cublas")
             ));
         }
-        let stream = be.runtime().stream.clone();
+        let stream = be.runtime().map_err(|e| e.to_string())?.stream.clone();
         catch_unwind(AssertUnwindSafe(|| CudaBlas::new(stream)))
             .map_err(|_| "cudarc panicked creating the cuBLAS handle".to_string())?
             .map_err(|e| format!("cublasCreate failed: {e:?}"))
@@ -87,7 +87,7 @@ mod gpu {
         if let Err(e) = &blas {
             println!("cuBLAS: skipped: {e}");
         }
-        let stream = be.runtime().stream.clone();
+        let stream = be.runtime()?.stream.clone();
 
         println!();
         println!(

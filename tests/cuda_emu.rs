@@ -76,7 +76,7 @@ fn every_entry_point_runs_and_agrees_with_the_cpu() {
             for op in ReduceOp::ALL {
                 agree(
                     b,
-                    &[x.clone()],
+                    std::slice::from_ref(&x),
                     1e-4,
                     &format!("reduce {op:?} [{rows}, {len}] transposed {transposed}"),
                     |b, s| b.reduce(op, &s[0], &l, 1).unwrap(),

@@ -299,6 +299,7 @@ fn wgpu_not_compiled() {
 #[test]
 fn cuda_not_compiled() {
     feature_error(Device::Cuda, "cuda");
+    feature_error(Device::CudaEmu, "cuda");
 }
 
 #[cfg(any(not(feature = "wgpu"), not(feature = "cuda")))]
@@ -315,7 +316,7 @@ fn feature_error(d: Device, feature: &str) {
                 let Error::FeatureNotCompiled { device, feature: f } = &e else {
                     unreachable!()
                 };
-                assert_eq!((*device, *f), (feature, feature));
+                assert_eq!((*device, *f), (d.name(), feature));
                 assert!(
                     e.to_string().contains(&format!("--features {feature}")),
                     "{e}"
@@ -332,7 +333,7 @@ fn feature_error(d: Device, feature: &str) {
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 #[test]
 fn compiled_devices_work_or_say_why() {
-    for d in [Device::Wgpu, Device::Cuda]
+    for d in [Device::Wgpu, Device::Cuda, Device::CudaEmu]
         .into_iter()
         .filter(|d| d.is_compiled())
     {

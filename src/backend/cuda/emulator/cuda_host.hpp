@@ -26,6 +26,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <setjmp.h>
 #include <ucontext.h>
 
 struct dim3 {
@@ -124,24 +125,33 @@ enum Status : int { OK = 0, BAD_BLOCK = 1, NO_MEMORY = 2, BAD_CONTEXT = 3 };
 constexpr std::size_t STACK_BYTES = 64 * 1024;
 constexpr unsigned MAX_THREADS = 1024;
 
+// A fiber starts once per launch through ucontext (a system call); after that, switching
+// between it and the scheduler is _setjmp/_longjmp, which saves no signal mask.
 struct Fiber {
     ucontext_t ctx;
+    jmp_buf jb;
     dim3 tid;
+    bool started;
     bool done;  // finished the current block
 };
 
-static ucontext_t scheduler;
+static ucontext_t scheduler_ctx;
+static jmp_buf scheduler;
 static Fiber* current = nullptr;  // null: threads run as plain calls (no barrier)
 static void (*body)(void*) = nullptr;
 static void* body_arg = nullptr;
 
 // A fiber runs the kernel once per block: after each it reports done and waits to be
 // resumed for the next block (the scheduler sets blockIdx and threadIdx first).
+inline void yield_to_scheduler() {
+    if (_setjmp(current->jb) == 0) _longjmp(scheduler, 1);
+}
+
 static void fiber_main() {
     for (;;) {
         body(body_arg);
         current->done = true;
-        swapcontext(&current->ctx, &scheduler);
+        yield_to_scheduler();
     }
 }
 
@@ -191,6 +201,7 @@ inline int run_grid(const Launch& l, void (*f)(void*), void* arg, bool barriers 
         fb.ctx.uc_stack.ss_sp = stacks + (std::size_t)t * STACK_BYTES;
         fb.ctx.uc_stack.ss_size = STACK_BYTES;
         fb.ctx.uc_link = nullptr;
+        fb.started = false;
         makecontext(&fb.ctx, fiber_main, 0);
     }
     for (unsigned bz = 0; bz < l.grid[2] && status == OK; ++bz)
@@ -207,7 +218,11 @@ inline int run_grid(const Launch& l, void (*f)(void*), void* arg, bool barriers 
                         if (fb.done) continue;
                         current = &fb;
                         threadIdx = fb.tid;
-                        swapcontext(&scheduler, &fb.ctx);
+                        if (_setjmp(scheduler) == 0) {
+                            if (fb.started) _longjmp(fb.jb, 1);
+                            fb.started = true;
+                            swapcontext(&scheduler_ctx, &fb.ctx);
+                        }
                         live |= !fb.done;
                     }
                 }
@@ -250,7 +265,7 @@ inline void __syncthreads() {
         // Only a module built without barriers runs threads as plain calls.
         std::abort();
     }
-    swapcontext(&emu::current->ctx, &emu::scheduler);
+    emu::yield_to_scheduler();
 }
 
 // The entry point the host looks up for kernel `name`.
