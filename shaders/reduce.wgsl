@@ -10,7 +10,7 @@
 // Correct for any length; length 0 gives the identity. WGSL has no 64-bit integers: the
 // host rejects a reduced length within 256 of 2^32, so `j = j + WG` cannot wrap.
 // Template: OPNAME is replaced by a ReduceOp name (sum, prod, max).
-// Metadata: [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
+// Metadata (src/backend/gpu/meta.rs): [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
 //            out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
