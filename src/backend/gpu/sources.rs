@@ -89,14 +89,6 @@ pub fn reduce_ops_cuda() -> String {
     out + REDUCE_BLOCK_END + "\n"
 }
 
-/// The block generated from the reduce table in a reduce kernel file's `source`, from its
-/// first line to its last (None when the markers are missing).
-fn reduce_block(source: &str) -> Option<&str> {
-    let begin = source.find(REDUCE_BLOCK_BEGIN)?;
-    let end = begin + source[begin..].find(REDUCE_BLOCK_END)? + REDUCE_BLOCK_END.len() + 1;
-    source.get(begin..end)
-}
-
 /// The WGSL of a hand-written `template` for `op`: the indexing snippet, then the template
 /// with its `OPNAME` placeholder replaced (one pipeline per op, no branch on the op).
 pub fn wgsl_family(template: &str, op: &str) -> String {
@@ -112,29 +104,13 @@ pub fn wgsl_generated(p: &Program, variant: Variant) -> String {
 /// (each once: the headers are `#pragma once`), so it compiles on its own.
 pub fn cuda_inline_headers(src: &str) -> String {
     let mut out = String::with_capacity(src.len() + 8192);
-    let mut done = [false; CUDA_HEADERS.len()];
-    for line in src.lines() {
-        let header = CUDA_HEADERS
-            .iter()
-            .position(|(name, _)| line.trim() == format!("#include \"{name}\""));
-        match header {
-            Some(h) if done[h] => {}
-            Some(h) => {
-                done[h] = true;
-                out.push_str(&cuda_inline_headers_of(CUDA_HEADERS[h].1, &mut done));
-            }
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
+    inline_headers(src, &mut [false; CUDA_HEADERS.len()], &mut out);
     out
 }
 
-/// [`cuda_inline_headers`] inside a header, sharing the record of headers already inlined.
-fn cuda_inline_headers_of(src: &str, done: &mut [bool]) -> String {
-    let mut out = String::new();
+/// [`cuda_inline_headers`] of `src` into `out`, sharing the record of headers already
+/// inlined (`done`) with the headers it includes.
+fn inline_headers(src: &str, done: &mut [bool], out: &mut String) {
     for line in src.lines() {
         let header = CUDA_HEADERS
             .iter()
@@ -143,7 +119,7 @@ fn cuda_inline_headers_of(src: &str, done: &mut [bool]) -> String {
             Some(h) if done[h] => {}
             Some(h) => {
                 done[h] = true;
-                out.push_str(&cuda_inline_headers_of(CUDA_HEADERS[h].1, done));
+                inline_headers(CUDA_HEADERS[h].1, done, out);
             }
             None if line.trim() == "#pragma once" => {}
             None => {
@@ -152,7 +128,6 @@ fn cuda_inline_headers_of(src: &str, done: &mut [bool]) -> String {
             }
         }
     }
-    out
 }
 
 /// One kernel variant as a self-contained source file.
@@ -258,6 +233,14 @@ pub fn all_kernels(programs: &[(String, Program, bool)]) -> Vec<KernelSource> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The block generated from the reduce table in a reduce kernel file's `source`, from its
+    /// first line to its last (None when the markers are missing).
+    fn reduce_block(source: &str) -> Option<&str> {
+        let begin = source.find(REDUCE_BLOCK_BEGIN)?;
+        let end = begin + source[begin..].find(REDUCE_BLOCK_END)? + REDUCE_BLOCK_END.len() + 1;
+        source.get(begin..end)
+    }
 
     /// Both reduce kernel files hold the block the reduce table generates. With
     /// MINITORCH_UPDATE_SOURCES=1 a stale block is rewritten instead (then rebuild: the
