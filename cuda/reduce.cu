@@ -15,8 +15,9 @@
 // The _contiguous entry points take an input that is contiguous: the first element of
 // output o is x_offset + (o / inner) * inner * reduce_len + o % inner, with
 // inner = reduce_stride. Loop counters are 64-bit so that no `+=` can wrap.
-// Metadata (src/backend/gpu/meta.rs): [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
-//            out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
+// Metadata (src/backend/gpu/meta.rs):
+//   [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
+//    out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
 #include "indexing.cuh"
 
 // -inf, the max row's identity.

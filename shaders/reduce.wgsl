@@ -11,8 +11,9 @@
 // host rejects a reduced length within 256 of 2^32, so `j = j + WG` cannot wrap.
 // Template: OPNAME is replaced by a ReduceOp name (sum, prod, max). The ops' identity_<op>
 // and combine_<op> are the block at the end, generated from the reduce table.
-// Metadata (src/backend/gpu/meta.rs): [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
-//            out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
+// Metadata (src/backend/gpu/meta.rs):
+//   [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
+//    out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;

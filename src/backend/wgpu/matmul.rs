@@ -23,11 +23,11 @@ pub fn matmul(rt: &Runtime, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) 
     if size > 0 {
         let max = rt.limits.max_compute_workgroups_per_dimension;
         let launch = plan::matmul_launch(words.words(), &dims, (max, max, max));
-        let pipeline = rt.pipeline(Family::Matmul, launch.entry, false)?;
         let launch = Launch {
             op: "matmul",
             kernel: Family::Matmul,
-            pipeline: &pipeline,
+            entry: launch.entry,
+            contiguous: false,
             groups: launch.grid,
         };
         rt.dispatch(&launch, &[ab, bb], out.raw(), words.words())?;

@@ -18,13 +18,12 @@ pub fn pad(rt: &Runtime, x: &Storage, layout: &Layout, spec: &PadSpec) -> Result
     if size > 0 {
         let mut words = meta_words("pad");
         meta::pad_meta(layout, spec, |what, v| words.push(what, v))?;
-        let pipeline = rt.pipeline(Family::Pad, "any", false)?;
-        let groups = rt.groups_1d("pad", size.div_ceil(256))?;
         let launch = Launch {
             op: "pad",
             kernel: Family::Pad,
-            pipeline: &pipeline,
-            groups,
+            entry: "any",
+            contiguous: false,
+            groups: rt.groups_1d("pad", size.div_ceil(256))?,
         };
         rt.dispatch(&launch, &[xb], out.raw(), words.words())?;
     }

@@ -17,13 +17,12 @@ pub fn uniform(rt: &Runtime, len: usize, key: [u32; 2]) -> Result<Storage> {
         let unused = rt.alloc("uniform", 1)?;
         let mut words = meta_words("uniform");
         meta::random_meta(len, key, |what, v| words.push(what, v))?;
-        let pipeline = rt.pipeline(Family::Random, "uniform", false)?;
-        let groups = rt.groups_1d("uniform", len.div_ceil(256))?;
         let launch = Launch {
             op: "uniform",
             kernel: Family::Random,
-            pipeline: &pipeline,
-            groups,
+            entry: "uniform",
+            contiguous: false,
+            groups: rt.groups_1d("uniform", len.div_ceil(256))?,
         };
         rt.dispatch(&launch, &[unused.raw()], out.raw(), words.words())?;
     }

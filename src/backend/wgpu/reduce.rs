@@ -36,13 +36,12 @@ pub fn reduce(rt: &Runtime, op: ReduceOp, x: &Storage, l: &Layout, dim: usize) -
             ReducePlan::Serial => (Family::ReduceSerial, out_size.div_ceil(256)),
             ReducePlan::Tree => (Family::Reduce, out_size),
         };
-        let pipeline = rt.pipeline(kernel, op.name(), launch.contiguous)?;
-        let groups = rt.groups_1d("reduce", groups)?;
         let launch = Launch {
             op: "reduce",
             kernel,
-            pipeline: &pipeline,
-            groups,
+            entry: op.name(),
+            contiguous: launch.contiguous,
+            groups: rt.groups_1d("reduce", groups)?,
         };
         rt.dispatch(&launch, &[xb], out.raw(), words.words())?;
     }
