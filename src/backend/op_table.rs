@@ -10,8 +10,10 @@
 //!   map, zip and the fused interpreter;
 //! - the generated GPU kernels: `map` and `zip` on wgpu and CUDA are one-op fused programs,
 //!   so their WGSL and CUDA come from `wgsl` / `cuda` through the fused code generators;
-//! - the symbolic gradient ([`Program::gradient`]) and the tensor `Map` function's
-//!   backward, from `grad`.
+//! - the symbolic gradient ([`Program::gradient`]) and the tensor `Map` and `Zip`
+//!   functions' backward, from `grad`;
+//! - the reduce rows' `wgsl` / `cuda` identity and combine: the block generated into
+//!   `shaders/reduce.wgsl` and `cuda/reduce.cu` (`gpu::sources`).
 //!
 //! Transcendental functions are called by name (`log_f`, `exp_f`, ...): they live in
 //! `shaders/math.wgsl` and `cuda/math.cuh`, twins with their accuracy tests.
