@@ -13,7 +13,7 @@ use super::runtime::NvrtcSource;
 use super::{count_launch, CudaBackend, CudaBuffer, NAME};
 use crate::backend::fused::{self, Program, Variant};
 use crate::backend::gpu::cache::KernelCache;
-use crate::backend::gpu::generated::GeneratedKernels;
+use crate::backend::gpu::generated::{GeneratedKernels, GeneratedLaunch};
 use crate::backend::gpu::meta::MetaWords;
 use crate::backend::{Backend, Storage};
 use crate::error::{Error, Result};
@@ -98,24 +98,15 @@ impl GeneratedKernels for CudaBackend {
         CudaBackend::wrap(buf)
     }
 
-    fn launch_generated(
-        &self,
-        op: &'static str,
-        program: &Program,
-        variant: Variant,
-        size: usize,
-        inputs: &[&Storage],
-        outputs: &[&CudaBuffer],
-        meta: &MetaWords,
-    ) -> Result<()> {
-        let k = kernel(self, program, variant)?;
+    fn launch_generated(&self, l: &GeneratedLaunch<'_, CudaBuffer>) -> Result<()> {
+        let k = kernel(self, l.program, l.variant)?;
         // Parameters: outputs, inputs, then the metadata by value.
-        let mut ptrs: SmallVec<[u64; 8]> = outputs.iter().map(|o| o.ptr()).collect();
-        for x in inputs {
+        let mut ptrs: SmallVec<[u64; 8]> = l.outputs.iter().map(|o| o.ptr()).collect();
+        for x in l.inputs {
             ptrs.push(self.buffer(x)?.ptr());
         }
-        let cfg = self.elementwise_cfg(size);
-        launch(self, op, &k, cfg, &ptrs, &Meta::from_words(meta))
+        let cfg = self.elementwise_cfg(l.size);
+        launch(self, l.op, &k, cfg, &ptrs, &Meta::from_words(l.meta))
     }
 
     fn matmul_primitive(

@@ -26,20 +26,9 @@ pub trait GeneratedKernels {
     /// `buf`, holding `len` floats, as a storage.
     fn wrap_buffer(&self, buf: Self::Buffer, len: usize) -> Storage;
 
-    /// One launch of the kernel of `program` as `variant` (compiled and cached on first
-    /// use), one thread per element of `size`: it reads `inputs`, writes `outputs` and
-    /// takes `meta`. The backend orders buffers as its generated kernels declare them.
-    #[allow(clippy::too_many_arguments)]
-    fn launch_generated(
-        &self,
-        op: &'static str,
-        program: &Program,
-        variant: Variant,
-        size: usize,
-        inputs: &[&Storage],
-        outputs: &[&Self::Buffer],
-        meta: &MetaWords,
-    ) -> Result<()>;
+    /// One launch of a generated kernel (compiled and cached on first use), ordering
+    /// its buffers as the backend's generated kernels declare them.
+    fn launch_generated(&self, launch: &GeneratedLaunch<'_, Self::Buffer>) -> Result<()>;
 
     /// The tiled primitive matmul (a `matmul_fused` too large for one generated kernel).
     fn matmul_primitive(
@@ -49,6 +38,25 @@ pub trait GeneratedKernels {
         b: &Storage,
         bl: &Layout,
     ) -> Result<Storage>;
+}
+
+/// One launch of the kernel of `program` as `variant`, one thread per element of `size`:
+/// it reads `inputs`, writes `outputs` and takes `meta`.
+pub struct GeneratedLaunch<'a, Buffer> {
+    /// The op, for errors.
+    pub op: &'static str,
+    /// The program whose kernel runs.
+    pub program: &'a Program,
+    /// Which of its kernels.
+    pub variant: Variant,
+    /// Threads (result elements).
+    pub size: usize,
+    /// The inputs, in the program's order (for a matmul: a, b, then the epilogue's).
+    pub inputs: &'a [&'a Storage],
+    /// The fresh outputs.
+    pub outputs: &'a [&'a Buffer],
+    /// The metadata words.
+    pub meta: &'a MetaWords,
 }
 
 /// `program` over `inputs` as one launch; one storage per output.
@@ -119,7 +127,15 @@ fn elementwise<B: GeneratedKernels>(
         meta::elementwise_meta(shape, &layouts, params, |what, v| words.push(what, v))?;
         let ins: SmallVec<[&Storage; 4]> = inputs.iter().map(|(x, _)| *x).collect();
         let out_refs: SmallVec<[&B::Buffer; 2]> = outs.iter().collect();
-        be.launch_generated(op, program, variant, size, &ins, &out_refs, &words)?;
+        be.launch_generated(&GeneratedLaunch {
+            op,
+            program,
+            variant,
+            size,
+            inputs: &ins,
+            outputs: &out_refs,
+            meta: &words,
+        })?;
     }
     Ok(outs.into_iter().map(|o| be.wrap_buffer(o, size)).collect())
 }
@@ -158,7 +174,15 @@ pub fn matmul_fused<B: GeneratedKernels>(
         })?;
         let mut ins: SmallVec<[&Storage; 4]> = smallvec::smallvec![a, b];
         ins.extend(extra.iter().map(|(x, _)| *x));
-        be.launch_generated(OP, epilogue, Variant::Matmul, size, &ins, &[&out], &words)?;
+        be.launch_generated(&GeneratedLaunch {
+            op: OP,
+            program: epilogue,
+            variant: Variant::Matmul,
+            size,
+            inputs: &ins,
+            outputs: &[&out],
+            meta: &words,
+        })?;
     }
     Ok(be.wrap_buffer(out, size))
 }

@@ -11,7 +11,7 @@ use super::runtime::{storage_entry, Runtime, NAME};
 use super::{buffer, meta_words, WgpuBackend};
 use crate::backend::fused::{self, Program, Variant};
 use crate::backend::gpu::cache::KernelCache;
-use crate::backend::gpu::generated::GeneratedKernels;
+use crate::backend::gpu::generated::{GeneratedKernels, GeneratedLaunch};
 use crate::backend::gpu::meta::MetaWords;
 use crate::backend::gpu::sources;
 use crate::backend::Storage;
@@ -90,32 +90,24 @@ impl GeneratedKernels for Runtime {
         WgpuBackend::wrap(buf, len)
     }
 
-    fn launch_generated(
-        &self,
-        op: &'static str,
-        program: &Program,
-        variant: Variant,
-        size: usize,
-        inputs: &[&Storage],
-        outputs: &[&PooledBuffer],
-        meta: &MetaWords,
-    ) -> Result<()> {
-        let k = kernel(self, program, variant, inputs.len() + outputs.len())?;
+    fn launch_generated(&self, l: &GeneratedLaunch<'_, PooledBuffer>) -> Result<()> {
+        let k = kernel(self, l.program, l.variant, l.inputs.len() + l.outputs.len())?;
         // Bindings: inputs, outputs, then the metadata.
-        let ins = inputs
+        let ins = l
+            .inputs
             .iter()
             .map(|x| buffer(x))
             .collect::<Result<SmallVec<[_; 4]>>>()?;
-        let outs: SmallVec<[&wgpu::Buffer; 2]> = outputs.iter().map(|o| o.raw()).collect();
-        let groups = self.groups_1d(op, size.div_ceil(256))?;
+        let outs: SmallVec<[&wgpu::Buffer; 2]> = l.outputs.iter().map(|o| o.raw()).collect();
+        let groups = self.groups_1d(l.op, l.size.div_ceil(256))?;
         self.dispatch_bound(
-            op,
+            l.op,
             &k.pipeline,
             &k.layout,
             groups,
             &ins,
             &outs,
-            meta.words(),
+            l.meta.words(),
         )
     }
 
