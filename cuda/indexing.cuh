@@ -1,17 +1,9 @@
 // Shared index arithmetic of the CUDA kernels (twin of shaders/indexing.wgsl).
 //
-// Kernel metadata (all u32, same layout as the WGSL kernels; see notes in
-// src/backend/cuda/kernels.rs):
-//   map:    [size, rank, x_offset, shape[rank], x_strides[rank]]
-//   zip:    [size, rank, a_offset, b_offset, shape[rank], a_strides[rank], b_strides[rank]]
-//   reduce: [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
-//            out_shape[rank] (reduce_dim set to 1), x_strides[rank]]
-//   matmul: [batch, n, k, m, batch_rank, a_offset, b_offset, a_row_stride, a_col_stride,
-//            b_row_stride, b_col_stride, batch_shape[batch_rank],
-//            a_batch_strides[batch_rank], b_batch_strides[batch_rank]]
-//
-// The metadata travels by value as a kernel parameter (`__grid_constant__`, so it stays in
-// the constant bank: no upload and no copy per launch).
+// Kernel metadata: all u32, the same words as the WGSL kernels, written for both by
+// src/backend/gpu/meta.rs (where every kernel's layout is documented). It travels by
+// value as a kernel parameter (`__grid_constant__`, so it stays in the constant bank: no
+// upload and no copy per launch).
 #pragma once
 
 // `__grid_constant__` exists from compute capability 7.0 on; below it (Pascal: P100,
@@ -25,9 +17,7 @@
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
-// Most dimensions a layout may have (the host merges dimensions first and rejects more).
-#define MAX_DIMS 16
-// Words of metadata per launch: enough for the largest layout (matmul: 11 + 3 * 16).
+// Words of metadata per launch (the host rejects a launch whose words do not fit).
 #define META_WORDS 64
 
 struct Meta {

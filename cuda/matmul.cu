@@ -21,9 +21,10 @@
 // conflicts; the slices are double-buffered (the next is loaded into registers while the
 // current one is multiplied, one barrier per step). The host picks it (kernels.rs,
 // matmul_fast_applies); anything else takes `matmul`.
-// Metadata: [batch, n, k, m, batch_rank, a_offset, b_offset, a_row_stride, a_col_stride,
-//            b_row_stride, b_col_stride, batch_shape[batch_rank],
-//            a_batch_strides[batch_rank], b_batch_strides[batch_rank]].
+// Metadata (src/backend/gpu/meta.rs):
+//   [batch, n, k, m, batch_rank, a_offset, b_offset, a_row_stride, a_col_stride,
+//    b_row_stride, b_col_stride, batch_shape[batch_rank],
+//    a_batch_strides[batch_rank], b_batch_strides[batch_rank]].
 #include "indexing.cuh"
 
 #define TILE 64          // output tile edge (rows of A and columns of B per block)

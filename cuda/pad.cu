@@ -1,8 +1,9 @@
 // pad (twin of shaders/pad.wgsl): zero padding with dilation, the convolution family.
 // Along every dimension input element i lands at output position lo + i * step (lo
 // negative crops); every other output element is 0. Grid-stride loop over the output.
-// Metadata: [size, rank, x_offset, out_shape[rank], in_shape[rank], x_strides[rank],
-//            lo[rank] (i32 bits), step[rank]].
+// Metadata (src/backend/gpu/meta.rs):
+//   [size, rank, x_offset, out_shape[rank], in_shape[rank], x_strides[rank],
+//    lo[rank] (i32 bits), step[rank]].
 #include "indexing.cuh"
 
 extern "C" __global__ void __launch_bounds__(BLOCK)

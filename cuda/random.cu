@@ -2,7 +2,7 @@
 // (src/backend/random.rs). Element i of the draw with key (k0, k1) is
 // hash(hash(i_lo ^ k0) ^ i_hi ^ k1) with Chris Wellons' lowbias32 mixer, its top 24 bits
 // scaled to [0, 1). Grid-stride loop over the output.
-// Metadata: [size_lo, size_hi, k0, k1].
+// Metadata (src/backend/gpu/meta.rs): [size_lo, size_hi, k0, k1].
 #include "indexing.cuh"
 
 __device__ __forceinline__ u32 hash32(u32 x) {

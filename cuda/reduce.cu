@@ -9,27 +9,19 @@
 //   position folds the whole reduced dimension in order. For short reduced dimensions or
 //   many outputs: neighbouring threads read neighbouring addresses whenever the reduced
 //   dimension is not the innermost one, and no block waits on a barrier.
-// Both are correct for any length: an empty dimension gives the identity.
+// Both are correct for any length: an empty dimension gives the identity. Each op is a
+// struct with identity() and combine(acc, v) and a REDUCE_ENTRY line, in the block at the
+// end generated from the reduce table.
 // The _contiguous entry points take an input that is contiguous: the first element of
 // output o is x_offset + (o / inner) * inner * reduce_len + o % inner, with
 // inner = reduce_stride. Loop counters are 64-bit so that no `+=` can wrap.
-// Metadata: [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
-//            out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
+// Metadata (src/backend/gpu/meta.rs):
+//   [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
+//    out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
 #include "indexing.cuh"
 
-struct OpSum {
-    __device__ static float identity() { return 0.0f; }
-    __device__ static float combine(float acc, float x) { return acc + x; }
-};
-struct OpProd {
-    __device__ static float identity() { return 1.0f; }
-    __device__ static float combine(float acc, float x) { return acc * x; }
-};
-struct OpMax {
-    __device__ static float identity() { return -__int_as_float(0x7f800000); }
-    // NaN wins, as in operators::max.
-    __device__ static float combine(float acc, float x) { return acc > x || acc != acc ? acc : x; }
-};
+// -inf, the max row's identity.
+__device__ __forceinline__ float neg_inf() { return -__int_as_float(0x7f800000); }
 
 // Storage position of the first element of output o's reduced run.
 template <bool CONTIG>
@@ -122,6 +114,21 @@ __device__ __forceinline__ void reduce_serial_kernel(float* __restrict__ out,
         reduce_serial_kernel<Op, true>(out, x, meta);                                              \
     }
 
+// BEGIN reduce table: one entry per row of src/backend/op_table.rs, written by
+// src/backend/gpu/sources.rs (MINITORCH_UPDATE_SOURCES=1 cargo test --lib gpu::sources).
+struct OpSum {
+    __device__ static float identity() { return 0.0f; }
+    __device__ static float combine(float acc, float v) { return acc + v; }
+};
 REDUCE_ENTRY(sum, OpSum)
+struct OpProd {
+    __device__ static float identity() { return 1.0f; }
+    __device__ static float combine(float acc, float v) { return acc * v; }
+};
 REDUCE_ENTRY(prod, OpProd)
+struct OpMax {
+    __device__ static float identity() { return neg_inf(); }
+    __device__ static float combine(float acc, float v) { return (acc > v || acc != acc ? acc : v); }
+};
 REDUCE_ENTRY(max, OpMax)
+// END reduce table

@@ -1,6 +1,6 @@
 // Shared indexing helpers, concatenated in front of every kernel (WGSL has no #include).
 //
-// Every kernel declares its metadata as `md: array<u32>` (layouts in docs/ARCHITECTURE.md, "GPU kernels");
+// Every kernel declares its metadata as `md: array<u32>` (layouts in src/backend/gpu/meta.rs);
 // these helpers read shapes and strides straight out of it, so the index arithmetic is
 // written once. Layouts are never broadcast here: the caller hands over stride-0 layouts.
 

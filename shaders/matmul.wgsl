@@ -20,9 +20,10 @@
 // slices are double-buffered (the next is loaded into registers while the current one is
 // multiplied). The
 // vec4 views a4, b4, out4 alias bindings 0-2 and are used by matmul_fast only.
-// Metadata: [batch, n, k, m, batch_rank, a_offset, b_offset, a_row_stride, a_col_stride,
-//            b_row_stride, b_col_stride, batch_shape[batch_rank],
-//            a_batch_strides[batch_rank], b_batch_strides[batch_rank]].
+// Metadata (src/backend/gpu/meta.rs):
+//   [batch, n, k, m, batch_rank, a_offset, b_offset, a_row_stride, a_col_stride,
+//    b_row_stride, b_col_stride, batch_shape[batch_rank],
+//    a_batch_strides[batch_rank], b_batch_strides[batch_rank]].
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;

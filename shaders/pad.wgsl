@@ -1,8 +1,9 @@
 // pad (twin of cuda/pad.cu): zero padding with dilation, the convolution family. Along
 // every dimension input element i lands at output position lo + i * step (lo negative
 // crops); every other output element is 0. One thread per output element.
-// Metadata: [size, rank, x_offset, out_shape[rank], in_shape[rank], x_strides[rank],
-//            lo[rank] (i32 bits), step[rank]].
+// Metadata (src/backend/gpu/meta.rs):
+//   [size, rank, x_offset, out_shape[rank], in_shape[rank], x_strides[rank],
+//    lo[rank] (i32 bits), step[rank]].
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;

@@ -2,7 +2,8 @@
 // (src/backend/random.rs). Element i of the draw with key (k0, k1) is
 // hash(hash(i ^ k0) ^ k1) with Chris Wellons' lowbias32 mixer, its top 24 bits scaled to
 // [0, 1). Every WGSL extent is below 2^32, so the index's high word is 0.
-// Metadata: [size, k0, k1]. Binding 0 is unused (every kernel family binds one input).
+// Metadata (src/backend/gpu/meta.rs): [size_lo, size_hi, k0, k1]; size_hi is 0 here.
+// Binding 0 is unused (every kernel family binds one input).
 
 @group(0) @binding(0) var<storage, read> unused: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -25,6 +26,6 @@ fn random_OPNAME(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     if (i >= md[0]) {
         return;
     }
-    let h = hash32(hash32(i ^ md[1]) ^ md[2]);
+    let h = hash32(hash32(i ^ md[2]) ^ md[3]);
     out[i] = f32(h >> 8u) * (1.0 / 16777216.0);
 }

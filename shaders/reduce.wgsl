@@ -9,9 +9,11 @@
 //   outputs whose reduced dimension is not the innermost one (coalesced reads).
 // Correct for any length; length 0 gives the identity. WGSL has no 64-bit integers: the
 // host rejects a reduced length within 256 of 2^32, so `j = j + WG` cannot wrap.
-// Template: OPNAME is replaced by a ReduceOp name (sum, prod, max).
-// Metadata: [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
-//            out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
+// Template: OPNAME is replaced by a ReduceOp name (sum, prod, max). The ops' identity_<op>
+// and combine_<op> are the block at the end, generated from the reduce table.
+// Metadata (src/backend/gpu/meta.rs):
+//   [out_size, rank, x_offset, reduce_dim, reduce_len, reduce_stride,
+//    out_shape[rank] (reduce_dim set to 1), x_strides[rank]].
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -19,19 +21,11 @@
 
 var<workgroup> part: array<f32, 256>;
 
-fn identity_sum() -> f32 { return 0.0; }
-fn identity_prod() -> f32 { return 1.0; }
-// -inf made at run time: a constant expression may not be infinite (Chromium's Tint rejects
-// it; naga accepts it).
-fn identity_max() -> f32 {
+// -inf made at run time (the max row's identity): a constant expression may not be
+// infinite (Chromium's Tint rejects it; naga accepts it).
+fn neg_inf() -> f32 {
     var bits = 0xff800000u;
     return bitcast<f32>(bits);
-}
-fn combine_sum(acc: f32, v: f32) -> f32 { return acc + v; }
-fn combine_prod(acc: f32, v: f32) -> f32 { return acc * v; }
-// NaN wins (tested on the bits: WGSL may assume comparisons never see NaN).
-fn combine_max(acc: f32, v: f32) -> f32 {
-    return select(v, acc, acc > v || (bitcast<u32>(acc) & 0x7fffffffu) > 0x7f800000u);
 }
 
 // Fold this thread's share starting at storage position `base`, then the tree; thread 0
@@ -119,3 +113,25 @@ fn reduce_serial_OPNAME_contiguous(@builtin(workgroup_id) wg: vec3<u32>, @builti
     let stride = max(md[5], 1u);
     out[o] = serial_fold(md[2] + (o / stride) * md[4] * stride + (o % stride));
 }
+
+// BEGIN reduce table: one entry per row of src/backend/op_table.rs, written by
+// src/backend/gpu/sources.rs (MINITORCH_UPDATE_SOURCES=1 cargo test --lib gpu::sources).
+fn identity_sum() -> f32 {
+    return 0.0;
+}
+fn combine_sum(acc: f32, v: f32) -> f32 {
+    return acc + v;
+}
+fn identity_prod() -> f32 {
+    return 1.0;
+}
+fn combine_prod(acc: f32, v: f32) -> f32 {
+    return acc * v;
+}
+fn identity_max() -> f32 {
+    return neg_inf();
+}
+fn combine_max(acc: f32, v: f32) -> f32 {
+    return select(v, acc, acc > v || (bitcast<u32>(acc) & 0x7fffffffu) > 0x7f800000u);
+}
+// END reduce table

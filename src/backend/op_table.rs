@@ -10,8 +10,10 @@
 //!   map, zip and the fused interpreter;
 //! - the generated GPU kernels: `map` and `zip` on wgpu and CUDA are one-op fused programs,
 //!   so their WGSL and CUDA come from `wgsl` / `cuda` through the fused code generators;
-//! - the symbolic gradient ([`Program::gradient`]) and the tensor `Map` function's
-//!   backward, from `grad`.
+//! - the symbolic gradient ([`Program::gradient`]) and the tensor `Map` and `Zip`
+//!   functions' backward, from `grad`;
+//! - the reduce rows' `wgsl` / `cuda` identity and combine: the block generated into
+//!   `shaders/reduce.wgsl` and `cuda/reduce.cu` (`gpu::sources`).
 //!
 //! Transcendental functions are called by name (`log_f`, `exp_f`, ...): they live in
 //! `shaders/math.wgsl` and `cuda/math.cuh`, twins with their accuracy tests.
@@ -182,21 +184,38 @@ macro_rules! binary_table {
 }
 
 /// The reduction table. `$cb!` receives `$args` and then one row per op:
-/// `Variant { name, identity, combine }` (the start value, the result for an empty
-/// dimension, and the fold of one value into the accumulator).
+/// `Variant { name, identity, combine, wgsl, cuda }`: the start value (the result for an
+/// empty dimension) and the fold of one value into the accumulator, in Rust (the
+/// reference) and as `(identity, combine)` expressions in WGSL and CUDA C (`{a}` the
+/// accumulator, `{b}` the value). The GPU reduce kernels (`shaders/reduce.wgsl`,
+/// `cuda/reduce.cu`) hold these expressions in a block generated from the table
+/// (`gpu::sources::reduce_ops_wgsl` / `reduce_ops_cuda`; a test says when it is stale).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! reduce_table {
     ($cb:ident! $args:tt) => {
         $cb! { $args
             /// Sum, starting from 0.
-            Sum { name: "sum", identity: 0.0f32, combine: |acc: f32, v: f32| acc + v, }
+            Sum {
+                name: "sum", identity: 0.0f32, combine: |acc: f32, v: f32| acc + v,
+                wgsl: ("0.0", "{a} + {b}"), cuda: ("0.0f", "{a} + {b}"),
+            }
             /// Product, starting from 1.
-            Prod { name: "prod", identity: 1.0f32, combine: |acc: f32, v: f32| acc * v, }
-            /// Maximum, starting from -inf; NaN wins (`operators::max`).
+            Prod {
+                name: "prod", identity: 1.0f32, combine: |acc: f32, v: f32| acc * v,
+                wgsl: ("1.0", "{a} * {b}"), cuda: ("1.0f", "{a} * {b}"),
+            }
+            /// Maximum, starting from -inf; NaN wins (`operators::max`; WGSL tests the
+            /// bits, as it may assume comparisons never see NaN). `neg_inf()` is made at
+            /// run time in the kernels: a constant may not be infinite in WGSL.
             Max {
                 name: "max", identity: f32::NEG_INFINITY,
                 combine: |acc: f32, v: f32| ops::max(acc, v),
+                wgsl: (
+                    "neg_inf()",
+                    "select({b}, {a}, {a} > {b} || (bitcast<u32>({a}) & 0x7fffffffu) > 0x7f800000u)"
+                ),
+                cuda: ("neg_inf()", "({a} > {b} || {a} != {a} ? {a} : {b})"),
             }
         }
     };
@@ -340,7 +359,9 @@ macro_rules! define_binary {
 
 macro_rules! define_reduce {
     (() $( $(#[$doc:meta])* $V:ident {
-        name: $name:literal, identity: $identity:expr, combine: $combine:expr $(,)?
+        name: $name:literal, identity: $identity:expr, combine: $combine:expr,
+        wgsl: ($wgsl_id:literal, $wgsl_comb:literal $(,)?),
+        cuda: ($cuda_id:literal, $cuda_comb:literal $(,)?) $(,)?
     } )*) => {
         /// Reductions along one dimension (MiniTorch's reduce ops), one row each of the
         /// op table (`src/backend/op_table.rs`).
@@ -369,6 +390,26 @@ macro_rules! define_reduce {
             pub fn combine(self, acc: f32, x: f32) -> f32 {
                 match self { $(ReduceOp::$V => ($combine)(acc, x),)* }
             }
+
+            /// The start value as a WGSL expression.
+            pub fn wgsl_identity(self) -> &'static str {
+                match self { $(ReduceOp::$V => $wgsl_id,)* }
+            }
+
+            /// The fold of the WGSL expression `v` into the accumulator `acc`.
+            pub fn wgsl_combine(self, acc: &str, v: &str) -> String {
+                match self { $(ReduceOp::$V => fill($wgsl_comb, acc, v),)* }
+            }
+
+            /// The start value as a CUDA C expression.
+            pub fn cuda_identity(self) -> &'static str {
+                match self { $(ReduceOp::$V => $cuda_id,)* }
+            }
+
+            /// The fold of the CUDA C expression `v` into the accumulator `acc`.
+            pub fn cuda_combine(self, acc: &str, v: &str) -> String {
+                match self { $(ReduceOp::$V => fill($cuda_comb, acc, v),)* }
+            }
         }
     };
 }
@@ -396,6 +437,14 @@ mod tests {
         }
         for op in BinaryOp::ALL {
             for e in [op.wgsl("v7", "v8"), op.cuda("v7", "v8")] {
+                assert!(
+                    e.contains("v7") && e.contains("v8") && !e.contains('{'),
+                    "{op:?}: {e}"
+                );
+            }
+        }
+        for op in ReduceOp::ALL {
+            for e in [op.wgsl_combine("v7", "v8"), op.cuda_combine("v7", "v8")] {
                 assert!(
                     e.contains("v7") && e.contains("v8") && !e.contains('{'),
                     "{op:?}: {e}"

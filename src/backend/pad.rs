@@ -162,38 +162,3 @@ pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
         }
     }
 }
-
-/// GPU metadata of a pad (wgpu and CUDA): `[size, rank, x_offset, out_shape[rank],
-/// in_shape[rank], x_strides[rank], lo[rank] (two's complement), step[rank]]`.
-pub fn meta(op: &'static str, l: &Layout, spec: &PadSpec) -> Result<Vec<u32>> {
-    let u = |what: &str, v: usize| -> Result<u32> {
-        u32::try_from(v).map_err(|_| {
-            Error::shape(
-                op,
-                &[l.shape(), &spec.out_shape],
-                format!("{what} {v} does not fit the kernel's 32-bit indices"),
-            )
-        })
-    };
-    let r = l.dims();
-    let mut m = Vec::with_capacity(3 + 5 * r);
-    m.push(u("size", spec.out_shape.iter().product())?);
-    m.push(r as u32);
-    m.push(u("offset", l.offset())?);
-    for &n in &spec.out_shape {
-        m.push(u("length", n)?);
-    }
-    for &n in l.shape() {
-        m.push(u("length", n)?);
-    }
-    for &s in l.strides() {
-        m.push(u("stride", s)?);
-    }
-    for &lo in &spec.lo {
-        m.push(lo as i32 as u32);
-    }
-    for &s in &spec.step {
-        m.push(u("step", s)?);
-    }
-    Ok(m)
-}

@@ -4,7 +4,7 @@
 //! [`Function`] that knows the backward. Backward results are summed back to each input's
 //! shape in one place (`Tensor::chain_rule`), so no function handles broadcasting itself.
 
-use smallvec::smallvec;
+use smallvec::{smallvec, SmallVec};
 
 use crate::backend::fused::{Node, Program};
 use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
@@ -49,7 +49,51 @@ fn check_dim(op: &'static str, t: &Tensor, dim: usize) -> Result<()> {
     Ok(())
 }
 
-// ----- map -----------------------------------------------------------------------------
+// ----- map and zip ------------------------------------------------------------------------
+
+/// The backward of the one-op program `op` (a row of the op table) applied to `inputs`:
+/// the table's derivative as the program's symbolic gradient, run as one fused kernel over
+/// `(inputs..., grad)` for the inputs that need a gradient. A gradient that is the
+/// incoming one itself (`Id`, `Add`) is passed on and a zero one (comparisons, flat almost
+/// everywhere as in MiniTorch) is filled, with no kernel.
+fn table_backward(
+    op: &Program,
+    name: &'static str,
+    grad: &Tensor,
+    inputs: &[Tensor],
+) -> Result<Grads> {
+    let mut out: Grads = smallvec![None; inputs.len()];
+    let wanted: SmallVec<[usize; 2]> = (0..inputs.len())
+        .filter(|&i| inputs[i].needs_grad())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let gp = op.gradient(0, &wanted).map_err(|_| Error::Autodiff {
+        op: "backward",
+        msg: format!("{name} has no backward"),
+    })?;
+    let mut kernel: SmallVec<[usize; 2]> = SmallVec::new();
+    for (k, &i) in wanted.iter().enumerate() {
+        match gp.nodes()[gp.outputs()[k]] {
+            Node::Input(j) if j == inputs.len() => out[i] = Some(grad.clone()),
+            Node::Const(bits) if f32::from_bits(bits) == 0.0 => {
+                out[i] = Some(inputs[i].full_like(inputs[i].shape(), 0.0)?)
+            }
+            _ => kernel.push(i),
+        }
+    }
+    if !kernel.is_empty() {
+        let gp = op.gradient(0, &kernel)?;
+        let mut args: SmallVec<[&Tensor; 3]> = inputs.iter().collect();
+        args.push(grad);
+        let grads = Tensor::fused(&gp, &args, &[])?;
+        for (i, g) in kernel.into_iter().zip(grads) {
+            out[i] = Some(g);
+        }
+    }
+    Ok(out)
+}
 
 struct Map(UnaryOp);
 
@@ -60,16 +104,9 @@ impl Function for Map {
 
     /// The op table's derivative, as one fused kernel `g * f'(x)` (none for `Id`).
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
-        let gp = Program::of_unary(self.0).gradient(0, &[0])?;
-        if gp.nodes()[gp.outputs()[0]] == Node::Input(1) {
-            return Ok(smallvec![Some(grad.clone())]);
-        }
-        let mut g = Tensor::fused(&gp, &[&inputs[0], grad], &[])?;
-        Ok(smallvec![Some(g.remove(0))])
+        table_backward(Program::of_unary(self.0), self.name(), grad, inputs)
     }
 }
-
-// ----- zip -----------------------------------------------------------------------------
 
 struct Zip(BinaryOp);
 
@@ -78,25 +115,10 @@ impl Function for Zip {
         self.0.function_name()
     }
 
+    /// The op table's derivative, as one fused kernel for both operands (none for `Add`;
+    /// zeros for the comparisons).
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
-        let (a, b) = (&inputs[0], &inputs[1]);
-        Ok(match self.0 {
-            BinaryOp::Add => smallvec![Some(grad.clone()), Some(grad.clone())],
-            BinaryOp::Mul => smallvec![Some(grad.mul(b)?), Some(grad.mul(a)?)],
-            // Comparisons are flat almost everywhere: zero gradients, as in MiniTorch.
-            BinaryOp::Lt | BinaryOp::Eq => {
-                smallvec![
-                    Some(a.full_like(a.shape(), 0.0)?),
-                    Some(b.full_like(b.shape(), 0.0)?),
-                ]
-            }
-            _ => {
-                return Err(Error::Autodiff {
-                    op: "backward",
-                    msg: format!("{} has no backward", self.name()),
-                })
-            }
-        })
+        table_backward(Program::of_binary(self.0), self.name(), grad, inputs)
     }
 }
 

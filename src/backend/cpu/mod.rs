@@ -201,7 +201,7 @@ macro_rules! with_reduce {
 macro_rules! monomorphise_reduce {
     (($op:expr, $c:ident, $i:ident, $body:expr)
      $( $(#[$doc:meta])* $V:ident { name: $name:literal, identity: $identity:expr,
-        combine: $combine:expr $(,)? } )*) => {
+        combine: $combine:expr, $($rest:tt)* } )*) => {
         match $op {
             $( ReduceOp::$V => {
                 let ($c, $i) = ($combine, $identity);

@@ -1,18 +1,19 @@
-//! Fused programs on CUDA: one CUDA C kernel generated per distinct program and variant
-//! ([`fused::cuda_source`], the twin of the WGSL one),
-//! compiled with NVRTC once and cached, launched on the backend's stream with the
-//! metadata and scalar parameters by value (nothing is uploaded per launch).
+//! The generated kernels on CUDA (fused programs, and `map` / `zip` as one-op programs):
+//! one CUDA C kernel per distinct program and variant ([`fused::cuda_source`], the twin
+//! of the WGSL one), compiled with NVRTC once and cached, launched on the backend's stream
+//! with the metadata and scalar parameters by value (nothing is uploaded per launch).
+//! What to launch is decided in [`crate::backend::gpu::generated`].
 
 use std::sync::Arc;
 
 use super::device::Module;
-use super::kernels::{self, MetaBuilder, HEADERS};
+use super::kernels::{self, Meta, HEADERS};
 use super::runtime::NvrtcSource;
-use super::CudaBackend;
-use crate::backend::fused::{self, Program, ProgramBuilder, Variant, FUSED_MATMUL_MAX_WORK};
-use crate::backend::Backend;
-use crate::backend::{check, BinaryOp, Outputs, Storage, UnaryOp};
-
+use super::{CudaBackend, CudaBuffer};
+use crate::backend::fused::{self, Program, ProgramBuilder, Variant};
+use crate::backend::gpu::generated::{GeneratedKernels, GeneratedLaunch};
+use crate::backend::gpu::meta::MetaWords;
+use crate::backend::{Backend, Storage, UnaryOp};
 use crate::error::Result;
 use crate::layout::Layout;
 use smallvec::SmallVec;
@@ -53,7 +54,7 @@ fn launch(
     variant: Variant,
     size: usize,
     ptrs: &[u64],
-    meta: &kernels::Meta,
+    meta: &Meta,
 ) -> Result<()> {
     be.launch_module(
         op,
@@ -69,126 +70,46 @@ fn launch(
     Ok(())
 }
 
-/// `program` over `inputs` as one launch; one storage per output.
-pub fn fused(
-    be: &CudaBackend,
-    program: &Program,
-    inputs: &[(&Storage, &Layout)],
-    params: &[f32],
-) -> Result<Outputs> {
-    check::fused(program, inputs, params)?;
-    elementwise(be, "fused", program, inputs, params)
-}
+impl GeneratedKernels for CudaBackend {
+    type Buffer = CudaBuffer;
 
-/// `map`: `op` on every element of `x` read through `layout`, as the op table's one-op
-/// program; errors name `name` (`copy` is `map` with `id`).
-pub fn map(
-    be: &CudaBackend,
-    name: &'static str,
-    op: UnaryOp,
-    x: &Storage,
-    layout: &Layout,
-) -> Result<Storage> {
-    check::fits(name, x, layout)?;
-    let mut out = elementwise(be, name, Program::of_unary(op), &[(x, layout)], &[])?;
-    Ok(out.remove(0))
-}
-
-/// `zip`: `op` on element pairs of `a` and `b` (layouts of one shape), as the op table's
-/// one-op program.
-pub fn zip(
-    be: &CudaBackend,
-    op: BinaryOp,
-    a: &Storage,
-    al: &Layout,
-    b: &Storage,
-    bl: &Layout,
-) -> Result<Storage> {
-    check::zip(a, al, b, bl)?;
-    let mut out = elementwise(be, "zip", Program::of_binary(op), &[(a, al), (b, bl)], &[])?;
-    Ok(out.remove(0))
-}
-
-/// A checked elementwise call of `program` as one launch (errors name `op`).
-fn elementwise(
-    be: &CudaBackend,
-    op: &'static str,
-    program: &Program,
-    inputs: &[(&Storage, &Layout)],
-    params: &[f32],
-) -> Result<Outputs> {
-    let shape = inputs[0].1.shape();
-    let size = inputs[0].1.size();
-    let outs = (0..program.outputs().len())
-        .map(|_| be.pool.alloc(size))
-        .collect::<Result<Vec<_>>>()?;
-    if size > 0 {
-        for (_, l) in inputs {
-            kernels::check_elementwise(op, l)?;
-        }
-        let variant = if inputs.iter().all(|(_, l)| l.is_contiguous()) {
-            Variant::Contiguous
-        } else {
-            Variant::Strided
-        };
-        let layouts: SmallVec<[&Layout; 4]> = inputs.iter().map(|(_, l)| *l).collect();
-        let mut meta = MetaBuilder::new(op);
-        fused::elementwise_meta(shape, &layouts, params, |what, v| meta.push(what, v))?;
-        let k = kernel(be, program, variant)?;
-        let mut ptrs: SmallVec<[u64; 8]> = outs.iter().map(|o| o.ptr()).collect();
-        for (x, _) in inputs {
-            ptrs.push(be.buffer(x)?.ptr());
-        }
-        launch(be, op, &k, variant, size, &ptrs, &meta.finish())?;
+    fn meta_words(&self, op: &'static str) -> MetaWords {
+        kernels::meta_words(op)
     }
-    Ok(outs.into_iter().map(|o| be.wrap(o)).collect())
-}
 
-/// `epilogue(a @ b, extra...)` as one launch of a generated matmul (two launches, the
-/// tiled primitive and the epilogue, past [`FUSED_MATMUL_MAX_WORK`]).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_fused(
-    be: &CudaBackend,
-    a: &Storage,
-    al: &Layout,
-    b: &Storage,
-    bl: &Layout,
-    epilogue: &Program,
-    extra: &[(&Storage, &Layout)],
-    params: &[f32],
-) -> Result<Storage> {
-    let ((batch, n, k, m), shape) = check::matmul_fused(a, al, b, bl, epilogue, extra, params)?;
-    let size = batch * n * m;
-    if size.saturating_mul(k) > FUSED_MATMUL_MAX_WORK {
-        // Large: the tiled primitive, then the epilogue over its result.
-        let product = be.matmul(a, al, b, bl)?;
-        return fused::then_epilogue(&product, &shape, extra, |ins| {
-            fused(be, epilogue, ins, params)
-        });
+    fn alloc(&self, _op: &'static str, len: usize) -> Result<CudaBuffer> {
+        self.pool.alloc(len)
     }
-    let out = be.pool.alloc(size)?;
-    if size > 0 {
-        // The same checks (u32 positions, rank) as the primitive matmul.
-        kernels::matmul_meta(al, bl)?;
-        let mut meta = MetaBuilder::new("matmul_fused");
-        let layouts: Vec<&Layout> = extra.iter().map(|(_, l)| *l).collect();
-        fused::matmul_meta(al, bl, (n, k, m), &shape, &layouts, params, |what, v| {
-            meta.push(what, v)
-        })?;
-        let kern = kernel(be, epilogue, Variant::Matmul)?;
-        let mut ptrs = vec![out.ptr(), be.buffer(a)?.ptr(), be.buffer(b)?.ptr()];
-        for (x, _) in extra {
-            ptrs.push(be.buffer(x)?.ptr());
+
+    fn wrap_buffer(&self, buf: CudaBuffer, _len: usize) -> Storage {
+        self.wrap(buf)
+    }
+
+    fn launch_generated(&self, l: &GeneratedLaunch<'_, CudaBuffer>) -> Result<()> {
+        let k = kernel(self, l.program, l.variant)?;
+        // Parameters: outputs, inputs, then the metadata by value.
+        let mut ptrs: SmallVec<[u64; 8]> = l.outputs.iter().map(|o| o.ptr()).collect();
+        for x in l.inputs {
+            ptrs.push(self.buffer(x)?.ptr());
         }
         launch(
-            be,
-            "matmul_fused",
-            &kern,
-            Variant::Matmul,
-            size,
+            self,
+            l.op,
+            &k,
+            l.variant,
+            l.size,
             &ptrs,
-            &meta.finish(),
-        )?;
+            &Meta::from_words(l.meta),
+        )
     }
-    Ok(be.wrap(out))
+
+    fn matmul_primitive(
+        &self,
+        a: &Storage,
+        al: &Layout,
+        b: &Storage,
+        bl: &Layout,
+    ) -> Result<Storage> {
+        self.matmul(a, al, b, bl)
+    }
 }

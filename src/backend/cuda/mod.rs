@@ -16,14 +16,17 @@
 //! - The same host code drives the emulated device `cuda-emu` ([`emulator`]): everything
 //!   differs only behind the [`device`] seam (allocation, copies, module load, launch).
 //!
-//! Kernels, metadata and launch shapes are in [`kernels`]; choosing NVRTC in [`nvrtc`];
-//! driver, NVRTC and module loading in [`runtime`]; the seam in [`device`].
+//! Kernel files, entry points and launch shapes are in [`kernels`] (the metadata words and
+//! the kernel choice by shape are shared with wgpu: `gpu::meta`, `gpu::plan`); the
+//! generated kernels in [`generated`]; choosing NVRTC in [`nvrtc`]; driver, NVRTC and
+//! module loading in [`runtime`]; the seam in [`device`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::gpu::cache::KernelCache;
-use super::gpu::plan::ReducePlan;
+use super::gpu::plan::{self, ReducePlan};
+use super::gpu::{self, meta};
 use super::{
     check, fused as fusion, Backend, BinaryOp, Device, Outputs, ReduceOp, Storage, UnaryOp,
 };
@@ -35,7 +38,6 @@ pub mod emulator;
 pub mod generated;
 pub mod kernels;
 pub mod nvrtc;
-pub mod pad;
 pub mod pool;
 pub mod runtime;
 
@@ -343,7 +345,7 @@ impl Backend for CudaBackend {
     }
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
-        generated::map(self, "map", op, x, layout)
+        gpu::generated::map(self, "map", op, x, layout)
     }
 
     fn zip(
@@ -354,29 +356,30 @@ impl Backend for CudaBackend {
         b: &Storage,
         bl: &Layout,
     ) -> Result<Storage> {
-        generated::zip(self, op, a, al, b, bl)
+        gpu::generated::zip(self, op, a, al, b, bl)
     }
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
         check::reduce(x, layout, dim)?;
-        let (meta, contig, out_size) = kernels::reduce_meta(layout, dim)?;
+        let mut words = kernels::meta_words("reduce");
+        let launch = meta::reduce_meta("reduce", layout, dim, |what, v| words.push(what, v))?;
+        let out_size = launch.out_size;
         let out = self.pool.alloc(out_size)?;
         if out_size > 0 {
             // An empty reduced dimension reads nothing: the kernel writes the identity.
             let xb = self.buffer(x)?;
-            let plan = kernels::reduce_plan_for(layout, dim);
-            let grid = match plan {
+            let grid = match launch.plan {
                 ReducePlan::Serial => self.elementwise_grid(out_size),
                 ReducePlan::Tree => (kernels::reduce_grid(out_size), 1, 1),
             };
             self.launch(
                 "reduce",
                 Family::Reduce,
-                kernels::reduce_plan_slot(op, contig, plan),
+                kernels::reduce_plan_slot(op, launch.contiguous, launch.plan),
                 grid,
                 kernels::BLOCK,
                 &[out.ptr(), xb.ptr()],
-                &meta,
+                &Meta::from_words(&words),
             )?;
         }
         Ok(self.wrap(out))
@@ -384,37 +387,36 @@ impl Backend for CudaBackend {
 
     fn matmul(&self, a: &Storage, al: &Layout, b: &Storage, bl: &Layout) -> Result<Storage> {
         check::matmul(a, al, b, bl)?;
-        let (meta, dims) = kernels::matmul_meta(al, bl)?;
+        let mut words = kernels::meta_words("matmul");
+        let dims = meta::tiled_matmul_meta("matmul", al, bl, |what, v| words.push(what, v))?;
         let out = self.pool.alloc(dims.out_size())?;
         if dims.out_size() > 0 {
             let (ab, bb) = (self.buffer(a)?, self.buffer(b)?);
-            // Whole aligned tiles take the float4 kernel; edges and strides the general one.
-            let fast = kernels::matmul_fast(&meta);
-            crate::backend::gpu_plan::note_matmul_kernel(if fast {
-                "matmul_fast"
-            } else {
-                "matmul"
-            });
-            let grid = if fast {
-                kernels::matmul_fast_grid(&dims)
-            } else {
-                kernels::matmul_grid(&dims)
-            };
+            let caps = (
+                kernels::GRID_X_MAX,
+                kernels::GRID_YZ_MAX,
+                kernels::GRID_YZ_MAX,
+            );
+            let launch = plan::matmul_launch(words.words(), &dims, caps);
             self.launch(
                 "matmul",
                 Family::Matmul,
-                if fast { kernels::MATMUL_FAST_SLOT } else { 0 },
-                grid,
+                if launch.fast {
+                    kernels::MATMUL_FAST_SLOT
+                } else {
+                    0
+                },
+                launch.grid,
                 kernels::MATMUL_THREADS,
                 &[out.ptr(), ab.ptr(), bb.ptr()],
-                &meta,
+                &Meta::from_words(&words),
             )?;
         }
         Ok(self.wrap(out))
     }
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
-        generated::map(self, "map", UnaryOp::Id, x, layout)
+        gpu::generated::map(self, "map", UnaryOp::Id, x, layout)
     }
 
     fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
@@ -422,7 +424,8 @@ impl Backend for CudaBackend {
         let size = crate::layout::shape_size(&spec.out_shape);
         let out = self.pool.alloc(size)?;
         if size > 0 {
-            let meta = pad::pad_meta(layout, spec)?;
+            let mut words = kernels::meta_words("pad");
+            meta::pad_meta(layout, spec, |what, v| words.push(what, v))?;
             let xb = self.buffer(x)?;
             self.launch(
                 "pad",
@@ -431,7 +434,7 @@ impl Backend for CudaBackend {
                 self.elementwise_grid(size),
                 kernels::BLOCK,
                 &[out.ptr(), xb.ptr()],
-                &meta,
+                &Meta::from_words(&words),
             )?;
         }
         Ok(self.wrap(out))
@@ -440,6 +443,8 @@ impl Backend for CudaBackend {
     fn uniform(&self, len: usize, key: [u32; 2]) -> Result<Storage> {
         let out = self.pool.alloc(len)?;
         if len > 0 {
+            let mut words = kernels::meta_words("uniform");
+            meta::random_meta(len, key, |what, v| words.push(what, v))?;
             self.launch(
                 "uniform",
                 Family::Random,
@@ -447,7 +452,7 @@ impl Backend for CudaBackend {
                 self.elementwise_grid(len),
                 kernels::BLOCK,
                 &[out.ptr()],
-                &pad::uniform_meta(len, key),
+                &Meta::from_words(&words),
             )?;
         }
         Ok(self.wrap(out))
@@ -467,7 +472,7 @@ impl Backend for CudaBackend {
         inputs: &[(&Storage, &Layout)],
         params: &[f32],
     ) -> Result<Outputs> {
-        generated::fused(self, program, inputs, params)
+        gpu::generated::fused(self, program, inputs, params)
     }
 
     fn matmul_fused(
@@ -480,6 +485,6 @@ impl Backend for CudaBackend {
         extra: &[(&Storage, &Layout)],
         params: &[f32],
     ) -> Result<Storage> {
-        generated::matmul_fused(self, a, al, b, bl, epilogue, extra, params)
+        gpu::generated::matmul_fused(self, a, al, b, bl, epilogue, extra, params)
     }
 }

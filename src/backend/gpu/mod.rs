@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod codegen;
+pub mod generated;
 pub mod meta;
 pub mod plan;
 pub mod sources;

@@ -34,17 +34,40 @@ pub fn reduce_plan(out_size: usize, len: usize, innermost: bool) -> ReducePlan {
     }
 }
 
+/// Sizes of one matmul: `[..batch, n, k] @ [..batch, k, m]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulSizes {
+    /// Number of matrix products.
+    pub batch: usize,
+    /// Rows of A and of the result.
+    pub n: usize,
+    /// Columns of A, rows of B.
+    pub k: usize,
+    /// Columns of B and of the result.
+    pub m: usize,
+}
+
+impl MatmulSizes {
+    /// Elements of the result.
+    pub fn out_size(&self) -> usize {
+        self.batch * self.n * self.m
+    }
+}
+
+/// Output tile edge of `matmul` (`TILE` in `cuda/matmul.cu` and `shaders/matmul.wgsl`).
+pub const MATMUL_TILE: u32 = 64;
 /// Output tile edge of `matmul_fast` (`FT` in `cuda/matmul.cu`, `FT` in `shaders/matmul.wgsl`).
 pub const MATMUL_FAST_TILE: u32 = 128;
 /// k step of `matmul_fast`.
 pub const MATMUL_FAST_BK: u32 = 8;
 
-/// Whether `matmul_fast` computes the product described by matmul metadata `w`
-/// (`[batch, n, k, m, batch_rank, a_offset, b_offset, a_row_stride, a_col_stride,
-/// b_row_stride, b_col_stride, batch_shape[r], a_batch_strides[r], b_batch_strides[r]]`):
-/// both matrices row-major and packed (A rows k apart, B rows m apart, unit column
-/// stride), n and m whole 128-tiles, k whole 8-steps, every offset and batch stride a
-/// multiple of 4 floats, so each 4-float load is aligned and in bounds with no check.
+/// Whether `matmul_fast` computes the product described by tiled-matmul metadata `w`
+/// (`gpu::meta::tiled_matmul_meta`: `[batch, n, k, m, batch_rank, a_offset, b_offset,
+/// a_row_stride, a_col_stride, b_row_stride, b_col_stride, batch_shape[r],
+/// a_batch_strides[r], b_batch_strides[r]]`): both matrices row-major and packed (A rows
+/// k apart, B rows m apart, unit column stride), n and m whole 128-tiles, k whole
+/// 8-steps, every offset and batch stride a multiple of 4 floats, so each 4-float load is
+/// aligned and in bounds with no check.
 pub fn matmul_fast_applies(w: &[u32]) -> bool {
     if w.len() < 11 {
         return false;
@@ -67,6 +90,42 @@ pub fn matmul_fast_applies(w: &[u32]) -> bool {
         && w[11 + br..11 + 3 * br].iter().all(aligned)
 }
 
+/// How to launch the tiled matmul.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulLaunch {
+    /// Whether it is `matmul_fast` (whole aligned tiles, vector loads) rather than `matmul`.
+    pub fast: bool,
+    /// The entry point: `"matmul_fast"` or `"matmul"`.
+    pub entry: &'static str,
+    /// Blocks (workgroups) `(x, y, z)`: column tiles, row tiles and batches.
+    pub grid: (u32, u32, u32),
+}
+
+/// The tiled matmul launch for metadata `w` and sizes `d`: `matmul_fast` where
+/// [`matmul_fast_applies`], else `matmul`; its grid has column tiles on x, row tiles on y
+/// and batches on z, each capped at `caps` (the device's limits; the kernels loop over the
+/// rest). The choice is recorded for [`last_matmul_kernel`].
+pub fn matmul_launch(w: &[u32], d: &MatmulSizes, caps: (u32, u32, u32)) -> MatmulLaunch {
+    let fast = matmul_fast_applies(w);
+    let (tile, entry) = if fast {
+        (MATMUL_FAST_TILE as usize, "matmul_fast")
+    } else {
+        (MATMUL_TILE as usize, "matmul")
+    };
+    let cap = |v: usize, c: u32| v.clamp(1, c.max(1) as usize) as u32;
+    note_matmul_kernel(entry);
+    MatmulLaunch {
+        fast,
+        entry,
+        // matmul_fast's n and m are whole tiles.
+        grid: (
+            cap(d.m.div_ceil(tile), caps.0),
+            cap(d.n.div_ceil(tile), caps.1),
+            cap(d.batch, caps.2),
+        ),
+    }
+}
+
 /// The matmul entry point (`"matmul_fast"` or `"matmul"`) the last GPU matmul launched
 /// from this thread chose, if any: a diagnostic, so tests check the choice a backend made
 /// rather than recomputing it.
@@ -75,8 +134,7 @@ pub fn last_matmul_kernel() -> Option<&'static str> {
 }
 
 /// Record the matmul entry point a GPU backend launches (see [`last_matmul_kernel`]).
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-pub(crate) fn note_matmul_kernel(entry: &'static str) {
+fn note_matmul_kernel(entry: &'static str) {
     LAST_MATMUL_KERNEL.with(|k| k.set(Some(entry)));
 }
 
@@ -127,5 +185,33 @@ mod tests {
         let mut bad = b;
         bad[12] = 1026;
         assert!(!matmul_fast_applies(&bad));
+    }
+
+    #[test]
+    fn matmul_grid_is_capped_per_dimension() {
+        let grid = |(batch, n, m): (usize, usize, usize), k: usize, max: u32| {
+            let d = MatmulSizes { batch, n, k, m };
+            matmul_launch(&[], &d, (max, max, max)).grid
+        };
+        assert_eq!(grid((3, 65, 129), 1, 65_535), (3, 2, 3));
+        assert_eq!(grid((100_000, 1, 1), 1, 65_535), (1, 1, 65_535));
+        assert_eq!(
+            grid((1, 10_000_000, 5_000_000), 1, 65_535),
+            (65_535, 65_535, 1)
+        );
+        // A k = 0 product still launches one block (it writes zeros).
+        assert_eq!(grid((2, 3, 5), 0, 65_535), (1, 1, 2));
+        // matmul_fast: 128-tiles.
+        let w = [70_000, 256, 8, 384, 0, 0, 0, 8, 1, 384, 1];
+        let d = MatmulSizes {
+            batch: 70_000,
+            n: 256,
+            k: 8,
+            m: 384,
+        };
+        let l = matmul_launch(&w, &d, (u32::MAX, 65_535, 65_535));
+        assert!(l.fast);
+        assert_eq!((l.entry, l.grid), ("matmul_fast", (3, 2, 65_535)));
+        assert_eq!(last_matmul_kernel(), Some("matmul_fast"));
     }
 }

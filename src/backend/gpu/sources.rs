@@ -36,6 +36,59 @@ pub const CUDA_PAD: &str = include_str!("../../../cuda/pad.cu");
 /// `cuda/random.cu`: the counter-based generator (`random_uniform`).
 pub const CUDA_RANDOM: &str = include_str!("../../../cuda/random.cu");
 
+/// First line of the block of `shaders/reduce.wgsl` and `cuda/reduce.cu` generated from
+/// the reduce table.
+const REDUCE_BLOCK_BEGIN: &str = "// BEGIN reduce table:";
+/// Last line of that block.
+const REDUCE_BLOCK_END: &str = "// END reduce table";
+
+fn reduce_block_header() -> String {
+    format!(
+        "{REDUCE_BLOCK_BEGIN} one entry per row of src/backend/op_table.rs, written by\n\
+         // src/backend/gpu/sources.rs (MINITORCH_UPDATE_SOURCES=1 cargo test --lib gpu::sources).\n"
+    )
+}
+
+/// The reduce family's op definitions in WGSL, generated from the reduce table:
+/// `identity_<op>()` and `combine_<op>(acc, v)` for every row (the block at the end of
+/// `shaders/reduce.wgsl`, which the entry points `reduce_OPNAME` call).
+pub fn reduce_ops_wgsl() -> String {
+    let mut out = reduce_block_header();
+    for op in ReduceOp::ALL {
+        let n = op.name();
+        out += &format!(
+            "fn identity_{n}() -> f32 {{\n    return {};\n}}\n\
+             fn combine_{n}(acc: f32, v: f32) -> f32 {{\n    return {};\n}}\n",
+            op.wgsl_identity(),
+            op.wgsl_combine("acc", "v")
+        );
+    }
+    out + REDUCE_BLOCK_END + "\n"
+}
+
+/// The reduce family's ops in CUDA C, generated from the reduce table: a struct with
+/// `identity()` and `combine(acc, v)` and the `REDUCE_ENTRY` line of its four entry points
+/// for every row (the block at the end of `cuda/reduce.cu`).
+pub fn reduce_ops_cuda() -> String {
+    let mut out = reduce_block_header();
+    for op in ReduceOp::ALL {
+        let n = op.name();
+        let ty: String = n
+            .split('_')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect();
+        out += &format!(
+            "struct Op{ty} {{\n    \
+             __device__ static float identity() {{ return {}; }}\n    \
+             __device__ static float combine(float acc, float v) {{ return {}; }}\n\
+             }};\nREDUCE_ENTRY({n}, Op{ty})\n",
+            op.cuda_identity(),
+            op.cuda_combine("acc", "v")
+        );
+    }
+    out + REDUCE_BLOCK_END + "\n"
+}
+
 /// The WGSL of a hand-written `template` for `op`: the indexing snippet, then the template
 /// with its `OPNAME` placeholder replaced (one pipeline per op, no branch on the op).
 pub fn wgsl_family(template: &str, op: &str) -> String {
@@ -51,29 +104,13 @@ pub fn wgsl_generated(p: &Program, variant: Variant) -> String {
 /// (each once: the headers are `#pragma once`), so it compiles on its own.
 pub fn cuda_inline_headers(src: &str) -> String {
     let mut out = String::with_capacity(src.len() + 8192);
-    let mut done = [false; CUDA_HEADERS.len()];
-    for line in src.lines() {
-        let header = CUDA_HEADERS
-            .iter()
-            .position(|(name, _)| line.trim() == format!("#include \"{name}\""));
-        match header {
-            Some(h) if done[h] => {}
-            Some(h) => {
-                done[h] = true;
-                out.push_str(&cuda_inline_headers_of(CUDA_HEADERS[h].1, &mut done));
-            }
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
+    inline_headers(src, &mut [false; CUDA_HEADERS.len()], &mut out);
     out
 }
 
-/// [`cuda_inline_headers`] inside a header, sharing the record of headers already inlined.
-fn cuda_inline_headers_of(src: &str, done: &mut [bool]) -> String {
-    let mut out = String::new();
+/// [`cuda_inline_headers`] of `src` into `out`, sharing the record of headers already
+/// inlined (`done`) with the headers it includes.
+fn inline_headers(src: &str, done: &mut [bool], out: &mut String) {
     for line in src.lines() {
         let header = CUDA_HEADERS
             .iter()
@@ -82,7 +119,7 @@ fn cuda_inline_headers_of(src: &str, done: &mut [bool]) -> String {
             Some(h) if done[h] => {}
             Some(h) => {
                 done[h] = true;
-                out.push_str(&cuda_inline_headers_of(CUDA_HEADERS[h].1, done));
+                inline_headers(CUDA_HEADERS[h].1, done, out);
             }
             None if line.trim() == "#pragma once" => {}
             None => {
@@ -91,7 +128,6 @@ fn cuda_inline_headers_of(src: &str, done: &mut [bool]) -> String {
             }
         }
     }
-    out
 }
 
 /// One kernel variant as a self-contained source file.
@@ -197,6 +233,44 @@ pub fn all_kernels(programs: &[(String, Program, bool)]) -> Vec<KernelSource> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The block generated from the reduce table in a reduce kernel file's `source`, from its
+    /// first line to its last (None when the markers are missing).
+    fn reduce_block(source: &str) -> Option<&str> {
+        let begin = source.find(REDUCE_BLOCK_BEGIN)?;
+        let end = begin + source[begin..].find(REDUCE_BLOCK_END)? + REDUCE_BLOCK_END.len() + 1;
+        source.get(begin..end)
+    }
+
+    /// Both reduce kernel files hold the block the reduce table generates. With
+    /// MINITORCH_UPDATE_SOURCES=1 a stale block is rewritten instead (then rebuild: the
+    /// sources are embedded).
+    #[test]
+    fn reduce_files_hold_the_reduce_table() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let update = std::env::var_os("MINITORCH_UPDATE_SOURCES").is_some();
+        for (file, embedded, want) in [
+            ("shaders/reduce.wgsl", WGSL_REDUCE, reduce_ops_wgsl()),
+            ("cuda/reduce.cu", CUDA_REDUCE, reduce_ops_cuda()),
+        ] {
+            let path = root.join(file);
+            let on_disk = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                on_disk, embedded,
+                "{file}: rebuild, the embedded copy is stale"
+            );
+            let got = reduce_block(&on_disk)
+                .unwrap_or_else(|| panic!("{file}: no `{REDUCE_BLOCK_BEGIN}` block"));
+            if got != want && update {
+                std::fs::write(&path, on_disk.replace(got, &want)).unwrap();
+                continue;
+            }
+            assert_eq!(
+                got, want,
+                "{file}: the block generated from the reduce table is stale; rerun this test with MINITORCH_UPDATE_SOURCES=1"
+            );
+        }
+    }
 
     #[test]
     fn every_kernel_is_self_contained_and_named_once() {

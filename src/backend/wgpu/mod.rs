@@ -10,13 +10,14 @@
 //! - [`generated`]: the generated kernels (fused programs, and `map` / `zip` as one-op
 //!   programs from the op table), compiled once per program and cached.
 //!
-//! Kernel metadata follows the layout shared with the CUDA backend (docs/ARCHITECTURE.md, "GPU kernels"):
+//! Kernel metadata and launch plans are the CUDA backend's too ([`crate::backend::gpu`]):
 //! all `u32`, sizes and positions beyond `u32` are rejected with an error.
 
 use std::sync::{Arc, OnceLock};
 
+use super::gpu::{self, meta::MetaWords};
 use super::{fused as fusion, Backend, BinaryOp, Device, Outputs, ReduceOp, Storage, UnaryOp};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::executor::BoxFuture;
 use crate::layout::Layout;
 
@@ -43,7 +44,7 @@ static GLOBAL: OnceLock<Result<Arc<WgpuBackend>>> = OnceLock::new();
 
 impl WgpuBackend {
     /// The process-wide backend, created on first use. Fails with
-    /// [`Error::DeviceUnavailable`] (saying how to get an adapter) when wgpu finds none.
+    /// [`Error::DeviceUnavailable`](crate::error::Error::DeviceUnavailable) (saying how to get an adapter) when wgpu finds none.
     /// In a browser the device can only be set up asynchronously: call
     /// [`WgpuBackend::global_async`] (or `Device::Wgpu.backend_async()`) once first.
     pub fn global() -> Result<Arc<WgpuBackend>> {
@@ -51,7 +52,7 @@ impl WgpuBackend {
             return b.clone();
         }
         #[cfg(target_arch = "wasm32")]
-        return Err(Error::DeviceUnavailable {
+        return Err(crate::error::Error::DeviceUnavailable {
             device: NAME,
             msg: "in a browser the WebGPU device is set up asynchronously: await \
                   `Device::Wgpu.backend_async()` (or `WgpuBackend::global_async()`) once \
@@ -94,32 +95,9 @@ fn buffer(x: &Storage) -> Result<&wgpu::Buffer> {
     Ok(x.downcast::<PooledBuffer>(NAME)?.raw())
 }
 
-/// `v` as a kernel `u32`, or an error naming what overflowed.
-fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| {
-        Error::backend(
-            NAME,
-            op,
-            format!("{what} {v} does not fit the kernels' 32-bit indexing"),
-        )
-    })
-}
-
-/// Append the shape of `l` to `meta`.
-fn push_shape(op: &'static str, meta: &mut Vec<u32>, shape: &[usize]) -> Result<()> {
-    for &d in shape {
-        meta.push(to_u32(op, "dimension", d)?);
-    }
-    Ok(())
-}
-
-/// Append the strides of `l` to `meta`. A dimension of size 1 is only ever indexed at 0,
-/// so its stride (which may be anything) is written as 0.
-fn push_strides(op: &'static str, meta: &mut Vec<u32>, l: &Layout) -> Result<()> {
-    for (&d, &s) in l.shape().iter().zip(l.strides()) {
-        meta.push(if d == 1 { 0 } else { to_u32(op, "stride", s)? });
-    }
-    Ok(())
+/// An empty metadata buffer of a launch of `op` (wgpu binds any number of words).
+fn meta_words(op: &'static str) -> MetaWords {
+    MetaWords::new(NAME, op, usize::MAX)
 }
 
 impl Backend for WgpuBackend {
@@ -176,7 +154,7 @@ impl Backend for WgpuBackend {
 
     fn map(&self, op: UnaryOp, x: &Storage, layout: &Layout) -> Result<Storage> {
         let _serial = self.rt.serial();
-        generated::map(&self.rt, "map", op, x, layout)
+        gpu::generated::map(&self.rt, "map", op, x, layout)
     }
 
     fn zip(
@@ -188,7 +166,7 @@ impl Backend for WgpuBackend {
         bl: &Layout,
     ) -> Result<Storage> {
         let _serial = self.rt.serial();
-        generated::zip(&self.rt, op, a, al, b, bl)
+        gpu::generated::zip(&self.rt, op, a, al, b, bl)
     }
 
     fn reduce(&self, op: ReduceOp, x: &Storage, layout: &Layout, dim: usize) -> Result<Storage> {
@@ -203,7 +181,7 @@ impl Backend for WgpuBackend {
 
     fn copy(&self, x: &Storage, layout: &Layout) -> Result<Storage> {
         let _serial = self.rt.serial();
-        generated::map(&self.rt, "copy", UnaryOp::Id, x, layout)
+        gpu::generated::map(&self.rt, "copy", UnaryOp::Id, x, layout)
     }
 
     fn pad(&self, x: &Storage, layout: &Layout, spec: &super::pad::PadSpec) -> Result<Storage> {
@@ -232,7 +210,7 @@ impl Backend for WgpuBackend {
         params: &[f32],
     ) -> Result<Outputs> {
         let _serial = self.rt.serial();
-        generated::fused(&self.rt, program, inputs, params)
+        gpu::generated::fused(&self.rt, program, inputs, params)
     }
 
     fn matmul_fused(
@@ -246,7 +224,7 @@ impl Backend for WgpuBackend {
         params: &[f32],
     ) -> Result<Storage> {
         let _serial = self.rt.serial();
-        generated::matmul_fused(&self.rt, a, al, b, bl, epilogue, extra, params)
+        gpu::generated::matmul_fused(&self.rt, a, al, b, bl, epilogue, extra, params)
     }
 }
 

@@ -1,9 +1,10 @@
 //! pad (shaders/pad.wgsl): zero padding with dilation, one thread per output element;
-//! metadata from [`crate::backend::pad::meta`], shared with CUDA.
+//! metadata from [`meta::pad_meta`], shared with CUDA.
 
 use super::runtime::{Family, Launch, Runtime};
-use super::{buffer, WgpuBackend};
-use crate::backend::pad::{self, PadSpec};
+use super::{buffer, meta_words, WgpuBackend};
+use crate::backend::gpu::meta;
+use crate::backend::pad::PadSpec;
 use crate::backend::{check, Storage};
 use crate::error::Result;
 use crate::layout::{shape_size, Layout};
@@ -15,16 +16,16 @@ pub fn pad(rt: &Runtime, x: &Storage, layout: &Layout, spec: &PadSpec) -> Result
     let size = shape_size(&spec.out_shape);
     let out = rt.alloc("pad", size)?;
     if size > 0 {
-        let meta = pad::meta("pad", layout, spec)?;
-        let pipeline = rt.pipeline(Family::Pad, "any", false)?;
-        let groups = rt.groups_1d("pad", size.div_ceil(256))?;
+        let mut words = meta_words("pad");
+        meta::pad_meta(layout, spec, |what, v| words.push(what, v))?;
         let launch = Launch {
             op: "pad",
             kernel: Family::Pad,
-            pipeline: &pipeline,
-            groups,
+            entry: "any",
+            contiguous: false,
+            groups: rt.groups_1d("pad", size.div_ceil(256))?,
         };
-        rt.dispatch(&launch, &[xb], out.raw(), &meta)?;
+        rt.dispatch(&launch, &[xb], out.raw(), words.words())?;
     }
     Ok(WgpuBackend::wrap(out, size))
 }

@@ -96,15 +96,17 @@ impl Family {
     }
 }
 
-/// One kernel launch: which pipeline, on how many workgroups.
+/// One launch of a hand-written kernel family: which entry point, on how many workgroups.
 #[derive(Clone, Copy, Debug)]
-pub struct Launch<'a> {
+pub struct Launch {
     /// The op, for errors.
     pub op: &'static str,
-    /// The kernel family (selects the bind group layout).
+    /// The kernel family (selects the template and the bind group layout).
     pub kernel: Family,
-    /// The compiled pipeline.
-    pub pipeline: &'a wgpu::ComputePipeline,
+    /// The op the template is specialised for (for matmul, the entry point).
+    pub entry: &'static str,
+    /// Whether it is the `_contiguous` entry point.
+    pub contiguous: bool,
     /// Workgroups in x, y, z.
     pub groups: (u32, u32, u32),
 }
@@ -485,11 +487,11 @@ impl Runtime {
         Ok((max as u32, y as u32, 1))
     }
 
-    /// Record one dispatch of `launch` on `inputs`, writing `output`, with `meta` as its
-    /// metadata buffer. Submits the batch when it is full.
+    /// Record one dispatch of `launch` (its pipeline compiled on first use) on `inputs`,
+    /// writing `output`, with `meta` as its metadata buffer. Submits the batch when full.
     pub fn dispatch(
         &self,
-        launch: &Launch<'_>,
+        launch: &Launch,
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
         meta: &[u32],
@@ -497,11 +499,13 @@ impl Runtime {
         let Launch {
             op,
             kernel,
-            pipeline,
+            entry,
+            contiguous,
             groups,
         } = *launch;
+        let pipeline = self.pipeline(kernel, entry, contiguous)?;
         let layout = &self.layouts[kernel.inputs() - 1];
-        self.dispatch_bound(op, pipeline, layout, groups, inputs, &[output], meta)
+        self.dispatch_bound(op, &pipeline, layout, groups, inputs, &[output], meta)
     }
 
     /// Record one dispatch of `pipeline` whose bind group `layout` binds `inputs`, then

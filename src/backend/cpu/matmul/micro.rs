@@ -1,7 +1,9 @@
 //! The micro-kernels: [`Kernel`] names them (AVX-512F `12 x 32`, AVX2 + FMA `6 x 16`, a
 //! portable `6 x 16` loop, detected at run time), each an `h x NR` tile accumulated in
-//! registers over a depth block ([`Tile`]), one const-generic body per tile height.
+//! registers over a depth block ([`Tile`]): one body over the vector operations of
+//! [`Lanes`], instantiated per instruction set and tile height.
 
+use super::lanes::{Lanes, Portable};
 use super::*;
 
 /// A micro-kernel family.
@@ -150,37 +152,100 @@ pub(super) struct Tile {
 /// A micro-kernel for a fixed number of rows.
 pub(super) type MicroFn = unsafe fn(&Tile);
 
-pub(super) const PORTABLE_MR: usize = 6;
-pub(super) const PORTABLE_NR: usize = 16;
+/// The micro-kernel over `V`: an `H x 2N` tile in `2H` registers, one rank-1 update per
+/// depth step; `FULL` when all `2N` columns are valid (every lane loaded and stored), else
+/// masked at the right edge, so B need not be padded. A packed A (`PA`) is a panel of `MR`
+/// rows. Inlined into each instruction set's entry point.
+///
+/// # Safety
+/// As [`Lanes`] says for `V`; the pointers in `t` must be valid as [`Tile`] describes.
+#[inline(always)]
+unsafe fn body<V: Lanes, const H: usize, const MR: usize, const FULL: bool, const PA: bool>(
+    t: &Tile,
+) {
+    let n = V::N;
+    let (m0, m1) = if FULL {
+        (V::mask(n), V::mask(n))
+    } else {
+        (V::mask(t.w), V::mask(t.w.saturating_sub(n)))
+    };
+    let mut acc = [[V::zero(); 2]; H];
+    let (a_rs, a_cs) = if PA { (1, MR) } else { (t.a_rs, t.a_cs) };
+    let (mut a, mut b) = (t.a, t.b);
+    let mut steps = t.kc;
+    if H <= V::TWO_CHAIN_ROWS {
+        let mut odd = [[V::zero(); 2]; H];
+        while steps >= 2 {
+            if t.prefetch {
+                prefetch_row::<V>(b.wrapping_add(PREFETCH_ROWS * t.b_rs));
+                prefetch_row::<V>(b.wrapping_add((PREFETCH_ROWS + 1) * t.b_rs));
+            }
+            let b0 = V::load(b, m0);
+            let b1 = V::load(b.wrapping_add(n), m1);
+            let bn = b.wrapping_add(t.b_rs);
+            let b2 = V::load(bn, m0);
+            let b3 = V::load(bn.wrapping_add(n), m1);
+            for (i, (c, d)) in acc.iter_mut().zip(odd.iter_mut()).enumerate() {
+                let av = V::splat(*a.add(i * a_rs));
+                let an = V::splat(*a.wrapping_add(a_cs).add(i * a_rs));
+                c[0] = V::mul_add(av, b0, c[0]);
+                c[1] = V::mul_add(av, b1, c[1]);
+                d[0] = V::mul_add(an, b2, d[0]);
+                d[1] = V::mul_add(an, b3, d[1]);
+            }
+            a = a.wrapping_add(2 * a_cs);
+            b = b.wrapping_add(2 * t.b_rs);
+            steps -= 2;
+        }
+        for (c, d) in acc.iter_mut().zip(&odd) {
+            c[0] = V::add(c[0], d[0]);
+            c[1] = V::add(c[1], d[1]);
+        }
+    }
+    for _ in 0..steps {
+        if t.prefetch {
+            prefetch_row::<V>(b.wrapping_add(PREFETCH_ROWS * t.b_rs));
+        }
+        let b0 = V::load(b, m0);
+        let b1 = V::load(b.wrapping_add(n), m1);
+        for (i, c) in acc.iter_mut().enumerate() {
+            let av = V::splat(*a.add(i * a_rs));
+            c[0] = V::mul_add(av, b0, c[0]);
+            c[1] = V::mul_add(av, b1, c[1]);
+        }
+        a = a.wrapping_add(a_cs);
+        b = b.wrapping_add(t.b_rs);
+    }
+    for (i, c) in acc.iter().enumerate() {
+        let o = t.c.add(i * t.c_rs);
+        let o1 = o.wrapping_add(n);
+        let (mut v0, mut v1) = (c[0], c[1]);
+        if t.accumulate {
+            v0 = V::add(v0, V::load(o, m0));
+            v1 = V::add(v1, V::load(o1, m1));
+        }
+        v0.store(o, m0);
+        v1.store(o1, m1);
+    }
+}
 
-/// Portable micro-kernel: one rank-1 update of the `H x 16` tile per step.
+/// Prefetch the tile's `2N` columns of the B row at `row`.
+#[inline(always)]
+unsafe fn prefetch_row<V: Lanes>(row: *const f32) {
+    // 16 floats to a 64-byte cache line.
+    for line in 0..(2 * V::N).div_ceil(16) {
+        V::prefetch(row.wrapping_add(16 * line));
+    }
+}
+
+pub(super) const PORTABLE_MR: usize = 6;
+
+/// Portable micro-kernel: `H x 16`, two [`Portable`] registers a row.
 ///
 /// # Safety
 /// The pointers in `t` must be valid as [`Tile`] describes.
 pub(super) unsafe fn portable<const H: usize, const PA: bool>(t: &Tile) {
-    let mut acc = [[0.0f32; PORTABLE_NR]; H];
-    let mut bv = [0.0f32; PORTABLE_NR];
-    let (a_rs, a_cs) = if PA {
-        (1, PORTABLE_MR)
-    } else {
-        (t.a_rs, t.a_cs)
-    };
-    for p in 0..t.kc {
-        let b = std::slice::from_raw_parts(t.b.wrapping_add(p * t.b_rs), t.w);
-        bv[..t.w].copy_from_slice(b);
-        for (i, row) in acc.iter_mut().enumerate() {
-            let av = *t.a.add(i * a_rs + p * a_cs);
-            for (c, &x) in row.iter_mut().zip(&bv) {
-                *c += av * x;
-            }
-        }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        let c = std::slice::from_raw_parts_mut(t.c.add(i * t.c_rs), t.w);
-        for (o, &v) in c.iter_mut().zip(row) {
-            *o = if t.accumulate { *o + v } else { v };
-        }
-    }
+    body::<Portable, H, PORTABLE_MR, false, PA>(t)
 }
 
 /// Kernels for every tile height, with A packed (`[0]`) and in place (`[1]`).
@@ -194,8 +259,8 @@ pub(super) const PORTABLE: [[MicroFn; PORTABLE_MR]; 2] = table!(portable; 1, 2, 
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::{MicroFn, Tile};
-    use std::arch::x86_64::*;
+    use super::super::lanes::{Ymm, Zmm};
+    use super::{body, MicroFn, Tile};
 
     const MR512: usize = 12;
     const MR2: usize = 6;
@@ -214,155 +279,23 @@ pub(super) mod x86 {
     pub(super) const AVX2_FULL: [[MicroFn; MR2]; 2] = table2!(true; 1, 2, 3, 4, 5, 6);
     pub(super) const AVX2_EDGE: [[MicroFn; MR2]; 2] = table2!(false; 1, 2, 3, 4, 5, 6);
 
-    /// Mask of the first `n` (at most 16) lanes.
-    #[inline]
-    pub(in crate::backend::cpu::matmul) fn mask16(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
-
-    /// AVX-512F micro-kernel: `H x 32` tile in `2H` registers; masked loads and stores at
-    /// the right edge, so B need not be padded.
+    /// AVX-512F micro-kernel: `H x 32`, masked loads and stores at the right edge.
     ///
     /// # Safety
     /// The CPU must have AVX-512F; the pointers in `t` must be valid as [`Tile`] describes.
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512<const H: usize, const PA: bool>(t: &Tile) {
-        let (m0, m1) = (mask16(t.w), mask16(t.w.saturating_sub(16)));
-        let mut acc = [[_mm512_setzero_ps(); 2]; H];
-        let (a_rs, a_cs) = if PA { (1, MR512) } else { (t.a_rs, t.a_cs) };
-        let (mut a, mut b) = (t.a, t.b);
-        let mut steps = t.kc;
-        if H <= 2 {
-            // Few rows leave the FMA latency exposed: run even and odd steps on two sets of
-            // accumulators, added at the end.
-            let mut odd = [[_mm512_setzero_ps(); 2]; H];
-            while steps >= 2 {
-                if t.prefetch {
-                    let ahead = b.wrapping_add(super::PREFETCH_ROWS * t.b_rs) as *const i8;
-                    let next = ahead.wrapping_add(4 * t.b_rs);
-                    _mm_prefetch::<_MM_HINT_T0>(ahead);
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-                    _mm_prefetch::<_MM_HINT_T0>(next);
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64));
-                }
-                let b0 = _mm512_maskz_loadu_ps(m0, b);
-                let b1 = _mm512_maskz_loadu_ps(m1, b.wrapping_add(16));
-                let bn = b.wrapping_add(t.b_rs);
-                let b2 = _mm512_maskz_loadu_ps(m0, bn);
-                let b3 = _mm512_maskz_loadu_ps(m1, bn.wrapping_add(16));
-                for (i, (c, d)) in acc.iter_mut().zip(odd.iter_mut()).enumerate() {
-                    let av = _mm512_set1_ps(*a.add(i * a_rs));
-                    let an = _mm512_set1_ps(*a.wrapping_add(a_cs).add(i * a_rs));
-                    c[0] = _mm512_fmadd_ps(av, b0, c[0]);
-                    c[1] = _mm512_fmadd_ps(av, b1, c[1]);
-                    d[0] = _mm512_fmadd_ps(an, b2, d[0]);
-                    d[1] = _mm512_fmadd_ps(an, b3, d[1]);
-                }
-                a = a.wrapping_add(2 * a_cs);
-                b = b.wrapping_add(2 * t.b_rs);
-                steps -= 2;
-            }
-            for (c, d) in acc.iter_mut().zip(&odd) {
-                c[0] = _mm512_add_ps(c[0], d[0]);
-                c[1] = _mm512_add_ps(c[1], d[1]);
-            }
-        }
-        for _ in 0..steps {
-            if t.prefetch {
-                let ahead = b.wrapping_add(super::PREFETCH_ROWS * t.b_rs) as *const i8;
-                _mm_prefetch::<_MM_HINT_T0>(ahead);
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-            }
-            let b0 = _mm512_maskz_loadu_ps(m0, b);
-            let b1 = _mm512_maskz_loadu_ps(m1, b.wrapping_add(16));
-            for (i, c) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a.add(i * a_rs));
-                c[0] = _mm512_fmadd_ps(av, b0, c[0]);
-                c[1] = _mm512_fmadd_ps(av, b1, c[1]);
-            }
-            a = a.wrapping_add(a_cs);
-            b = b.wrapping_add(t.b_rs);
-        }
-        for (i, c) in acc.iter().enumerate() {
-            let o = t.c.add(i * t.c_rs);
-            let o1 = o.wrapping_add(16);
-            let (mut v0, mut v1) = (c[0], c[1]);
-            if t.accumulate {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o1));
-            }
-            _mm512_mask_storeu_ps(o, m0, v0);
-            _mm512_mask_storeu_ps(o1, m1, v1);
-        }
+        body::<Zmm, H, MR512, false, PA>(t)
     }
 
-    /// Lane mask (high bit set) of the first `n` lanes of 8, as AVX2 masked moves take it.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub(in crate::backend::cpu::matmul) fn mask8(n: usize) -> __m256i {
-        let n = n.min(8) as i32;
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
-    }
-
-    /// AVX2 + FMA micro-kernel: `H x 16` tile in `2H` registers; `FULL` when all 16
-    /// columns are valid (plain loads), else masked loads and stores.
+    /// AVX2 + FMA micro-kernel: `H x 16`; `FULL` when all 16 columns are valid (plain
+    /// loads), else masked loads and stores.
     ///
     /// # Safety
     /// The CPU must have AVX2 and FMA; the pointers in `t` must be valid as [`Tile`]
     /// describes.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2<const H: usize, const FULL: bool, const PA: bool>(t: &Tile) {
-        let (m0, m1) = (mask8(t.w), mask8(t.w.saturating_sub(8)));
-        let mut acc = [[_mm256_setzero_ps(); 2]; H];
-        let (a_rs, a_cs) = if PA { (1, MR2) } else { (t.a_rs, t.a_cs) };
-        let (mut a, mut b) = (t.a, t.b);
-        for _ in 0..t.kc {
-            if t.prefetch {
-                let ahead = b.wrapping_add(super::PREFETCH_ROWS * t.b_rs) as *const i8;
-                _mm_prefetch::<_MM_HINT_T0>(ahead);
-            }
-            let (b0, b1) = if FULL {
-                (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
-            } else {
-                (
-                    _mm256_maskload_ps(b, m0),
-                    _mm256_maskload_ps(b.wrapping_add(8), m1),
-                )
-            };
-            for (i, c) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(i * a_rs));
-                c[0] = _mm256_fmadd_ps(av, b0, c[0]);
-                c[1] = _mm256_fmadd_ps(av, b1, c[1]);
-            }
-            a = a.wrapping_add(a_cs);
-            b = b.wrapping_add(t.b_rs);
-        }
-        for (i, c) in acc.iter().enumerate() {
-            let o = t.c.add(i * t.c_rs);
-            let o1 = o.wrapping_add(8);
-            let (mut v0, mut v1) = (c[0], c[1]);
-            if FULL {
-                if t.accumulate {
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(o));
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(o1));
-                }
-                _mm256_storeu_ps(o, v0);
-                _mm256_storeu_ps(o1, v1);
-            } else {
-                if t.accumulate {
-                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(o, m0));
-                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(o1, m1));
-                }
-                _mm256_maskstore_ps(o, m0, v0);
-                _mm256_maskstore_ps(o1, m1, v1);
-            }
-        }
+        body::<Ymm, H, MR2, FULL, PA>(t)
     }
 }

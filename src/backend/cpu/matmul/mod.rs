@@ -39,6 +39,7 @@ use super::pool::HostBuf;
 use crate::layout::{Dims, Layout};
 
 mod flush;
+mod lanes;
 mod micro;
 mod pack;
 mod plan;

@@ -1,7 +1,6 @@
-//! The row kernel: one row of A times B (a vector times a matrix), written once over a
-//! small set of vector operations ([`Lanes`]) that each instruction set implements:
-//! AVX-512F (16 lanes, masked loads), AVX2 + FMA (8 lanes) and a portable array of 8
-//! values. Each kernel is the generic body compiled under its target features.
+//! The row kernel: one row of A times B (a vector times a matrix), written once over the
+//! vector operations of [`Lanes`] that each instruction set implements (AVX-512F, AVX2 +
+//! FMA, portable). Each kernel is the generic body compiled under its target features.
 //!
 //! Two modes: with the outputs held in [`ROW_REGS`] registers over the whole depth (when
 //! they fit, or when the depth is short), or streaming B row by row, [`ROW_STEPS`] rows per
@@ -33,33 +32,11 @@ const ROW_STEPS: usize = 8;
 /// Deepest product run with its outputs in registers when they do not fit in them.
 const ROW_REGISTER_MAX_DEPTH: usize = 16;
 
+use super::lanes::{Lanes, Portable};
+
 /// Output columns a row kernel with registers of `lanes` values holds.
 pub(super) const fn width(lanes: usize) -> usize {
     lanes * ROW_REGS
-}
-
-/// The vector operations the row kernel is written in.
-///
-/// # Safety
-/// Every method may use instructions of its instruction set: call them only from a
-/// function compiled with those features on a CPU that has them.
-pub(super) trait Lanes: Copy {
-    /// Values per register.
-    const N: usize;
-    /// Which lanes a load or store touches.
-    type Mask: Copy;
-    /// The first `n` lanes (all of them when `n >= N`).
-    unsafe fn mask(n: usize) -> Self::Mask;
-    /// All lanes 0.
-    unsafe fn zero() -> Self;
-    /// All lanes `x`.
-    unsafe fn splat(x: f32) -> Self;
-    /// The lanes `m` selects from `p`, the others 0 (their memory is not read).
-    unsafe fn load(p: *const f32, m: Self::Mask) -> Self;
-    /// Write the lanes `m` selects to `p` (the others' memory is not written).
-    unsafe fn store(self, p: *mut f32, m: Self::Mask);
-    /// `a * b + c` per lane.
-    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
 }
 
 /// The row kernel over `V`; inlined into each instruction set's entry point.
@@ -116,42 +93,6 @@ unsafe fn run<V: Lanes>(t: &RowTile) {
     }
 }
 
-/// Eight values in an array: the portable [`Lanes`] (the compiler vectorises what the
-/// target allows).
-#[derive(Clone, Copy)]
-pub(super) struct Portable([f32; 8]);
-
-impl Lanes for Portable {
-    const N: usize = 8;
-    type Mask = usize;
-    #[inline(always)]
-    unsafe fn mask(n: usize) -> usize {
-        n.min(8)
-    }
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        Portable([0.0; 8])
-    }
-    #[inline(always)]
-    unsafe fn splat(x: f32) -> Self {
-        Portable([x; 8])
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32, m: usize) -> Self {
-        let mut v = [0.0; 8];
-        v[..m].copy_from_slice(std::slice::from_raw_parts(p, m));
-        Portable(v)
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32, m: usize) {
-        std::slice::from_raw_parts_mut(p, m).copy_from_slice(&self.0[..m]);
-    }
-    #[inline(always)]
-    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-        Portable(std::array::from_fn(|i| a.0[i] * b.0[i] + c.0[i]))
-    }
-}
-
 /// The portable row kernel (64 columns in registers).
 ///
 /// # Safety
@@ -165,82 +106,8 @@ pub(super) use x86::{avx2, avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{run, Lanes, RowTile};
-    use crate::backend::cpu::matmul::micro::x86::{mask16, mask8};
-    use std::arch::x86_64::*;
-
-    /// An AVX-512 register: 16 lanes, masked loads and stores.
-    #[derive(Clone, Copy)]
-    pub(in crate::backend::cpu::matmul) struct Zmm(__m512);
-
-    impl Lanes for Zmm {
-        const N: usize = 16;
-        type Mask = __mmask16;
-        #[inline(always)]
-        unsafe fn mask(n: usize) -> __mmask16 {
-            mask16(n)
-        }
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            Zmm(_mm512_setzero_ps())
-        }
-        #[inline(always)]
-        unsafe fn splat(x: f32) -> Self {
-            Zmm(_mm512_set1_ps(x))
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32, m: __mmask16) -> Self {
-            Zmm(_mm512_maskz_loadu_ps(m, p))
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32, m: __mmask16) {
-            _mm512_mask_storeu_ps(p, m, self.0)
-        }
-        #[inline(always)]
-        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-            Zmm(_mm512_fmadd_ps(a.0, b.0, c.0))
-        }
-    }
-
-    /// An AVX2 register: 8 lanes; plain loads when all lanes are valid (`None`), masked
-    /// ones at the right edge.
-    #[derive(Clone, Copy)]
-    pub(in crate::backend::cpu::matmul) struct Ymm(__m256);
-
-    impl Lanes for Ymm {
-        const N: usize = 8;
-        type Mask = Option<__m256i>;
-        #[inline(always)]
-        unsafe fn mask(n: usize) -> Option<__m256i> {
-            (n < 8).then(|| mask8(n))
-        }
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            Ymm(_mm256_setzero_ps())
-        }
-        #[inline(always)]
-        unsafe fn splat(x: f32) -> Self {
-            Ymm(_mm256_set1_ps(x))
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32, m: Option<__m256i>) -> Self {
-            Ymm(match m {
-                None => _mm256_loadu_ps(p),
-                Some(m) => _mm256_maskload_ps(p, m),
-            })
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32, m: Option<__m256i>) {
-            match m {
-                None => _mm256_storeu_ps(p, self.0),
-                Some(m) => _mm256_maskstore_ps(p, m, self.0),
-            }
-        }
-        #[inline(always)]
-        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-            Ymm(_mm256_fmadd_ps(a.0, b.0, c.0))
-        }
-    }
+    use super::super::lanes::{Ymm, Zmm};
+    use super::{run, RowTile};
 
     /// The AVX-512F row kernel (128 columns in registers).
     ///
