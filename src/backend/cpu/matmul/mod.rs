@@ -4,7 +4,11 @@
 //! A product `[..batch, n, k] @ [..batch, k, m]` runs in three steps:
 //! 1. A is packed once into row panels `MR` tall (each stored column by column), B into
 //!    column panels `NR` wide, in parallel over panels; every thread then reads the same
-//!    packed panels. Packing is skipped where it costs more than it saves: when few row
+//!    packed panels. Where only one task reads a column block of B (one block of rows,
+//!    B not shared by the batches), that task packs B itself, one `KC x NC` block at a
+//!    time right before using it, so B is never copied whole: its packed block stays in
+//!    cache (a convolution's columns, tens of MB, would otherwise be written and read back
+//!    from memory once more). Packing is skipped where it costs more than it saves: when few row
 //!    panels would reuse a packed B and B's rows are contiguous, the micro-kernel reads B
 //!    in place (masked loads at the right edge, rows prefetched ahead), which saves a full
 //!    pass over the biggest operand of a skinny product; when few column panels would
