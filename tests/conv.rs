@@ -412,3 +412,44 @@ fn backend_pad_rejects_bad_specs_on_every_backend() {
         assert!(e.to_string().contains("reaches past"), "{d}: {e}");
     }
 }
+
+/// Layers chained as in a network: the second convolution reads the first's output (a
+/// channel-major view, not batch-major storage), each activation takes its derivative
+/// from that output, and a batch-major flattening (`contiguous` then `view`) follows;
+/// the same for conv1d.
+#[test]
+fn chained_layers_grad_check() {
+    use minitorch::Activation;
+    // Small, so the f32 central differences stay within grad_check's tolerance.
+    let x = t(random(&[2, 2, 4, 3], 31), &[2, 2, 4, 3]);
+    let w1 = t(random(&[3, 2, 2, 2], 32), &[3, 2, 2, 2]);
+    let b1 = t(random(&[3], 33), &[3]);
+    let w2 = t(random(&[2, 3, 2, 2], 34), &[2, 3, 2, 2]);
+    let b2 = t(random(&[2], 35), &[2]);
+    grad_check(
+        |a| {
+            let same = [(1, 1), (1, 1)];
+            let h = a[0].conv2d_act(&a[1], Some(&a[2]), [1, 1], same, Activation::Sigmoid)?;
+            let h = h.conv2d(&a[3], Some(&a[4]), [2, 1], [(0, 1), (1, 0)])?;
+            let n = h.shape()[0];
+            h.contiguous()?.view(&[n, h.size() / n])
+        },
+        &[x, w1, b1, w2, b2],
+        20,
+        3,
+    )
+    .unwrap();
+    let x = t(random(&[2, 2, 6], 41), &[2, 2, 6]);
+    let w1 = t(random(&[3, 2, 3], 42), &[3, 2, 3]);
+    let w2 = t(random(&[2, 3, 2], 43), &[2, 3, 2]);
+    grad_check(
+        |a| {
+            a[0].conv1d(&a[1], None, 1, (1, 1))?
+                .conv1d(&a[2], None, 2, (0, 1))
+        },
+        &[x, w1, w2],
+        20,
+        4,
+    )
+    .unwrap();
+}

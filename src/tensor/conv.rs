@@ -5,18 +5,20 @@
 //!
 //! One mechanism for forward and backward, built from one kernel family and the existing
 //! primitives, so every backend runs it:
-//! 1. [`Backend::pad`](crate::backend::Backend::pad) pads the input (skipped without padding);
-//! 2. a strided window view of it (shape `[B, Cin, KH, KW, OH, OW]`, an `as_strided`
-//!    layout: MiniTorch's strides idea) is copied into columns `[B, Cin*KH*KW, OH*OW]`
-//!    (im2col);
-//! 3. one matmul `W [Cout, Cin*KH*KW] @ cols` per batch gives `[B, Cout, OH*OW]`, already
-//!    in NCHW order, with the bias added in the matmul's epilogue.
+//! 1. [`Backend::pad`](crate::backend::Backend::pad) pads the input, read channel-major as
+//!    `[Cin, B, H, W]` (skipped without padding);
+//! 2. a strided window view of it (shape `[Cin, KH, KW, B, OH, OW]`, an `as_strided`
+//!    layout: MiniTorch's strides idea) is copied into columns `[Cin*KH*KW, B*OH*OW]`
+//!    (im2col, the batch inside the columns);
+//! 3. one matmul `W [Cout, Cin*KH*KW] @ cols` for the whole batch gives `[Cout, B, OH, OW]`,
+//!    with the bias added in the matmul's epilogue; the result is that storage seen as
+//!    `[B, Cout, OH, OW]` (a permuted view: nothing copies it back to batch-major).
 //!
-//! So a forward layer with bias is at most three kernels. Backward: the weight gradient is
-//! `grad @ cols^T` summed over the batch, the bias gradient a sum, and the input gradient
-//! the transposed convolution: the gradient dilated by the stride and padded by `K-1-pad`
-//! in one pad, convolved (stride 1) with the weight flipped in space and transposed in
-//! channels.
+//! So a forward layer with bias is at most three kernels. Backward, channel-major too: the
+//! weight gradient is one matmul `grad [Cout, B*OH*OW] @ cols^T` (no sum over the batch),
+//! the bias gradient a sum along rows, and the input gradient the transposed convolution:
+//! the gradient dilated by the stride and padded by `K-1-pad` in one pad, convolved
+//! (stride 1) with the weight flipped in space and transposed in channels.
 
 use std::sync::OnceLock;
 
@@ -142,9 +144,65 @@ pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()
     Ok(())
 }
 
+/// Errors unless `weight` and `bias` live on `x`'s device and `bias` is `[Cout]`.
+fn check_bias(
+    op: &'static str,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    g: &Geometry,
+) -> Result<()> {
+    same_device(op, x, weight)?;
+    if let Some(b) = bias {
+        same_device(op, x, b)?;
+        if b.shape() != [g.cout] {
+            return Err(Error::shape(
+                op,
+                &[x.shape(), weight.shape(), b.shape()],
+                format!(
+                    "the bias must be [{}], one value per output channel",
+                    g.cout
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A tensor of `storage` seen through `layout` (no history).
 fn raw_view(t: &Tensor, layout: Layout) -> Tensor {
     Tensor::from_storage(t.storage().clone(), layout, t.backend().clone())
+}
+
+/// `x` (`[B, C, H, W]`, or `[B, C, W]` read as `H = 1`) seen as `[C, B, H, W]`, the
+/// channel-major order the columns and products use (a view, no copy, no history).
+fn channels_first(x: &Tensor) -> Result<Tensor> {
+    let (sh, st) = (x.shape(), x.layout().strides());
+    let (shape, strides) = match sh.len() {
+        4 => ([sh[1], sh[0], sh[2], sh[3]], [st[1], st[0], st[2], st[3]]),
+        _ => ([sh[1], sh[0], 1, sh[2]], [st[1], st[0], 0, st[2]]),
+    };
+    Ok(raw_view(
+        x,
+        Layout::new(shape, strides, x.layout().offset())?,
+    ))
+}
+
+/// The inverse of [`channels_first`]: `t`, contiguous `[C, B, ..spatial]`, seen as
+/// `[B, C, ..spatial]` (`spatial` is `[H, W]`, or `[W]` for a 1-D convolution).
+fn batch_first(t: &Tensor, spatial: &[usize]) -> Result<Layout> {
+    let (c, b) = (t.shape()[0], t.shape()[1]);
+    let plane: usize = spatial.iter().product();
+    let mut shape: smallvec::SmallVec<[usize; 4]> = smallvec![b, c];
+    let mut strides: smallvec::SmallVec<[usize; 4]> = smallvec![plane, b * plane];
+    shape.extend_from_slice(spatial);
+    let mut s = 1;
+    let at = strides.len();
+    for &d in spatial.iter().rev() {
+        strides.insert(at, s);
+        s *= d;
+    }
+    Layout::new(shape, strides, t.layout().offset())
 }
 
 impl Tensor {
@@ -159,8 +217,9 @@ impl Tensor {
     }
 }
 
-/// The columns `[B, Cin*KH*KW, OH*OW]` of `x` (im2col): a pad when there is padding, then
-/// a copy of the strided window view. No history.
+/// The columns `[Cin*KH*KW, B*OH*OW]` of `x`, given channel-major as `[Cin, B, H, W]`
+/// (im2col, with the batch inside the columns so that one matmul serves the whole batch):
+/// a pad when there is padding, then a copy of the strided window view. No history.
 fn unfold(x: &Tensor, g: &Geometry) -> Result<Tensor> {
     let [sh, sw] = g.stride;
     let [(pt, _), (pl, _)] = g.pad;
@@ -170,7 +229,7 @@ fn unfold(x: &Tensor, g: &Geometry) -> Result<Tensor> {
         x.clone()
     } else {
         x.pad_raw(&PadSpec {
-            out_shape: smallvec![g.b, g.cin, hp, wp],
+            out_shape: smallvec![g.cin, g.b, hp, wp],
             lo: smallvec![0, 0, pt as i64, pl as i64],
             step: smallvec![1, 1, 1, 1],
         })?
@@ -178,17 +237,18 @@ fn unfold(x: &Tensor, g: &Geometry) -> Result<Tensor> {
     let l = src.layout();
     let s = l.strides();
     let window = Layout::new(
-        smallvec![g.b, g.cin, g.kh, g.kw, g.oh, g.ow],
-        smallvec![s[0], s[1], s[2], s[3], sh * s[2], sw * s[3]],
+        smallvec![g.cin, g.kh, g.kw, g.b, g.oh, g.ow],
+        smallvec![s[0], s[2], s[3], s[1], sh * s[2], sw * s[3]],
         l.offset(),
     )?;
     raw_view(&src, window)
         .contiguous()?
-        .view(&[g.b, g.ckk(), g.oh * g.ow])
+        .view(&[g.ckk(), g.b * g.oh * g.ow])
 }
 
-/// The convolution without history: `(out [B, Cout, OH, OW], cols)`; `w2` is the weight as
-/// `[Cout, Cin*KH*KW]`, `bias` is `[Cout]`, `act` applied in the matmul's epilogue.
+/// The convolution without history: `(out [Cout, B, OH, OW], cols)`, channel-major; `x`
+/// is `[Cin, B, H, W]`, `w2` the weight as `[Cout, Cin*KH*KW]`, `bias` `[Cout]`, `act`
+/// applied in the matmul's epilogue.
 fn conv_raw(
     x: &Tensor,
     w2: &Tensor,
@@ -198,39 +258,30 @@ fn conv_raw(
 ) -> Result<(Tensor, Tensor)> {
     let cols = unfold(x, g)?;
     let backend = x.backend();
-    let al = w2.layout().broadcast_to(&[g.b, g.cout, g.ckk()])?;
+    let (al, bl) = (w2.layout(), cols.layout());
+    let (a, b) = (w2.storage(), cols.storage());
     let s = match (bias, act) {
-        (None, Activation::Identity) => {
-            backend.matmul(w2.storage(), &al, cols.storage(), cols.layout())?
-        }
-        (None, _) => backend.matmul_fused(
-            w2.storage(),
-            &al,
-            cols.storage(),
-            cols.layout(),
-            epilogue(act, false),
-            &[],
-            &[],
-        )?,
-        (Some(b), _) => {
-            let bl = b
+        (None, Activation::Identity) => backend.matmul(a, al, b, bl)?,
+        (None, _) => backend.matmul_fused(a, al, b, bl, epilogue(act, false), &[], &[])?,
+        (Some(bias), _) => {
+            let l = bias
                 .layout()
                 .view(&[g.cout, 1])?
-                .broadcast_to(&[g.b, g.cout, g.oh * g.ow])?;
+                .broadcast_to(&[g.cout, g.b * g.oh * g.ow])?;
             backend.matmul_fused(
-                w2.storage(),
-                &al,
-                cols.storage(),
-                cols.layout(),
+                a,
+                al,
+                b,
+                bl,
                 epilogue(act, true),
-                &[(b.storage(), &bl)],
+                &[(bias.storage(), &l)],
                 &[],
             )?
         }
     };
     let out = Tensor::from_storage(
         s,
-        Layout::contiguous(&[g.b, g.cout, g.oh, g.ow]),
+        Layout::contiguous(&[g.cout, g.b, g.oh, g.ow]),
         backend.clone(),
     );
     Ok((out, cols))
@@ -241,7 +292,7 @@ struct Conv2d {
     g: Geometry,
     cols: Tensor,
     act: Activation,
-    /// The activated output (no history), for the activation's derivative.
+    /// The activated output (no history, channel-major), for the activation's derivative.
     out: Option<Tensor>,
 }
 
@@ -253,41 +304,45 @@ impl Function for Conv2d {
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
         let g = &self.g;
         let (x, w) = (&inputs[0], &inputs[1]);
-        // Through the activation first: relu' from the output's sign, sigmoid' = s (1 - s).
+        // Channel-major like the product: [Cout, B, OH, OW]. Through the activation first:
+        // relu' from the output's sign, sigmoid' = s (1 - s); each gives it contiguous.
+        let gc = channels_first(grad)?;
         let go = match (&self.out, self.act) {
-            (Some(y), Activation::Relu) => y.zip_raw(BinaryOp::ReluBack, grad)?,
-            (Some(y), Activation::Sigmoid) => y.mul(&y.neg()?.add_scalar(1.0)?)?.mul(grad)?,
-            _ => grad.contiguous()?,
+            (Some(y), Activation::Relu) => y.zip_raw(BinaryOp::ReluBack, &gc)?,
+            (Some(y), Activation::Sigmoid) => y.mul(&y.neg()?.add_scalar(1.0)?)?.mul(&gc)?,
+            _ => gc.contiguous()?,
         };
-        let go3 = go.view(&[g.b, g.cout, g.oh * g.ow])?;
+        let go2 = go.view(&[g.cout, g.b * g.oh * g.ow])?;
         let mut grads: Grads = smallvec![None, None];
         if w.needs_grad() {
-            // sum over the batch of grad [Cout, OHW] @ cols^T [OHW, CKK]
-            let dw = go3.matmul(&self.cols.transpose()?)?.sum(0)?;
+            // One product over the whole batch: grad [Cout, B*OHW] @ cols^T [B*OHW, CKK].
+            let dw = go2.matmul(&self.cols.transpose()?)?;
             grads[1] = Some(dw.view(w.shape())?);
         }
         if let Some(b) = inputs.get(2) {
             let db = if b.needs_grad() {
-                Some(go3.sum(2)?.sum(0)?.view(b.shape())?)
+                Some(go2.sum(1)?.view(b.shape())?)
             } else {
                 None
             };
             grads.push(db);
         }
         if x.needs_grad() {
-            grads[0] = Some(input_grad(&go, w, g)?);
+            let dx = input_grad(&go, w, g)?;
+            grads[0] = Some(raw_view(&dx, batch_first(&dx, &x.shape()[2..])?));
         }
         Ok(grads)
     }
 }
 
-/// The input gradient: the transposed convolution of `go` (`[B, Cout, OH, OW]`).
+/// The input gradient, channel-major `[Cin, B, H, W]`: the transposed convolution of `go`
+/// (`[Cout, B, OH, OW]`, contiguous).
 fn input_grad(go: &Tensor, w: &Tensor, g: &Geometry) -> Result<Tensor> {
     let (kh, kw) = (g.kh, g.kw);
     // Dilate by the stride and pad by K-1-pad_before in one pad, to length H+K-1 (any
     // excess on the far side is cropped or zero-filled by the same kernel).
     let dp = go.pad_raw(&PadSpec {
-        out_shape: smallvec![g.b, g.cout, g.h + kh - 1, g.w + kw - 1],
+        out_shape: smallvec![g.cout, g.b, g.h + kh - 1, g.w + kw - 1],
         lo: smallvec![
             0,
             0,
@@ -314,7 +369,7 @@ fn input_grad(go: &Tensor, w: &Tensor, g: &Geometry) -> Result<Tensor> {
         .view(&[g.cin, g.cout * kk])?;
     let gt = Geometry::new(
         "conv2d backward",
-        dp.shape(),
+        &[g.b, g.cout, g.h + kh - 1, g.w + kw - 1],
         &[g.cin, g.cout, kh, kw],
         [1, 1],
         [(0, 0), (0, 0)],
@@ -351,29 +406,37 @@ impl Tensor {
         const OP: &str = "conv2d";
         same_device(OP, self, weight)?;
         let g = Geometry::new(OP, self.shape(), weight.shape(), stride, padding)?;
-        if let Some(b) = bias {
-            same_device(OP, self, b)?;
-            if b.shape() != [g.cout] {
-                return Err(Error::shape(
-                    OP,
-                    &[self.shape(), weight.shape(), b.shape()],
-                    format!(
-                        "the bias must be [{}], one value per output channel",
-                        g.cout
-                    ),
-                ));
-            }
-        }
+        check_bias(OP, self, weight, bias, &g)?;
+        self.conv_recorded(weight, bias, act, g)
+    }
+
+    /// The convolution of `self` (`[B, Cin, H, W]`, or `[B, Cin, W]` with `g.h == 1`) by
+    /// `weight` of the same rank, recorded for autodiff; the result is `[B, Cout, ..]` of
+    /// self's rank, a view of the channel-major product `[Cout, B, ..]` (no copy back to
+    /// batch-major: every op reads strided views, and `contiguous` makes one when needed).
+    fn conv_recorded(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        act: Activation,
+        g: Geometry,
+    ) -> Result<Tensor> {
         let w2 = weight.contiguous()?;
         let w2 = raw_view(&w2, Layout::contiguous(&[g.cout, g.ckk()]));
         let bias_c = bias.map(|b| b.contiguous()).transpose()?;
-        let (out, cols) = conv_raw(self, &w2, bias_c.as_ref(), act, &g)?;
+        let (out, cols) = conv_raw(&channels_first(self)?, &w2, bias_c.as_ref(), act, &g)?;
+        let spatial: &[usize] = if self.dims() == 4 {
+            &[g.oh, g.ow]
+        } else {
+            &[g.ow]
+        };
+        let layout = batch_first(&out, spatial)?;
         let mut inputs: Vec<&Tensor> = vec![self, weight];
         inputs.extend(bias);
         let saved = (act != Activation::Identity).then(|| out.clone());
         Ok(Tensor::from_op(
             out.storage().clone(),
-            out.layout().clone(),
+            layout,
             self.backend().clone(),
             Conv2d {
                 g,
@@ -405,15 +468,20 @@ impl Tensor {
                 "needs an input [B, Cin, W] and a weight [Cout, Cin, K]",
             ));
         }
-        let x4 = self.contiguous()?.view(&[x[0], x[1], 1, x[2]])?;
-        let w4 = weight.contiguous()?.view(&[w[0], w[1], 1, w[2]])?;
-        let out = x4
-            .conv2d(&w4, bias, [1, stride], [(0, 0), padding])
-            .map_err(|e| match e {
-                Error::Shape { msg, .. } => Error::shape(OP, &[x, w], msg),
-                other => other,
-            })?;
-        let s = out.shape().to_vec();
-        out.view(&[s[0], s[1], s[3]])
+        same_device(OP, self, weight)?;
+        // Height 1: the 2-D convolution's mechanism on [B, Cin, 1, W].
+        let g = Geometry::new(
+            OP,
+            &[x[0], x[1], 1, x[2]],
+            &[w[0], w[1], 1, w[2]],
+            [1, stride],
+            [(0, 0), padding],
+        )
+        .map_err(|e| match e {
+            Error::Shape { msg, .. } => Error::shape(OP, &[x, w], msg),
+            other => other,
+        })?;
+        check_bias(OP, self, weight, bias, &g)?;
+        self.conv_recorded(weight, bias, Activation::Identity, g)
     }
 }

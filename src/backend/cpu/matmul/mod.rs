@@ -4,7 +4,11 @@
 //! A product `[..batch, n, k] @ [..batch, k, m]` runs in three steps:
 //! 1. A is packed once into row panels `MR` tall (each stored column by column), B into
 //!    column panels `NR` wide, in parallel over panels; every thread then reads the same
-//!    packed panels. Packing is skipped where it costs more than it saves: when few row
+//!    packed panels. Where only one task reads a column block of B (one block of rows,
+//!    B not shared by the batches), that task packs B itself, one `KC x NC` block at a
+//!    time right before using it, so B is never copied whole: its packed block stays in
+//!    cache (a convolution's columns, tens of MB, would otherwise be written and read back
+//!    from memory once more). Packing is skipped where it costs more than it saves: when few row
 //!    panels would reuse a packed B and B's rows are contiguous, the micro-kernel reads B
 //!    in place (masked loads at the right edge, rows prefetched ahead), which saves a full
 //!    pass over the biggest operand of a skinny product; when few column panels would
@@ -50,7 +54,7 @@ use flush::FlushSubnormals;
 use flush::{mxcsr, MXCSR_DAZ_FTZ};
 use micro::Tile;
 pub use micro::{kernel_name, Kernel};
-use pack::{mat, pack_a, pack_b, shared};
+use pack::{mat, pack_a, pack_b, pack_b_block, shared, Mat};
 pub(crate) use plan::Options;
 use plan::{plan, swaps};
 pub use plan::{split, Split};
@@ -73,7 +77,7 @@ pub const ROW_PARALLEL_MIN_FLOPS: usize = 1 << 26;
 pub const TASK_MIN_FLOPS: usize = 1 << 15;
 /// B is packed when at least this many row panels of A reuse it (or when its rows are not
 /// contiguous); below, the micro-kernel reads B in place.
-pub const PACK_B_MIN_ROW_PANELS: usize = 4;
+pub const PACK_B_MIN_ROW_PANELS: usize = 2;
 /// A is packed when at least this many column panels reuse it; below, the micro-kernel
 /// reads A in place (packing would cost as much as the product).
 pub const PACK_A_MIN_COL_PANELS: usize = 8;
@@ -161,7 +165,14 @@ pub(crate) fn batched_into_with(
         pack_a(a, &mat(al, z), ip * mr, h, k, mr, panel);
     };
     let b_len = cp * k * nr;
-    let b_count = if s.pack_b {
+    // B packed block by block inside the task that reads it (a `KC x NC` block stays in
+    // cache, and no B-sized buffer is written and read back) when no other task reads the
+    // same columns: one row block, and B not shared by the batches.
+    let in_task = s.pack_b
+        && opts
+            .pack_b_in_task
+            .unwrap_or(s.row_blocks == 1 && (!b_shared || batch == 1));
+    let b_count = if s.pack_b && !in_task {
         if b_shared {
             1
         } else {
@@ -213,9 +224,23 @@ pub(crate) fn batched_into_with(
         let (am, bm) = (mat(al, z), mat(bl, z));
         let a_z = if a_shared { 0 } else { z };
         let b_z = if b_shared { 0 } else { z };
+        let (j0, j1) = (bj * cb, ((bj + 1) * cb).min(cp));
+        let mut bblock = HostBuf::take(if in_task {
+            (j1 - j0) * KC.min(k) * nr
+        } else {
+            0
+        });
         let mut p0 = 0;
         while p0 < k {
             let kc = KC.min(k - p0);
+            if in_task {
+                // Rows p0..p0+kc of this task's column panels, each `kc x nr`.
+                let rows = Mat {
+                    base: bm.base + p0 * bm.rs,
+                    ..bm
+                };
+                pack_b_block(b, &rows, (j0 * nr, (j1 * nr).min(m)), kc, nr, &mut bblock);
+            }
             for ip in bi * rb..((bi + 1) * rb).min(rp) {
                 let h = mr.min(n - ip * mr);
                 let (aptr, a_rs, a_cs) = if s.pack_a {
@@ -227,9 +252,12 @@ pub(crate) fn batched_into_with(
                     assert!(first + (h - 1) * am.rs + (kc - 1) * am.cs < a.len());
                     (a[first..].as_ptr(), am.rs, am.cs)
                 };
-                for jp in bj * cb..((bj + 1) * cb).min(cp) {
+                for jp in j0..j1 {
                     let w = nr.min(m - jp * nr);
-                    let (bptr, b_rs) = if s.pack_b {
+                    let (bptr, b_rs) = if in_task {
+                        let off = (jp - j0) * kc * nr;
+                        (bblock[off..off + kc * nr].as_ptr(), nr)
+                    } else if s.pack_b {
                         let off = b_z * b_len + jp * k * nr + p0 * nr;
                         (bpack[off..off + kc * nr].as_ptr(), nr)
                     } else {

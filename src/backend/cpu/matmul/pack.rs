@@ -110,3 +110,31 @@ pub(super) fn pack_b(
         }
     }
 }
+
+/// Pack rows `0..kc` of the column panels `c0 / nr ..` covering columns `c0..c1` of B
+/// into `block`, panel after panel (each `kc x nr`, stored row by row like [`pack_b`]).
+/// Rows of B contiguous: each row is read once, front to back, so the hardware
+/// prefetcher follows it however far apart the rows are; otherwise panel by panel.
+#[inline]
+pub(super) fn pack_b_block(
+    b: &[f32],
+    mb: &Mat,
+    (c0, c1): (usize, usize),
+    kc: usize,
+    nr: usize,
+    block: &mut [f32],
+) {
+    if mb.cs != 1 {
+        for (j, panel) in (c0..c1).step_by(nr).zip(block.chunks_mut(kc * nr)) {
+            pack_b(b, mb, j, nr.min(c1 - j), kc, nr, panel);
+        }
+        return;
+    }
+    for p in 0..kc {
+        let row = &b[mb.base + p * mb.rs + c0..mb.base + p * mb.rs + c1];
+        for (q, src) in row.chunks(nr).enumerate() {
+            let at = q * kc * nr + p * nr;
+            block[at..at + src.len()].copy_from_slice(src);
+        }
+    }
+}

@@ -13,6 +13,10 @@ pub(crate) struct Options {
     pub pack_b: Option<bool>,
     /// Pack A (`Some(true)`), read it in place (`Some(false)`), or decide by shape.
     pub pack_a: Option<bool>,
+    /// Pack B block by block inside each task (`Some(true)`), all of it up front
+    /// (`Some(false)`), or decide by the split (`None`: in the task when no other task
+    /// reads the same columns). Only matters where B is packed.
+    pub pack_b_in_task: Option<bool>,
     /// Whether a transposed B with few rows of A may run as `C^T = B^T A^T` (default yes).
     pub swap: Option<bool>,
     /// Run the tasks on rayon (`Some(true)`), serially, or decide by size (`None`).
@@ -31,6 +35,7 @@ impl Options {
         Options {
             kernel: Kernel::detect(),
             pack_b: None,
+            pack_b_in_task: None,
             pack_a: None,
             swap: None,
             parallel: None,

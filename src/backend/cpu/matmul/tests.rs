@@ -146,19 +146,28 @@ fn every_kernel_and_path_matches_f64_reference() {
                 (Some(true), Some((1, 1))),
                 (None, None),
             ] {
-                for row in [Some(false), None] {
-                    let opts = Options {
-                        kernel,
-                        pack_a,
-                        pack_b,
-                        swap,
-                        parallel,
-                        block,
-                        row,
-                    };
-                    for &dims in SHAPES {
-                        for &(fa, fb) in FORMS {
-                            check_case(dims, fa, fb, &opts);
+                // B packed up front and inside each task (where it is packed at all).
+                let in_task: &[_] = if pack_b == Some(false) {
+                    &[None]
+                } else {
+                    &[Some(false), Some(true)]
+                };
+                for &pack_b_in_task in in_task {
+                    for row in [Some(false), None] {
+                        let opts = Options {
+                            kernel,
+                            pack_a,
+                            pack_b,
+                            pack_b_in_task,
+                            swap,
+                            parallel,
+                            block,
+                            row,
+                        };
+                        for &dims in SHAPES {
+                            for &(fa, fb) in FORMS {
+                                check_case(dims, fa, fb, &opts);
+                            }
                         }
                     }
                 }
