@@ -93,7 +93,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Sched::Constant)]
     schedule: Sched,
     /// Data augmentation: shift each training image by a random offset of up to this many
-    /// pixels in each direction, zero fill, drawn from --seed (0: none; default 2 for cnn,
+    /// pixels in each direction, zero fill, drawn from --seed (0: none; default 1 for cnn,
     /// 0 for course).
     #[arg(long, value_name = "PIXELS")]
     augment: Option<usize>,
@@ -205,7 +205,7 @@ fn run(args: Args) -> Result<()> {
         },
         augment: args.augment.unwrap_or(match args.model {
             Model::Course => 0,
-            Model::Cnn => 2,
+            Model::Cnn => 1,
         }),
         batch: args.batch,
         dropout: args.dropout,

@@ -126,7 +126,7 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--augment", type=int, default=None,
-                    help="shift each training image by up to this many pixels (default: 2 for "
+                    help="shift each training image by up to this many pixels (default: 1 for "
                     "cnn, 0 for course)")
     ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     ap.add_argument("--no-shuffle", action="store_true")
@@ -152,7 +152,7 @@ def main():
         print(f"loaded parameters from {a.load}")
     lr = a.lr if a.lr is not None else (0.05 if a.optimizer == "sgd" else 1e-3)
     opt = (torch.optim.SGD if a.optimizer == "sgd" else torch.optim.Adam)(net.parameters(), lr=lr)
-    augment = a.augment if a.augment is not None else (2 if a.model == "cnn" else 0)
+    augment = a.augment if a.augment is not None else (1 if a.model == "cnn" else 0)
     gen = torch.Generator().manual_seed(a.seed)
     print(f"pytorch {torch.__version__} on the CPU, {torch.get_num_threads()} threads | model {a.model}, "
           f"{len(yt)} train, {len(yv)} val, batch {a.batch}, lr {lr} ({a.schedule}), {a.optimizer}, "

@@ -671,7 +671,11 @@ fn every_example_rejects_hostile_flags() {
             &["--backend", "cpu", "--schedule", "cosine", "--epochs", "0"],
             "a cosine schedule needs at least 1 epoch",
         ),
-        ("mnist", &["--backend", "cpu", "--batch", "0"], "batch must be at least 1"),
+        (
+            "mnist",
+            &["--backend", "cpu", "--batch", "0"],
+            "batch must be at least 1",
+        ),
         ("mnist", &["--backend", "cpu", "--lr", "NaN"], "--lr NaN"),
     ];
     let mut failures = Vec::new();

@@ -163,7 +163,9 @@ fn bad_settings_are_errors_naming_them() {
     assert!(mk(|c| c.lr = -1.0).unwrap().contains("lr"));
     assert!(mk(|c| c.dropout = 1.0).unwrap().contains("dropout"));
     assert!(mk(|c| c.augment = 28).unwrap().contains("--augment 28"));
-    assert!(mk(|c| c.augment = usize::MAX).unwrap().contains("--augment"));
+    assert!(mk(|c| c.augment = usize::MAX)
+        .unwrap()
+        .contains("--augment"));
     assert!(mk(|c| c.augment = 27).is_none());
     assert!(mk(|c| c.schedule = Schedule::Cosine { epochs: 0 })
         .unwrap()

@@ -320,11 +320,20 @@ fn shifted_batches_move_pixels_and_fill_with_zero() {
                 } else {
                     0.0
                 };
-                assert_eq!(got[(r * cols as i32 + c) as usize], want, "{s:?} at ({r}, {c})");
+                assert_eq!(
+                    got[(r * cols as i32 + c) as usize],
+                    want,
+                    "{s:?} at ({r}, {c})"
+                );
             }
         }
         // The second image, not shifted, is as `batch` gives it.
-        let plain = set.batch(&[0], minitorch::Device::Cpu).unwrap().0.to_vec().unwrap();
+        let plain = set
+            .batch(&[0], minitorch::Device::Cpu)
+            .unwrap()
+            .0
+            .to_vec()
+            .unwrap();
         assert_eq!(&got[rows * cols..], &plain[..]);
     }
     // One known pixel: (1, 2) moved by (+1, -2) lands at (2, 0); the first row and the
@@ -334,9 +343,14 @@ fn shifted_batches_move_pixels_and_fill_with_zero() {
         .unwrap();
     let got = x.to_vec().unwrap();
     assert_eq!(got[2 * cols], set.image(1)[cols + 2] as f32 / 255.0);
-    assert!(set.image(1)[cols + 2] != 0, "the test pixel must not be background");
+    assert!(
+        set.image(1)[cols + 2] != 0,
+        "the test pixel must not be background"
+    );
     assert!(got[..cols].iter().all(|&v| v == 0.0));
-    assert!(got.chunks(cols).all(|row| row[cols - 2..].iter().all(|&v| v == 0.0)));
+    assert!(got
+        .chunks(cols)
+        .all(|row| row[cols - 2..].iter().all(|&v| v == 0.0)));
     let err = set
         .batch_shifted(&[0, 1], &[Shift::default()], minitorch::Device::Cpu)
         .unwrap_err()
@@ -354,16 +368,25 @@ fn random_shifts_are_deterministic_by_seed_and_in_range() {
     assert_ne!(a, Shifts::new(2, 8).unwrap().draw(2000));
     let mut seen = [[0usize; 5]; 5];
     for s in &a {
-        assert!((-2..=2).contains(&s.dy) && (-2..=2).contains(&s.dx), "{s:?}");
+        assert!(
+            (-2..=2).contains(&s.dy) && (-2..=2).contains(&s.dx),
+            "{s:?}"
+        );
         seen[(s.dy + 2) as usize][(s.dx + 2) as usize] += 1;
     }
     // 2000 draws over 25 offsets: 80 expected each.
-    assert!(seen.iter().flatten().all(|&n| (40..130).contains(&n)), "{seen:?}");
+    assert!(
+        seen.iter().flatten().all(|&n| (40..130).contains(&n)),
+        "{seen:?}"
+    );
     // Drawing in two parts gives the same sequence.
     let mut s = Shifts::new(2, 7).unwrap();
     let mut parts = s.draw(700);
     parts.extend(s.draw(1300));
     assert_eq!(parts, a);
-    assert_eq!(Shifts::new(0, 7).unwrap().draw(3), vec![Shift::default(); 3]);
+    assert_eq!(
+        Shifts::new(0, 7).unwrap().draw(3),
+        vec![Shift::default(); 3]
+    );
     assert!(Shifts::new(65, 7).is_err());
 }

@@ -340,7 +340,11 @@ impl ImageTrainer {
                     let mut hits = None;
                     let global = dp.step(idx.len(), self.optimizer.as_mut(), |shard| {
                         let r = shard.range.clone();
-                        let sh = if shifts.is_empty() { &[][..] } else { &shifts[r.clone()] };
+                        let sh = if shifts.is_empty() {
+                            &[][..]
+                        } else {
+                            &shifts[r.clone()]
+                        };
                         let (x, labels) = train.batch_shifted(&idx[r], sh, device)?;
                         model.train();
                         let out = model.forward(&x)?;
