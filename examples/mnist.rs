@@ -110,7 +110,7 @@ struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Keep the training images in file order (to compare batch for batch with another
-    /// framework; with --dropout 0).
+    /// framework; with --dropout 0 --augment 0).
     #[arg(long)]
     no_shuffle: bool,
     /// Save the trained parameters (PyTorch state_dict names) to this safetensors file.
