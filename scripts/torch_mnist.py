@@ -11,7 +11,7 @@ Needs torch (CPU is enough; `safetensors` for --save/--load); reads IDX files gz
 or not. `--save`/`--load` use the state_dict's names, the same as the example's, so a model
 trained on either side evaluates on the other (`--epochs 0 --load F`). `--augment` and
 `--schedule` are the example's (random whole-pixel shifts of the training images, zero fill,
-on by default for cnn; cosine decay of the learning rate per epoch): the same distribution
+on by default for cnn on the digits; cosine decay of the learning rate per epoch): the same distribution
 and rates, with PyTorch's own random draws.
 """
 import argparse
@@ -126,8 +126,8 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--augment", type=int, default=None,
-                    help="shift each training image by up to this many pixels (default: 1 for "
-                    "cnn, 0 for course)")
+                    help="shift each training image by up to this many pixels (default, as the "
+                    "example's: 1 for cnn on the digits (a --data directory named digits), else 0)")
     ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     ap.add_argument("--no-shuffle", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
@@ -152,7 +152,8 @@ def main():
         print(f"loaded parameters from {a.load}")
     lr = a.lr if a.lr is not None else (0.05 if a.optimizer == "sgd" else 1e-3)
     opt = (torch.optim.SGD if a.optimizer == "sgd" else torch.optim.Adam)(net.parameters(), lr=lr)
-    augment = a.augment if a.augment is not None else (1 if a.model == "cnn" else 0)
+    on_digits = os.path.basename(os.path.normpath(a.data)) == "digits"
+    augment = a.augment if a.augment is not None else (1 if a.model == "cnn" and on_digits else 0)
     gen = torch.Generator().manual_seed(a.seed)
     print(f"pytorch {torch.__version__} on the CPU, {torch.get_num_threads()} threads | model {a.model}, "
           f"{len(yt)} train, {len(yv)} val, batch {a.batch}, lr {lr} ({a.schedule}), {a.optimizer}, "
