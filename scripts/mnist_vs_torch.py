@@ -6,7 +6,8 @@ first: `cargo build --release --example mnist`) and `scripts/torch_mnist.py` one
 other, `--rounds` times, on the same IDX files with the same settings (no shuffle, dropout
 0, so both see the same batches), and prints a markdown table of the median time per epoch
 (median over rounds, range in brackets), the ratio minitorch / PyTorch, and both final
-validation accuracies. Interleaving keeps both engines under the same machine load.
+validation accuracies. Augmentation is off (`--augment 0`) on both sides: the same batches,
+and the network's time, not the host's image shifting. Interleaving keeps both engines under the same machine load.
 
     python3 scripts/mnist_vs_torch.py --rounds 3          # needs torch (a venv is fine:
                                                           # run this script with its python)
@@ -51,7 +52,8 @@ def main():
                 env = dict(os.environ, RAYON_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t))
                 common = ["--data", a.data, "--model", model, "--batch", str(batch),
                           "--optimizer", opt, "--lr", str(lr), "--train", str(n), "--val", "1000",
-                          "--epochs", str(a.epochs), "--dropout", "0", "--no-shuffle"]
+                          "--epochs", str(a.epochs), "--dropout", "0", "--no-shuffle",
+                          "--augment", "0"]
                 ours = run([a.bin, "--backend", "cpu", *common], env)
                 theirs = run([sys.executable, os.path.join(here, "torch_mnist.py"), *common,
                               "--threads", str(t)], env)

@@ -9,10 +9,14 @@ Prints `Epoch N | loss L | train acc A% | val acc V% | time per epoch T ms` like
 (L: the sum over the epoch's batches of each batch's mean loss) and a final `Done:` line.
 Needs torch (CPU is enough; `safetensors` for --save/--load); reads IDX files gzip-compressed
 or not. `--save`/`--load` use the state_dict's names, the same as the example's, so a model
-trained on either side evaluates on the other (`--epochs 0 --load F`).
+trained on either side evaluates on the other (`--epochs 0 --load F`). `--augment` and
+`--schedule` are the example's (random whole-pixel shifts of the training images, zero fill,
+on by default for cnn on the digits; cosine decay of the learning rate per epoch): the same distribution
+and rates, with PyTorch's own random draws.
 """
 import argparse
 import gzip
+import math
 import os
 import struct
 import sys
@@ -85,6 +89,30 @@ def build(model, dropout, torch):
     return {"course": Course, "cnn": Cnn}[model]()
 
 
+def shift(x, max_shift, gen, torch):
+    """Each image moved by its own random whole-pixel offset (dy, dx), both uniform in
+    [-max_shift, max_shift], zero fill: the example's --augment (same distribution, the
+    draws come from PyTorch's generator)."""
+    if max_shift == 0:
+        return x
+    n, _, h, w = x.shape
+    m = max_shift
+    d = torch.randint(-m, m + 1, (n, 2), generator=gen)
+    padded = torch.nn.functional.pad(x, (m, m, m, m))
+    out = torch.empty_like(x)
+    for i, (dy, dx) in enumerate(d.tolist()):
+        out[i] = padded[i, :, m - dy : m - dy + h, m - dx : m - dx + w]
+    return out
+
+
+def epoch_lr(lr, schedule, epoch, epochs):
+    """The learning rate of epoch `epoch` (from 0) of `epochs`: constant, or cosine decay
+    from lr towards 0 (PyTorch's CosineAnnealingLR with T_max = epochs, stepped per epoch)."""
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    return lr
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="data/digits")
@@ -97,6 +125,10 @@ def main():
     ap.add_argument("--val", type=int, default=1000)
     ap.add_argument("--dropout", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--augment", type=int, default=None,
+                    help="shift each training image by up to this many pixels (default, as the "
+                    "example's: 1 for cnn on the digits (a --data directory named digits), else 0)")
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     ap.add_argument("--no-shuffle", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
     ap.add_argument("--save", help="save the state_dict to this safetensors file")
@@ -120,17 +152,23 @@ def main():
         print(f"loaded parameters from {a.load}")
     lr = a.lr if a.lr is not None else (0.05 if a.optimizer == "sgd" else 1e-3)
     opt = (torch.optim.SGD if a.optimizer == "sgd" else torch.optim.Adam)(net.parameters(), lr=lr)
+    on_digits = os.path.basename(os.path.normpath(a.data)) == "digits"
+    augment = a.augment if a.augment is not None else (1 if a.model == "cnn" and on_digits else 0)
+    gen = torch.Generator().manual_seed(a.seed)
     print(f"pytorch {torch.__version__} on the CPU, {torch.get_num_threads()} threads | model {a.model}, "
-          f"{len(yt)} train, {len(yv)} val, batch {a.batch}, lr {lr}, {a.optimizer}")
+          f"{len(yt)} train, {len(yv)} val, batch {a.batch}, lr {lr} ({a.schedule}), {a.optimizer}, "
+          f"augment {augment}")
     times = []
     for epoch in range(1, a.epochs + 1):
         net.train()
+        for g in opt.param_groups:
+            g["lr"] = epoch_lr(lr, a.schedule, epoch - 1, a.epochs)
         order = torch.arange(len(yt)) if a.no_shuffle else torch.randperm(len(yt))
         t0 = time.perf_counter()
         total, correct = 0.0, 0
         for s in range(0, len(yt), a.batch):
             idx = order[s : s + a.batch]
-            out = net(xt[idx])
+            out = net(shift(xt[idx], augment, gen, torch))
             loss = torch.nn.functional.nll_loss(out, yt[idx])
             opt.zero_grad()
             loss.backward()

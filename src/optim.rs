@@ -97,6 +97,11 @@ impl Sgd {
         self.lr
     }
 
+    /// Sets the learning rate for the following steps (a schedule); `step` checks it.
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
     /// Forget every parameter's gradient.
     pub fn zero_grad(&self) {
         self.params.iter().for_each(Parameter::zero_grad);
@@ -175,6 +180,11 @@ pub trait Optimizer {
     fn zero_grad(&self);
     /// One update of every parameter from its gradient.
     fn step(&mut self) -> Result<()>;
+    /// The learning rate.
+    fn lr(&self) -> f32;
+    /// Sets the learning rate for the following steps (a schedule); the next `step`
+    /// checks it.
+    fn set_lr(&mut self, lr: f32);
 }
 
 impl Optimizer for Sgd {
@@ -184,6 +194,12 @@ impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         Sgd::step(self)
     }
+    fn lr(&self) -> f32 {
+        Sgd::lr(self)
+    }
+    fn set_lr(&mut self, lr: f32) {
+        Sgd::set_lr(self, lr)
+    }
 }
 
 impl Optimizer for Adam {
@@ -192,5 +208,11 @@ impl Optimizer for Adam {
     }
     fn step(&mut self) -> Result<()> {
         Adam::step(self)
+    }
+    fn lr(&self) -> f32 {
+        Adam::lr(self)
+    }
+    fn set_lr(&mut self, lr: f32) {
+        Adam::set_lr(self, lr)
     }
 }

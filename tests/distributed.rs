@@ -429,7 +429,9 @@ fn nccl_without_the_library_is_a_clear_error() {
 /// The image networks data-parallel: `mnist --distributed mpi` on 3 ranks (uneven shards)
 /// gives one process's per-epoch losses and training accuracy (computed here with
 /// [`ImageTrainer`] on the same digits), for the course's CNN with SGD and the bigger
-/// `cnn` with Adam. Dropout is off: its masks are drawn per rank's shard.
+/// `cnn` with Adam and the example's default augmentation for it (random shifts of up to 1
+/// pixel: every rank draws the whole global batch's shifts and uses its shard's). Dropout
+/// is off: its masks are drawn per rank's shard.
 #[test]
 fn image_networks_match_one_process() {
     if !have_mpirun() {
@@ -466,6 +468,8 @@ fn image_networks_match_one_process() {
                 batch,
                 dropout: 0.0,
                 seed: 42,
+                // The example's default: shifts for cnn, none for the course network.
+                augment: if model == ModelKind::Cnn { 1 } else { 0 },
                 ..ImageConfig::default()
             },
             sample.train.take(train),

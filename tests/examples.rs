@@ -654,6 +654,30 @@ fn every_example_rejects_hostile_flags() {
             "--rounds must be at least 1",
         ),
         ("matmul_vs_gemm", &["--rounds", "NaN"], "NaN"),
+        (
+            "mnist",
+            &["--backend", "cpu", "--model", "cnn", "--augment", "28"],
+            "--augment 28 shifts 28x28 images out of the frame",
+        ),
+        (
+            "mnist",
+            &["--backend", "cpu", "--augment", "18446744073709551615"],
+            "--augment 18446744073709551615",
+        ),
+        ("mnist", &["--augment=-1"], "-1"),
+        ("mnist", &["--augment", "NaN"], "NaN"),
+        ("mnist", &["--schedule", "step"], "step"),
+        (
+            "mnist",
+            &["--backend", "cpu", "--schedule", "cosine", "--epochs", "0"],
+            "a cosine schedule needs at least 1 epoch",
+        ),
+        (
+            "mnist",
+            &["--backend", "cpu", "--batch", "0"],
+            "batch must be at least 1",
+        ),
+        ("mnist", &["--backend", "cpu", "--lr", "NaN"], "--lr NaN"),
     ];
     let mut failures = Vec::new();
     for &(name, args, needle) in cases {

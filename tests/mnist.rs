@@ -9,7 +9,9 @@ use std::path::Path;
 
 use common::columns;
 use minitorch::nn::{load_safetensors, save_safetensors, Module};
-use minitorch::vision::{accuracy, ImageConfig, ImageTrainer, ModelKind, OptimizerKind, Split};
+use minitorch::vision::{
+    accuracy, ImageConfig, ImageTrainer, ModelKind, OptimizerKind, Schedule, Split,
+};
 use minitorch::Device;
 
 fn sample() -> Split {
@@ -160,6 +162,14 @@ fn bad_settings_are_errors_naming_them() {
     assert!(mk(|c| c.lr = f32::NAN).unwrap().contains("lr"));
     assert!(mk(|c| c.lr = -1.0).unwrap().contains("lr"));
     assert!(mk(|c| c.dropout = 1.0).unwrap().contains("dropout"));
+    assert!(mk(|c| c.augment = 28).unwrap().contains("--augment 28"));
+    assert!(mk(|c| c.augment = usize::MAX)
+        .unwrap()
+        .contains("--augment"));
+    assert!(mk(|c| c.augment = 27).is_none());
+    assert!(mk(|c| c.schedule = Schedule::Cosine { epochs: 0 })
+        .unwrap()
+        .contains("cosine"));
     assert!(mk(|c| c.optimizer = OptimizerKind::Sgd).is_none());
     let empty = ImageTrainer::new(ImageConfig::default(), s.train.take(0), s.test.take(8));
     assert!(empty
@@ -211,4 +221,64 @@ fn a_pytorch_trained_model_evaluates_the_same_here() {
             col.device
         ));
     }
+}
+
+/// The cosine schedule sets each epoch's rate (PyTorch's CosineAnnealingLR stepped per
+/// epoch: lr, then lr * (1 + cos(pi e / E)) / 2) and keeps the last one's past the end.
+#[test]
+fn cosine_schedule_sets_each_epochs_learning_rate() {
+    let s = sample();
+    let epochs = 4;
+    for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+        let config = ImageConfig {
+            optimizer,
+            lr: 0.02,
+            schedule: Schedule::Cosine { epochs },
+            ..ImageConfig::default()
+        };
+        let mut t = ImageTrainer::new(config, s.train.take(16), s.test.take(8)).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..epochs + 2 {
+            t.epoch().unwrap();
+            got.push(t.lr());
+        }
+        let want: Vec<f32> = (0..epochs + 2)
+            .map(|e| {
+                let e = e.min(epochs - 1) as f64;
+                (0.02 * (1.0 + (std::f64::consts::PI * e / epochs as f64).cos()) / 2.0) as f32
+            })
+            .collect();
+        assert_eq!(got, want, "{optimizer:?}");
+        assert_eq!(got[0], 0.02);
+        assert!((got[2] - 0.01).abs() < 1e-7, "{got:?}");
+    }
+    assert_eq!(Schedule::Constant.lr(0.3, 99), 0.3);
+    assert!(Schedule::parse("step", 3).is_err());
+}
+
+/// Augmentation changes what the network sees (a different first-epoch loss), repeats
+/// with the seed, and leaves the weights' initialisation and the shuffle alone (the
+/// network before training is the same).
+#[test]
+fn augmentation_is_deterministic_and_changes_training() {
+    let s = sample();
+    let run = |augment: usize, seed: u64| {
+        let config = ImageConfig {
+            augment,
+            seed,
+            batch: 8,
+            lr: 0.1,
+            ..ImageConfig::default()
+        };
+        let mut t = ImageTrainer::new(config, s.train.take(64), s.test.take(40)).unwrap();
+        let before = t.predict(&t.val).unwrap();
+        (before, t.epoch().unwrap().loss)
+    };
+    let (b0, plain) = run(0, 42);
+    let (b2, shifted) = run(2, 42);
+    assert_eq!(b0, b2, "augmentation changed the initial weights");
+    assert_ne!(plain, shifted, "augmentation changed nothing");
+    assert_eq!(run(2, 42).1, shifted);
+    assert_ne!(run(2, 43).1, shifted);
+    assert_eq!(run(0, 42).1, plain);
 }

@@ -286,3 +286,107 @@ fn confusion_counts_true_rows_and_predicted_columns() {
     assert!(minitorch::vision::confusion(&[0], &[3], 3).is_err());
     assert!(minitorch::vision::confusion(&[0, 1], &[0], 3).is_err());
 }
+
+/// A shifted batch moves every pixel by the offset, fills what enters the frame with 0 and
+/// drops what leaves it; checked against an independent index formula on a non-square
+/// image, for offsets in every direction and past the edge.
+#[test]
+fn shifted_batches_move_pixels_and_fill_with_zero() {
+    use minitorch::vision::Shift;
+    let (rows, cols) = (5, 7);
+    let set = sample_set(3, rows, cols);
+    let cases = [
+        Shift { dy: 0, dx: 0 },
+        Shift { dy: 1, dx: 0 },
+        Shift { dy: 0, dx: -2 },
+        Shift { dy: -2, dx: 3 },
+        Shift { dy: 5, dx: 0 },
+        Shift { dy: 0, dx: -7 },
+    ];
+    for s in cases {
+        let (x, y) = set
+            .batch_shifted(&[2, 0], &[s, Shift::default()], minitorch::Device::Cpu)
+            .unwrap();
+        assert_eq!(x.shape(), &[2, 1, rows, cols]);
+        assert_eq!(y, vec![2, 0]);
+        let got = x.to_vec().unwrap();
+        let src = set.image(2);
+        for r in 0..rows as i32 {
+            for c in 0..cols as i32 {
+                let (sr, sc) = (r - s.dy, c - s.dx);
+                let inside = (0..rows as i32).contains(&sr) && (0..cols as i32).contains(&sc);
+                let want = if inside {
+                    src[(sr * cols as i32 + sc) as usize] as f32 / 255.0
+                } else {
+                    0.0
+                };
+                assert_eq!(
+                    got[(r * cols as i32 + c) as usize],
+                    want,
+                    "{s:?} at ({r}, {c})"
+                );
+            }
+        }
+        // The second image, not shifted, is as `batch` gives it.
+        let plain = set
+            .batch(&[0], minitorch::Device::Cpu)
+            .unwrap()
+            .0
+            .to_vec()
+            .unwrap();
+        assert_eq!(&got[rows * cols..], &plain[..]);
+    }
+    // One known pixel: (1, 2) moved by (+1, -2) lands at (2, 0); the first row and the
+    // last two columns entered the frame, so they are zeros.
+    let (x, _) = set
+        .batch_shifted(&[1], &[Shift { dy: 1, dx: -2 }], minitorch::Device::Cpu)
+        .unwrap();
+    let got = x.to_vec().unwrap();
+    assert_eq!(got[2 * cols], set.image(1)[cols + 2] as f32 / 255.0);
+    assert!(
+        set.image(1)[cols + 2] != 0,
+        "the test pixel must not be background"
+    );
+    assert!(got[..cols].iter().all(|&v| v == 0.0));
+    assert!(got
+        .chunks(cols)
+        .all(|row| row[cols - 2..].iter().all(|&v| v == 0.0)));
+    let err = set
+        .batch_shifted(&[0, 1], &[Shift::default()], minitorch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 shifts for 2 images"), "{err}");
+}
+
+/// Random shifts repeat with the seed, differ between seeds, cover every offset in
+/// [-max, max] and nothing outside; max 0 draws nothing.
+#[test]
+fn random_shifts_are_deterministic_by_seed_and_in_range() {
+    use minitorch::vision::{Shift, Shifts};
+    let a = Shifts::new(2, 7).unwrap().draw(2000);
+    assert_eq!(a, Shifts::new(2, 7).unwrap().draw(2000));
+    assert_ne!(a, Shifts::new(2, 8).unwrap().draw(2000));
+    let mut seen = [[0usize; 5]; 5];
+    for s in &a {
+        assert!(
+            (-2..=2).contains(&s.dy) && (-2..=2).contains(&s.dx),
+            "{s:?}"
+        );
+        seen[(s.dy + 2) as usize][(s.dx + 2) as usize] += 1;
+    }
+    // 2000 draws over 25 offsets: 80 expected each.
+    assert!(
+        seen.iter().flatten().all(|&n| (40..130).contains(&n)),
+        "{seen:?}"
+    );
+    // Drawing in two parts gives the same sequence.
+    let mut s = Shifts::new(2, 7).unwrap();
+    let mut parts = s.draw(700);
+    parts.extend(s.draw(1300));
+    assert_eq!(parts, a);
+    assert_eq!(
+        Shifts::new(0, 7).unwrap().draw(3),
+        vec![Shift::default(); 3]
+    );
+    assert!(Shifts::new(65, 7).is_err());
+}

@@ -87,6 +87,11 @@ impl Adam {
         self.lr
     }
 
+    /// Sets the learning rate for the following steps (a schedule); `step` checks it.
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
     /// An error naming the first hyperparameter out of PyTorch's accepted range.
     pub fn validate(&self) -> Result<()> {
         let op = if self.decoupled { "adamw" } else { "adam" };

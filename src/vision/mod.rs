@@ -17,10 +17,10 @@ pub mod trainer;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-pub use batch::confusion;
+pub use batch::{confusion, Shift, Shifts};
 use idx::IdxArray;
 pub use model::{Classifier, ModelKind};
-pub use trainer::{accuracy, EpochStats, ImageConfig, ImageTrainer, OptimizerKind};
+pub use trainer::{accuracy, EpochStats, ImageConfig, ImageTrainer, OptimizerKind, Schedule};
 
 /// Grayscale images with one class label each: `len()` images of `rows x cols` bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::batch::Shifts;
 use super::model::{Classifier, ModelKind};
 use super::ImageSet;
 use crate::backend::Device;
@@ -50,6 +51,54 @@ impl OptimizerKind {
     }
 }
 
+/// How the learning rate changes from epoch to epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Schedule {
+    /// The same in every epoch.
+    Constant,
+    /// Cosine decay over `epochs` epochs: epoch `e` (from 0) uses
+    /// `lr * (1 + cos(pi * e / epochs)) / 2`, PyTorch's `CosineAnnealingLR(T_max = epochs)`
+    /// stepped once per epoch; epochs past the last keep the last one's rate.
+    Cosine {
+        /// The length of the decay (the run's epochs).
+        epochs: usize,
+    },
+}
+
+impl Schedule {
+    /// Parses `constant` or `cosine` (decaying over `epochs`).
+    pub fn parse(s: &str, epochs: usize) -> Result<Schedule> {
+        match s.to_ascii_lowercase().as_str() {
+            "constant" => Ok(Schedule::Constant),
+            "cosine" => Ok(Schedule::Cosine { epochs }),
+            _ => Err(Error::invalid(
+                "schedule",
+                format!("unknown schedule {s:?}; expected constant or cosine"),
+            )),
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::Cosine { .. } => "cosine",
+        }
+    }
+
+    /// The learning rate of epoch `epoch` (from 0) given the base rate `lr`.
+    pub fn lr(self, lr: f32, epoch: usize) -> f32 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Cosine { epochs } => {
+                let e = epoch.min(epochs.saturating_sub(1)) as f64;
+                let t = std::f64::consts::PI * e / epochs.max(1) as f64;
+                (lr as f64 * 0.5 * (1.0 + t.cos())) as f32
+            }
+        }
+    }
+}
+
 /// How to train.
 #[derive(Clone, Debug)]
 pub struct ImageConfig {
@@ -57,8 +106,14 @@ pub struct ImageConfig {
     pub model: ModelKind,
     /// The optimiser.
     pub optimizer: OptimizerKind,
-    /// Learning rate.
+    /// Learning rate (of the first epoch, with a schedule).
     pub lr: f32,
+    /// How the learning rate changes over the epochs.
+    pub schedule: Schedule,
+    /// Data augmentation: shift each training image by a random whole-pixel offset of up
+    /// to this many pixels in each direction, zero fill (0: none). Drawn from their own
+    /// generator of `seed`, so without it a run is the same as before.
+    pub augment: usize,
     /// Images per batch.
     pub batch: usize,
     /// Dropout probability in training.
@@ -77,6 +132,8 @@ impl Default for ImageConfig {
             model: ModelKind::Course,
             optimizer: OptimizerKind::Sgd,
             lr: 0.05,
+            schedule: Schedule::Constant,
+            augment: 0,
             batch: 16,
             dropout: 0.25,
             seed: 42,
@@ -110,6 +167,9 @@ pub struct ImageTrainer {
     optimizer: Box<dyn Optimizer>,
     data_parallel: Option<DataParallel>,
     rng: ChaCha8Rng,
+    shifts: Shifts,
+    /// Epochs started so far (the schedule's clock).
+    epochs_started: usize,
     order: Vec<usize>,
     next: usize,
     loss_sum: Option<Tensor>,
@@ -133,6 +193,21 @@ impl ImageTrainer {
             return Err(Error::invalid(
                 OP,
                 format!("--lr {} must be a positive number", config.lr),
+            ));
+        }
+        if let Schedule::Cosine { epochs: 0 } = config.schedule {
+            return Err(Error::invalid(
+                OP,
+                "a cosine schedule needs at least 1 epoch to decay over",
+            ));
+        }
+        if config.augment >= 28 {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "--augment {} shifts 28x28 images out of the frame; it must be below 28",
+                    config.augment
+                ),
             ));
         }
         for set in [&train, &val] {
@@ -172,6 +247,7 @@ impl ImageTrainer {
                 Box::new(adam) as Box<dyn Optimizer>
             }
         };
+        let shifts = Shifts::new(config.augment, config.seed)?;
         Ok(ImageTrainer {
             config,
             model,
@@ -180,6 +256,8 @@ impl ImageTrainer {
             optimizer,
             data_parallel: None,
             rng,
+            shifts,
+            epochs_started: 0,
             order: Vec::new(),
             next: 0,
             loss_sum: None,
@@ -198,6 +276,11 @@ impl ImageTrainer {
     /// The data-parallel state, when training over several ranks.
     pub fn data_parallel(&self) -> Option<&DataParallel> {
         self.data_parallel.as_ref()
+    }
+
+    /// The learning rate the optimiser uses now (the schedule's, once an epoch started).
+    pub fn lr(&self) -> f32 {
+        self.optimizer.lr()
     }
 
     /// Batches in one epoch (the last one may be short).
@@ -222,6 +305,9 @@ impl ImageTrainer {
                 self.order.shuffle(&mut self.rng);
             }
             self.next = 0;
+            let lr = self.config.schedule.lr(self.config.lr, self.epochs_started);
+            self.optimizer.set_lr(lr);
+            self.epochs_started += 1;
         }
         for _ in 0..k {
             if self.next >= self.order.len() {
@@ -229,9 +315,15 @@ impl ImageTrainer {
             }
             let end = (self.next + self.config.batch).min(self.order.len());
             let idx = &self.order[self.next..end];
+            // Every rank draws the whole global batch's shifts, so the ranks stay in step.
+            let shifts = if self.config.augment > 0 {
+                self.shifts.draw(idx.len())
+            } else {
+                Vec::new()
+            };
             let (loss, hits) = match &mut self.data_parallel {
                 None => {
-                    let (x, labels) = self.train.batch(idx, self.config.device)?;
+                    let (x, labels) = self.train.batch_shifted(idx, &shifts, self.config.device)?;
                     self.model.train();
                     let out = self.model.forward(&x)?;
                     let loss = out.nll_loss(&labels, Reduction::Mean)?;
@@ -247,7 +339,13 @@ impl ImageTrainer {
                     let (model, train, device) = (&self.model, &self.train, self.config.device);
                     let mut hits = None;
                     let global = dp.step(idx.len(), self.optimizer.as_mut(), |shard| {
-                        let (x, labels) = train.batch(&idx[shard.range.clone()], device)?;
+                        let r = shard.range.clone();
+                        let sh = if shifts.is_empty() {
+                            &[][..]
+                        } else {
+                            &shifts[r.clone()]
+                        };
+                        let (x, labels) = train.batch_shifted(&idx[r], sh, device)?;
                         model.train();
                         let out = model.forward(&x)?;
                         hits = Some(no_grad(|| correct_count(&out, &labels))?);
