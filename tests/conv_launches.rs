@@ -8,25 +8,8 @@
 
 mod common;
 
+use common::launches;
 use minitorch::{Activation, Device, Tensor};
-
-fn launches(device: Device) -> Result<u64, String> {
-    match device {
-        #[cfg(feature = "wgpu")]
-        Device::Wgpu => minitorch::backend::wgpu::WgpuBackend::global()
-            .map(|b| b.runtime().stats().dispatches)
-            .map_err(|e| e.to_string()),
-        #[cfg(feature = "cuda")]
-        Device::Cuda => minitorch::backend::cuda::CudaBackend::global()
-            .map(|b| b.launches())
-            .map_err(|e| e.to_string()),
-        #[cfg(feature = "cuda")]
-        Device::CudaEmu => minitorch::backend::cuda::CudaBackend::emulated()
-            .map(|b| b.launches())
-            .map_err(|e| e.to_string()),
-        d => Err(format!("built without the `{d}` feature")),
-    }
-}
 
 #[test]
 fn a_conv_layer_with_bias_and_relu_is_at_most_3_launches() {

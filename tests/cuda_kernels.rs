@@ -344,6 +344,33 @@ fn cuda_backend_is_unavailable_or_agrees_with_cpu() {
 /// Skipped (with a message) when no C++ compiler is found.
 #[test]
 fn cuda_kernels_run_in_cpu_emulation() {
+    // The generator's expected values come from the Rust reference.
+    let key = minitorch::backend::random::key(42, 7);
+    let want: Vec<String> = (0..1500u64)
+        .map(|i| format!("{:e}f", minitorch::backend::random::uniform(key, i)))
+        .collect();
+    let source = format!(
+        "{EMULATION_CPP}\nconst unsigned RANDOM_KEY[2] = {{{}u, {}u}};\nconst unsigned RANDOM_LEN = {};\nconst float RANDOM_WANT[] = {{{}}};\n",
+        key[0],
+        key[1],
+        want.len(),
+        want.join(", ")
+    );
+    let Some(run) = build_and_run(&source, "emu", "-ffp-contract=fast") else {
+        return;
+    };
+    let out = String::from_utf8_lossy(&run.stdout);
+    println!("{out}");
+    assert!(
+        run.status.success() && out.contains("\n0 failures"),
+        "kernel emulation failed:\n{out}"
+    );
+}
+
+/// Compile `source` (with `cuda/` and the emulation header on the include path and
+/// `contract` as the FMA contraction flag) with the host C++ compiler and run it; None
+/// (printed as SKIPPED, or a failure when required) without a compiler.
+fn build_and_run(source: &str, name: &str, contract: &str) -> Option<std::process::Output> {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
@@ -358,34 +385,21 @@ fn cuda_kernels_run_in_cpu_emulation() {
     });
     let Some(compiler) = compiler else {
         skip(
-            "cuda kernel CPU emulation: no C++ compiler (c++, g++ or clang++) found",
+            &format!("{name}: no C++ compiler (c++, g++ or clang++) found"),
             emulation_required(),
             "MINITORCH_REQUIRE_NVRTC",
         );
-        return;
+        return None;
     };
-    let work = std::env::temp_dir().join(format!("minitorch-cuda-emu-{}", std::process::id()));
+    let work = std::env::temp_dir().join(format!("minitorch-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
-    let src = work.join("emu.cpp");
-    let exe = work.join("emu");
-    // The generator's expected values come from the Rust reference.
-    let key = minitorch::backend::random::key(42, 7);
-    let want: Vec<String> = (0..1500u64)
-        .map(|i| format!("{:e}f", minitorch::backend::random::uniform(key, i)))
-        .collect();
-    let source = format!(
-        "{EMULATION_CPP}\nconst unsigned RANDOM_KEY[2] = {{{}u, {}u}};\nconst unsigned RANDOM_LEN = {};\nconst float RANDOM_WANT[] = {{{}}};\n",
-        key[0],
-        key[1],
-        want.len(),
-        want.join(", ")
-    );
+    let (src, exe) = (work.join(format!("{name}.cpp")), work.join(name));
     std::fs::write(&src, source).unwrap();
     let built = Command::new(compiler)
         .args([
             "-std=c++17",
             "-O1",
-            "-ffp-contract=fast",
+            contract,
             "-U_FORTIFY_SOURCE",
             "-x",
             "c++",
@@ -401,16 +415,11 @@ fn cuda_kernels_run_in_cpu_emulation() {
         .unwrap();
     if !built.status.success() {
         let err = String::from_utf8_lossy(&built.stderr);
-        panic!("compiling the CPU emulation of the kernels failed:\n{err}");
+        panic!("compiling the CPU emulation {name} failed:\n{err}\n{source}");
     }
     let run = Command::new(&exe).output().unwrap();
-    let out = String::from_utf8_lossy(&run.stdout);
-    println!("{out}");
     let _ = std::fs::remove_dir_all(&work);
-    assert!(
-        run.status.success() && out.contains("\n0 failures"),
-        "kernel emulation failed:\n{out}"
-    );
+    Some(run)
 }
 
 /// The directory of the library's host emulation header (`cuda_host.hpp`).
@@ -891,23 +900,6 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
     use minitorch::backend::fused::{cuda_source, elementwise_meta, matmul_meta, Variant};
     use minitorch::Layout;
 
-    let dir = std::env::var_os("MINITORCH_CUDA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda"));
-    let compiler = ["c++", "g++", "clang++"].into_iter().find(|c| {
-        Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let Some(compiler) = compiler else {
-        skip(
-            "generated kernel emulation: no C++ compiler found",
-            emulation_required(),
-            "MINITORCH_REQUIRE_NVRTC",
-        );
-        return;
-    };
     let vals = |n: usize, seed: u32| -> Vec<f32> {
         // Deterministic values in (0.05, 0.95): valid probabilities, labels and weights.
         (0..n)
@@ -1077,34 +1069,9 @@ fn generated_fused_kernels_run_in_cpu_emulation() {
         "{}\n#include \"indexing.cuh\"\n#include \"math.cuh\"\n{kernels}\nint main() {{\n{main}  return 0;\n}}\n",
         &EMULATION_CPP[..prelude_end]
     );
-    let work = std::env::temp_dir().join(format!("minitorch-fused-emu-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
-    let (src, exe) = (work.join("fused_emu.cpp"), work.join("fused_emu"));
-    std::fs::write(&src, &source).unwrap();
-    let built = Command::new(compiler)
-        .args([
-            "-std=c++17",
-            "-O1",
-            "-ffp-contract=off",
-            "-U_FORTIFY_SOURCE",
-            "-x",
-            "c++",
-        ])
-        .arg("-I")
-        .arg(&dir)
-        .arg("-I")
-        .arg(emulator_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap();
-    if !built.status.success() {
-        let err = String::from_utf8_lossy(&built.stderr);
-        panic!("compiling the emulation of the generated kernels failed:\n{err}\n{source}");
-    }
-    let run = Command::new(&exe).output().unwrap();
-    let _ = std::fs::remove_dir_all(&work);
+    let Some(run) = build_and_run(&source, "fused_emu", "-ffp-contract=off") else {
+        return;
+    };
     assert!(run.status.success(), "emulation failed");
     let out = String::from_utf8_lossy(&run.stdout);
     let mut checked = 0;

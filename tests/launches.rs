@@ -1,32 +1,14 @@
 //! Kernel launches per training step of the course loop (batch 10, hidden 100) on the GPU
 //! backends, counted by the backends themselves (wgpu's dispatch counter, CUDA's launch
-//! counter, on a GPU and on the emulated device): at most 24 (issue #12; 58 before fusion). Alone in its test binary, so no
-//! other test's kernels are counted. Absent backends print SKIPPED to stderr
+//! counter, on a GPU and on the emulated device): at most 24 (issue #12; 58 before
+//! fusion). Alone in its test binary, so no other test's kernels are counted. Absent backends print SKIPPED to stderr
 //! (a failure when `MINITORCH_REQUIRE_BACKENDS` names them).
 
 mod common;
 
+use common::launches;
 use minitorch::train::{TrainConfig, Trainer};
 use minitorch::Device;
-
-/// Launches counted so far on `device`, or why it cannot count.
-fn launches(device: Device) -> Result<u64, String> {
-    match device {
-        #[cfg(feature = "wgpu")]
-        Device::Wgpu => minitorch::backend::wgpu::WgpuBackend::global()
-            .map(|b| b.runtime().stats().dispatches)
-            .map_err(|e| e.to_string()),
-        #[cfg(feature = "cuda")]
-        Device::Cuda => minitorch::backend::cuda::CudaBackend::global()
-            .map(|b| b.launches())
-            .map_err(|e| e.to_string()),
-        #[cfg(feature = "cuda")]
-        Device::CudaEmu => minitorch::backend::cuda::CudaBackend::emulated()
-            .map(|b| b.launches())
-            .map_err(|e| e.to_string()),
-        d => Err(format!("built without the `{d}` feature")),
-    }
-}
 
 #[test]
 fn a_training_step_launches_at_most_24_kernels() {

@@ -43,6 +43,28 @@ pub fn skip_or_fail(device: Device, what: &str, why: &str) {
     note(&format!("SKIPPED: {what} on {device}: {why}"));
 }
 
+/// Kernel launches `device`'s backend has counted so far (wgpu's dispatches, CUDA's
+/// launches), or why it cannot count.
+pub fn launches(device: Device) -> Result<u64, String> {
+    match device {
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu => minitorch::backend::wgpu::WgpuBackend::global()
+            .map(|b| b.runtime().stats().dispatches)
+            .map_err(|e| e.to_string()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => minitorch::backend::cuda::CudaBackend::global()
+            .map(|b| b.launches())
+            .map_err(|e| e.to_string()),
+        #[cfg(feature = "cuda")]
+        Device::CudaEmu => minitorch::backend::cuda::CudaBackend::emulated()
+            .map(|b| b.launches())
+            .map_err(|e| e.to_string()),
+        d => Err(format!(
+            "{d} counts no launches, or was built without its feature"
+        )),
+    }
+}
+
 /// One present backend: a column of the matrix.
 pub struct Column {
     /// Its device.
