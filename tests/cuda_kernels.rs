@@ -894,8 +894,6 @@ fn generated_fused_kernels_compile_with_nvrtc() {
 #[test]
 fn generated_fused_kernels_run_in_cpu_emulation() {
     use std::fmt::Write as _;
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
 
     use minitorch::backend::fused::{cuda_source, elementwise_meta, matmul_meta, Variant};
     use minitorch::Layout;
