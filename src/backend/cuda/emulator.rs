@@ -18,7 +18,9 @@
 //!   multiply-adds contract as NVRTC's default `--fmad=true` makes them on a GPU.
 //!
 //! Needs a C++17 compiler (`MINITORCH_CXX`, else `c++`, `g++` or `clang++`) and a Unix host
-//! (`ucontext`). Speed is not a goal: use small shapes.
+//! (`ucontext`). Speed is not a goal: use small shapes. Unlike a GPU, nothing guards the
+//! buffers from each other: a kernel that reads or writes out of bounds corrupts host
+//! memory or crashes the process (the host code's layout checks are what prevent it).
 
 use std::ffi::{c_int, c_void};
 use std::path::{Path, PathBuf};
