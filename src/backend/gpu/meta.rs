@@ -83,7 +83,7 @@ impl MetaWords {
 /// Every storage position `l` addresses must fit in u32 (the kernels index with u32).
 pub fn check_positions(op: &'static str, l: &Layout) -> Result<()> {
     let extent = crate::backend::check::extent(l);
-    if extent > u32::MAX as usize + 1 {
+    if extent as u64 > u64::from(u32::MAX) + 1 {
         return Err(Error::shape(
             op,
             &[l.shape()],
