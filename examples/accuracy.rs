@@ -147,7 +147,7 @@ fn write_table(path: &PathBuf, rows: &[String]) -> Result<()> {
     kept.extend(rows.iter().cloned());
     kept.sort();
     let text = format!(
-        "# Accuracy of log, exp and sigmoid\n\n\
+        "# Accuracy of log, exp, sigmoid and tanh\n\n\
          Written by `cargo run --release --example accuracy` (see the example for the flags).\n\
          Each op is compared with the correctly rounded result (computed in f64, rounded to\n\
          f32) in units in the last place, on the f32 ordered-integer line; NaN must match NaN.\n\
