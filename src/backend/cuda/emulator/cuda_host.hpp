@@ -181,12 +181,25 @@ inline int run_grid(const Launch& l, void (*f)(void*), void* arg, bool barriers 
                 }
         return OK;
     }
-    Fiber* fibers = static_cast<Fiber*>(std::calloc(nt, sizeof(Fiber)));
-    char* stacks = static_cast<char*>(std::malloc(nt * STACK_BYTES));
-    if (fibers == nullptr || stacks == nullptr) {
+    // The fibers and their stacks are kept from launch to launch (launches of a module
+    // never overlap), grown when a block has more threads than before.
+    static Fiber* fibers = nullptr;
+    static char* stacks = nullptr;
+    static unsigned capacity = 0;
+    if (nt > capacity) {
         std::free(fibers);
         std::free(stacks);
-        return NO_MEMORY;
+        fibers = static_cast<Fiber*>(std::calloc(nt, sizeof(Fiber)));
+        stacks = static_cast<char*>(std::malloc(nt * STACK_BYTES));
+        capacity = nt;
+        if (fibers == nullptr || stacks == nullptr) {
+            std::free(fibers);
+            std::free(stacks);
+            fibers = nullptr;
+            stacks = nullptr;
+            capacity = 0;
+            return NO_MEMORY;
+        }
     }
     body = f;
     body_arg = arg;
@@ -227,10 +240,9 @@ inline int run_grid(const Launch& l, void (*f)(void*), void* arg, bool barriers 
                     }
                 }
             }
-    // The fibers wait in fiber_main with nothing left on their stacks: drop them.
+    // The fibers wait in fiber_main with nothing left on their stacks: the next launch
+    // starts them afresh.
     current = nullptr;
-    std::free(stacks);
-    std::free(fibers);
     return status;
 }
 
