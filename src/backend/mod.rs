@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::executor::BoxFuture;
 use crate::layout::Layout;
+pub use matrix_view::MatrixView;
 
 pub mod cpu;
 #[cfg(feature = "cuda")]
@@ -28,6 +29,7 @@ pub mod gpu;
 /// The GPU launch plan, [`gpu::plan`], under its earlier path.
 pub use gpu::plan as gpu_plan;
 pub mod host_memory;
+pub mod matrix_view;
 pub mod op_table;
 pub mod pad;
 pub mod random;
@@ -282,6 +284,31 @@ pub trait Backend: Send + Sync + fmt::Debug {
         extra: &[(&Storage, &Layout)],
         params: &[f32],
     ) -> Result<Storage>;
+    /// `a @ b` then `epilogue` (as [`Backend::matmul_fused`], one matrix, no batch), where
+    /// each operand is a matrix read through a view of any rank ([`MatrixView`]): a
+    /// convolution's window view is its im2col columns. The default copies each operand
+    /// that is not a plain strided matrix into a contiguous one and runs `matmul_fused`
+    /// (one copy kernel per such operand); the CPU packs its matmul panels straight from
+    /// the view, so the columns are never written.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_view(
+        &self,
+        a: &Storage,
+        av: &MatrixView,
+        b: &Storage,
+        bv: &MatrixView,
+        epilogue: &fused::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Storage> {
+        check::matmul_view(a, av, b, bv)?;
+        let (a, al) = check::plain_matrix(self, a, av)?;
+        let (b, bl) = check::plain_matrix(self, b, bv)?;
+        if epilogue.is_identity() && extra.is_empty() {
+            return self.matmul(&a, &al, &b, &bl);
+        }
+        self.matmul_fused(&a, &al, &b, &bl, epilogue, extra, params)
+    }
     /// Zero padding with dilation (the convolution family, [`pad::PadSpec`]): a
     /// contiguous result of `spec.out_shape` holding input element `i` at `lo + i * step`
     /// along every dimension and 0 elsewhere.
@@ -379,6 +406,50 @@ pub mod check {
         Ok((batch, sa[r - 2], sa[r - 1], sb[r - 1]))
     }
 
+    /// Inputs of `matmul_view`: `a`'s columns are `b`'s rows, both views lie inside their
+    /// storage, and the result's size is representable; returns `(n, k, m)`.
+    pub fn matmul_view(
+        a: &Storage,
+        av: &MatrixView,
+        b: &Storage,
+        bv: &MatrixView,
+    ) -> Result<(usize, usize, usize)> {
+        let (sa, sb) = (av.layout().shape(), bv.layout().shape());
+        if av.cols() != bv.rows() {
+            return Err(Error::shape(
+                "matmul_view",
+                &[sa, sb],
+                format!(
+                    "a [{} x {}] matrix times a [{} x {}] one",
+                    av.rows(),
+                    av.cols(),
+                    bv.rows(),
+                    bv.cols()
+                ),
+            ));
+        }
+        fits("matmul_view", a, av.layout())?;
+        fits("matmul_view", b, bv.layout())?;
+        crate::layout::checked_shape_size("matmul_view", &[av.rows(), bv.cols()])?;
+        Ok((av.rows(), av.cols(), bv.cols()))
+    }
+
+    /// `x` read through `v` as a plain `[rows, cols]` matrix: in place where the view's
+    /// groups merge, else copied into a contiguous one by `backend`.
+    pub fn plain_matrix<B: Backend + ?Sized>(
+        backend: &B,
+        x: &Storage,
+        v: &MatrixView,
+    ) -> Result<(Storage, Layout)> {
+        Ok(match v.as_matrix() {
+            Some(l) => (x.clone(), l),
+            None => (
+                backend.copy(x, v.layout())?,
+                Layout::contiguous(&[v.rows(), v.cols()]),
+            ),
+        })
+    }
+
     /// Inputs of `pad`: the spec fits the layout, which lies inside its storage.
     pub fn pad(x: &Storage, l: &Layout, spec: &super::pad::PadSpec) -> Result<()> {
         spec.check("pad", l.shape())?;
@@ -439,23 +510,34 @@ pub mod check {
         params: &[f32],
     ) -> Result<(MatmulDims, crate::layout::Dims)> {
         let dims = matmul(a, al, b, bl)?;
-        epilogue.check("matmul_fused", extra.len() + 1, params.len())?;
-        fused::note(epilogue, true);
-        if epilogue.outputs().len() != 1 {
-            return Err(Error::invalid(
-                "matmul_fused",
-                "a matmul epilogue has exactly one output",
-            ));
-        }
         let r = al.dims();
         let mut shape: crate::layout::Dims = al.shape()[..r - 2].into();
         shape.extend([dims.1, dims.3]);
+        matmul_epilogue("matmul_fused", &shape, epilogue, extra, params)?;
+        Ok((dims, shape))
+    }
+
+    /// A matmul epilogue's program, extra inputs (of the result's `shape`) and parameters.
+    pub fn matmul_epilogue(
+        op: &'static str,
+        shape: &[usize],
+        epilogue: &fused::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<()> {
+        epilogue.check(op, extra.len() + 1, params.len())?;
+        fused::note(epilogue, true);
+        if epilogue.outputs().len() != 1 {
+            return Err(Error::invalid(
+                op,
+                "a matmul epilogue has exactly one output",
+            ));
+        }
         shaped_like(
-            "matmul_fused",
-            &shape,
+            op,
+            shape,
             extra,
             "epilogue inputs need layouts of the result's shape; broadcast them first",
-        )?;
-        Ok((dims, shape))
+        )
     }
 }

@@ -8,15 +8,19 @@
 //! 1. [`Backend::pad`](crate::backend::Backend::pad) pads the input, read channel-major as
 //!    `[Cin, B, H, W]` (skipped without padding);
 //! 2. a strided window view of it (shape `[Cin, KH, KW, B, OH, OW]`, an `as_strided`
-//!    layout: MiniTorch's strides idea) is copied into columns `[Cin*KH*KW, B*OH*OW]`
-//!    (im2col, the batch inside the columns);
-//! 3. one matmul `W [Cout, Cin*KH*KW] @ cols` for the whole batch gives `[Cout, B, OH, OW]`,
-//!    with the bias added in the matmul's epilogue; the result is that storage seen as
-//!    `[B, Cout, OH, OW]` (a permuted view: nothing copies it back to batch-major).
+//!    layout: MiniTorch's strides idea) is read as the columns `[Cin*KH*KW, B*OH*OW]`
+//!    (im2col, the batch inside the columns) by a [`MatrixView`];
+//! 3. one matmul `W [Cout, Cin*KH*KW] @ cols` for the whole batch
+//!    ([`Backend::matmul_view`](crate::backend::Backend::matmul_view)) gives
+//!    `[Cout, B, OH, OW]`, with the bias added in the matmul's epilogue; the result is that
+//!    storage seen as `[B, Cout, OH, OW]` (a permuted view: nothing copies it back to
+//!    batch-major). The CPU packs its matmul panels straight from the window view, so the
+//!    columns are never written; the GPU backends copy them out first (one kernel).
 //!
 //! So a forward layer with bias is at most three kernels. Backward, channel-major too: the
-//! weight gradient is one matmul `grad [Cout, B*OH*OW] @ cols^T` (no sum over the batch),
-//! the bias gradient a sum along rows, and the input gradient the transposed convolution:
+//! weight gradient is one matmul `grad [Cout, B*OH*OW] @ cols^T` (no sum over the batch;
+//! `cols^T` is the window view transposed), the bias gradient a sum along rows, and the
+//! input gradient the transposed convolution:
 //! the gradient dilated by the stride and padded by `K-1-pad` in one pad, convolved
 //! (stride 1) with the weight flipped in space and transposed in channels.
 
@@ -26,6 +30,7 @@ use smallvec::smallvec;
 
 use crate::backend::fused::{Program, ProgramBuilder};
 use crate::backend::pad::PadSpec;
+use crate::backend::MatrixView;
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::error::{Error, Result};
 use crate::layout::{checked_shape_size, Layout};
@@ -218,9 +223,11 @@ impl Tensor {
 }
 
 /// The columns `[Cin*KH*KW, B*OH*OW]` of `x`, given channel-major as `[Cin, B, H, W]`
-/// (im2col, with the batch inside the columns so that one matmul serves the whole batch):
-/// a pad when there is padding, then a copy of the strided window view. No history.
-fn unfold(x: &Tensor, g: &Geometry) -> Result<Tensor> {
+/// (im2col, with the batch inside the columns so that one matmul serves the whole batch),
+/// as a matrix view: `x` padded when there is padding (no history), and the strided window
+/// view over it, `[Cin, KH, KW | B, OH, OW]`. Nothing copies the columns out unless the
+/// backend's [`matmul_view`](crate::backend::Backend::matmul_view) does.
+fn unfold(x: &Tensor, g: &Geometry) -> Result<(Tensor, MatrixView)> {
     let [sh, sw] = g.stride;
     let [(pt, _), (pl, _)] = g.pad;
     // Only the rows and columns some window reads: (O-1)*stride + K.
@@ -241,38 +248,35 @@ fn unfold(x: &Tensor, g: &Geometry) -> Result<Tensor> {
         smallvec![s[0], s[2], s[3], s[1], sh * s[2], sw * s[3]],
         l.offset(),
     )?;
-    raw_view(&src, window)
-        .contiguous()?
-        .view(&[g.ckk(), g.b * g.oh * g.ow])
+    Ok((src, MatrixView::new(window, 3)?))
 }
 
-/// The convolution without history: `(out [Cout, B, OH, OW], cols)`, channel-major; `x`
-/// is `[Cin, B, H, W]`, `w2` the weight as `[Cout, Cin*KH*KW]`, `bias` `[Cout]`, `act`
-/// applied in the matmul's epilogue.
+/// The convolution without history: `(out [Cout, B, OH, OW], src, window)`, channel-major;
+/// `x` is `[Cin, B, H, W]`, `w2` the weight as `[Cout, Cin*KH*KW]`, `bias` `[Cout]`, `act`
+/// applied in the matmul's epilogue; `window` reads `src` as the columns ([`unfold`]).
 fn conv_raw(
     x: &Tensor,
     w2: &Tensor,
     bias: Option<&Tensor>,
     act: Activation,
     g: &Geometry,
-) -> Result<(Tensor, Tensor)> {
-    let cols = unfold(x, g)?;
+) -> Result<(Tensor, Tensor, MatrixView)> {
+    let (src, window) = unfold(x, g)?;
     let backend = x.backend();
-    let (al, bl) = (w2.layout(), cols.layout());
-    let (a, b) = (w2.storage(), cols.storage());
-    let s = match (bias, act) {
-        (None, Activation::Identity) => backend.matmul(a, al, b, bl)?,
-        (None, _) => backend.matmul_fused(a, al, b, bl, epilogue(act, false), &[], &[])?,
-        (Some(bias), _) => {
+    let av = MatrixView::matrix(w2.layout())?;
+    let (a, b) = (w2.storage(), src.storage());
+    let s = match bias {
+        None => backend.matmul_view(a, &av, b, &window, epilogue(act, false), &[], &[])?,
+        Some(bias) => {
             let l = bias
                 .layout()
                 .view(&[g.cout, 1])?
                 .broadcast_to(&[g.cout, g.b * g.oh * g.ow])?;
-            backend.matmul_fused(
+            backend.matmul_view(
                 a,
-                al,
+                &av,
                 b,
-                bl,
+                &window,
                 epilogue(act, true),
                 &[(bias.storage(), &l)],
                 &[],
@@ -284,13 +288,15 @@ fn conv_raw(
         Layout::contiguous(&[g.cout, g.b, g.oh, g.ow]),
         backend.clone(),
     );
-    Ok((out, cols))
+    Ok((out, src, window))
 }
 
-/// The recorded convolution: its geometry and the columns its weight gradient reads.
+/// The recorded convolution: its geometry and the columns its weight gradient reads (the
+/// padded input and the window view over it).
 struct Conv2d {
     g: Geometry,
-    cols: Tensor,
+    src: Tensor,
+    window: MatrixView,
     act: Activation,
     /// The activated output (no history, channel-major), for the activation's derivative.
     out: Option<Tensor>,
@@ -316,8 +322,18 @@ impl Function for Conv2d {
         let mut grads: Grads = smallvec![None, None];
         if w.needs_grad() {
             // One product over the whole batch: grad [Cout, B*OHW] @ cols^T [B*OHW, CKK].
-            let dw = go2.matmul(&self.cols.transpose()?)?;
-            grads[1] = Some(dw.view(w.shape())?);
+            let backend = go.backend();
+            let dw = backend.matmul_view(
+                go2.storage(),
+                &MatrixView::matrix(go2.layout())?,
+                self.src.storage(),
+                &self.window.transpose(),
+                epilogue(Activation::Identity, false),
+                &[],
+                &[],
+            )?;
+            let dw = Tensor::from_storage(dw, Layout::contiguous(w.shape()), backend.clone());
+            grads[1] = Some(dw);
         }
         if let Some(b) = inputs.get(2) {
             let db = if b.needs_grad() {
@@ -424,7 +440,7 @@ impl Tensor {
         let w2 = weight.contiguous()?;
         let w2 = raw_view(&w2, Layout::contiguous(&[g.cout, g.ckk()]));
         let bias_c = bias.map(|b| b.contiguous()).transpose()?;
-        let (out, cols) = conv_raw(&channels_first(self)?, &w2, bias_c.as_ref(), act, &g)?;
+        let (out, src, window) = conv_raw(&channels_first(self)?, &w2, bias_c.as_ref(), act, &g)?;
         let spatial: &[usize] = if self.dims() == 4 {
             &[g.oh, g.ow]
         } else {
@@ -440,7 +456,8 @@ impl Tensor {
             self.backend().clone(),
             Conv2d {
                 g,
-                cols,
+                src,
+                window,
                 act,
                 out: saved,
             },

@@ -12,7 +12,8 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use super::{
-    check, fused as fusion, Backend, BinaryOp, Device, Outputs, ReduceOp, Storage, UnaryOp,
+    check, fused as fusion, Backend, BinaryOp, Device, MatrixView, Outputs, ReduceOp, Storage,
+    UnaryOp,
 };
 use crate::error::Result;
 use crate::layout::{Layout, StridedCursor};
@@ -488,6 +489,55 @@ impl Backend for CpuBackend {
             return Ok(product);
         }
         fusion::then_epilogue(&product, &shape, extra, |ins| {
+            self.fused(epilogue, ins, params)
+        })
+    }
+
+    fn matmul_view(
+        &self,
+        a: &Storage,
+        av: &MatrixView,
+        b: &Storage,
+        bv: &MatrixView,
+        epilogue: &fusion::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Storage> {
+        let (n, k, m) = check::matmul_view(a, av, b, bv)?;
+        if let (Some(al), Some(bl)) = (av.as_matrix(), bv.as_matrix()) {
+            return self.matmul_fused(a, &al, b, &bl, epilogue, extra, params);
+        }
+        check::matmul_epilogue("matmul_view", &[n, m], epilogue, extra, params)?;
+        check::host_alloc("matmul_view", n.saturating_mul(m))?;
+        // A plain operand is read through its 2-D layout, any other packed from positions.
+        let (al, bl) = (av.as_matrix(), bv.as_matrix());
+        let (ao, bo) = (
+            al.is_none().then(|| av.offsets()),
+            bl.is_none().then(|| bv.offsets()),
+        );
+        fn operand<'t>(
+            plain: &'t Option<Layout>,
+            offsets: &'t Option<(Vec<usize>, Vec<usize>)>,
+        ) -> matmul::Operand<'t> {
+            match (plain, offsets) {
+                (Some(l), _) => matmul::Operand::Strided(l),
+                (None, Some((rows, cols))) => matmul::Operand::Gathered { rows, cols },
+                (None, None) => unreachable!("a view is plain or has offsets"),
+            }
+        }
+        let mut out = HostBuf::take(n * m);
+        matmul::gathered_into(
+            &mut out,
+            (host(a)?, operand(&al, &ao)),
+            (host(b)?, operand(&bl, &bo)),
+            (n, k, m),
+            &matmul::Options::auto(),
+        );
+        let product = Self::wrap(out);
+        if epilogue.is_identity() {
+            return Ok(product);
+        }
+        fusion::then_epilogue(&product, &[n, m], extra, |ins| {
             self.fused(epilogue, ins, params)
         })
     }

@@ -43,6 +43,7 @@ use super::pool::HostBuf;
 use crate::layout::{Dims, Layout};
 
 mod flush;
+mod gather;
 mod lanes;
 mod micro;
 mod pack;
@@ -54,7 +55,8 @@ use flush::FlushSubnormals;
 use flush::{mxcsr, MXCSR_DAZ_FTZ};
 use micro::Tile;
 pub use micro::{kernel_name, Kernel};
-use pack::{mat, pack_a, pack_b, pack_b_block, shared, Mat};
+pub(crate) use pack::Operand;
+use pack::{mat, pack_a, pack_b, pack_b_block};
 pub(crate) use plan::Options;
 use plan::{plan, swaps};
 pub use plan::{split, Split};
@@ -147,9 +149,76 @@ pub(crate) fn batched_into_with(
         row_product(out, a, al, b, bl, (k, m), &s, kern);
         return;
     }
+    blocked(
+        out,
+        (a, Operand::Strided(al)),
+        (b, Operand::Strided(bl)),
+        (batch, n, k, m),
+        &s,
+        opts,
+    );
+}
+
+/// One matrix `[n, k] @ [k, m]` into `out` (`n * m` values, every one overwritten), where
+/// either operand may be gathered ([`Operand::Gathered`]): a gathered operand is always
+/// packed, straight from its positions.
+pub(crate) fn gathered_into(
+    out: &mut [f32],
+    a: (&[f32], Operand),
+    b: (&[f32], Operand),
+    (n, k, m): (usize, usize, usize),
+    opts: &Options,
+) {
+    assert_eq!(out.len(), n * m, "matmul output size");
+    assert!(opts.kernel.is_available(), "matmul kernel not available");
+    if out.is_empty() {
+        return;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let b_cs = match b.1 {
+        Operand::Strided(l) => mat(l, 0).cs,
+        // Not 1: a gathered B is packed.
+        Operand::Gathered { .. } => 0,
+    };
+    let mut s = plan(1, n, k, m, b_cs, opts);
+    if matches!(a.1, Operand::Gathered { .. }) {
+        s.pack_a = true;
+    }
+    if s.row {
+        // Only a strided B with contiguous rows takes the row kernel.
+        s = plan(
+            1,
+            n,
+            k,
+            m,
+            b_cs,
+            &Options {
+                row: Some(false),
+                ..*opts
+            },
+        );
+        s.pack_a |= matches!(a.1, Operand::Gathered { .. });
+    }
+    blocked(out, a, b, (1, n, k, m), &s, opts);
+}
+
+/// The packed, blocked product of [`batched_into_with`] and [`gathered_into`] by the split
+/// `s` (not a row-kernel split).
+fn blocked(
+    out: &mut [f32],
+    (a, ao): (&[f32], Operand),
+    (b, bo): (&[f32], Operand),
+    (batch, n, k, m): (usize, usize, usize, usize),
+    s: &Split,
+    opts: &Options,
+) {
+    let kern = opts.kernel;
     let (mr, nr) = (kern.mr(), kern.nr());
     let (rp, cp) = (n.div_ceil(mr), m.div_ceil(nr));
-    let (a_shared, b_shared) = (shared(al), shared(bl));
+    let (a_shared, b_shared) = (ao.shared(), bo.shared());
 
     // 1. Pack A (every batch, or once when broadcast) and B where the plan says so.
     let a_len = rp * k * mr;
@@ -162,7 +231,7 @@ pub(crate) fn batched_into_with(
     let pack_a_panel = |idx: usize, panel: &mut [f32]| {
         let (z, ip) = (idx / rp, idx % rp);
         let h = mr.min(n - ip * mr);
-        pack_a(a, &mat(al, z), ip * mr, h, k, mr, panel);
+        pack_a(a, &ao.mat(z), ip * mr, h, k, mr, panel);
     };
     let b_len = cp * k * nr;
     // B packed block by block inside the task that reads it (a `KC x NC` block stays in
@@ -185,7 +254,7 @@ pub(crate) fn batched_into_with(
     let pack_b_panel = |idx: usize, panel: &mut [f32]| {
         let (z, jp) = (idx / cp, idx % cp);
         let w = nr.min(m - jp * nr);
-        pack_b(b, &mat(bl, z), jp * nr, w, k, nr, panel);
+        pack_b(b, &bo.mat(z), jp * nr, w, k, nr, panel);
     };
     if s.parallel && apack.len() + bpack.len() >= PARALLEL_PACK_MIN {
         rayon::join(
@@ -221,7 +290,7 @@ pub(crate) fn batched_into_with(
     let task = |t: usize| {
         let z = t / per_batch;
         let (bi, bj) = ((t % per_batch) / s.col_blocks, t % s.col_blocks);
-        let (am, bm) = (mat(al, z), mat(bl, z));
+        let (am, bm) = (ao.mat(z), bo.mat(z));
         let a_z = if a_shared { 0 } else { z };
         let b_z = if b_shared { 0 } else { z };
         let (j0, j1) = (bj * cb, ((bj + 1) * cb).min(cp));
@@ -235,10 +304,7 @@ pub(crate) fn batched_into_with(
             let kc = KC.min(k - p0);
             if in_task {
                 // Rows p0..p0+kc of this task's column panels, each `kc x nr`.
-                let rows = Mat {
-                    base: bm.base + p0 * bm.rs,
-                    ..bm
-                };
+                let rows = bm.from_row(p0);
                 pack_b_block(b, &rows, (j0 * nr, (j1 * nr).min(m)), kc, nr, &mut bblock);
             }
             for ip in bi * rb..((bi + 1) * rb).min(rp) {
@@ -291,7 +357,7 @@ pub(crate) fn batched_into_with(
             p0 += kc;
         }
     };
-    run_tasks(&s, task);
+    run_tasks(s, task);
 }
 
 /// Run tasks `0..s.tasks` with subnormals flushed: on rayon when the split is parallel

@@ -4,18 +4,79 @@
 
 use super::*;
 
-/// One matrix operand: base position and row / column strides.
+/// One matmul operand as the CPU reads it: a batch of strided matrices (a [`Layout`]
+/// `[..batch, rows, cols]`), or one matrix whose element `(r, c)` lies at
+/// `rows[r] + cols[c]` (a [`MatrixView`](crate::backend::MatrixView) of any rank, such as
+/// a convolution's window view: packed straight from the view, never copied whole).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Mat {
+pub(crate) enum Operand<'t> {
+    /// `[..batch, rows, cols]` through a layout.
+    Strided(&'t Layout),
+    /// One matrix, by the position of every row and every column.
+    Gathered {
+        /// The position of each row.
+        rows: &'t [usize],
+        /// The position of each column, added to the row's.
+        cols: &'t [usize],
+    },
+}
+
+impl<'t> Operand<'t> {
+    /// The matrix of batch `z` (no allocation: small products should not pay for their
+    /// setup).
+    #[inline]
+    pub(super) fn mat(&self, z: usize) -> Mat<'t> {
+        match *self {
+            Operand::Strided(l) => mat(l, z),
+            Operand::Gathered { rows, cols } => Mat {
+                base: 0,
+                rs: 0,
+                cs: 0,
+                gather: Some((rows, cols)),
+            },
+        }
+    }
+
+    /// Whether every batch reads the same matrix (pack it once).
+    #[inline]
+    pub(super) fn shared(&self) -> bool {
+        match self {
+            Operand::Strided(l) => shared(l),
+            Operand::Gathered { .. } => true,
+        }
+    }
+}
+
+/// One operand's matrix: base position and row / column strides, or (gathered) the
+/// positions of its rows and columns, where `base`, `rs` and `cs` are unused.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Mat<'t> {
     pub(super) base: usize,
     pub(super) rs: usize,
     pub(super) cs: usize,
+    pub(super) gather: Option<(&'t [usize], &'t [usize])>,
 }
 
-/// The matrix of batch `z` of a `[..batch, r, c]` layout (no allocation: small products
-/// should not pay for their setup).
+impl<'t> Mat<'t> {
+    /// The same matrix from row `r` on.
+    #[inline]
+    pub(super) fn from_row(&self, r: usize) -> Mat<'t> {
+        match self.gather {
+            Some((rows, cols)) => Mat {
+                gather: Some((&rows[r..], cols)),
+                ..*self
+            },
+            None => Mat {
+                base: self.base + r * self.rs,
+                ..*self
+            },
+        }
+    }
+}
+
+/// The matrix of batch `z` of a `[..batch, r, c]` layout.
 #[inline]
-pub(super) fn mat(l: &Layout, mut z: usize) -> Mat {
+pub(super) fn mat(l: &Layout, mut z: usize) -> Mat<'static> {
     let r = l.dims();
     let mut base = l.offset();
     // Batch dimensions from the last: the row-major ordinal's digits.
@@ -27,6 +88,7 @@ pub(super) fn mat(l: &Layout, mut z: usize) -> Mat {
         base,
         rs: l.strides()[r - 2],
         cs: l.strides()[r - 1],
+        gather: None,
     }
 }
 
@@ -52,6 +114,14 @@ pub(super) fn pack_a(
     mr: usize,
     panel: &mut [f32],
 ) {
+    if let Some((rows, cols)) = ma.gather {
+        for (ii, &row) in rows[r0..r0 + h].iter().enumerate() {
+            for (p, &col) in cols[..k].iter().enumerate() {
+                panel[p * mr + ii] = a[row + col];
+            }
+        }
+        return;
+    }
     let base = ma.base + r0 * ma.rs;
     if ma.cs <= ma.rs {
         // Rows contiguous (or nearly): read along rows.
@@ -83,6 +153,10 @@ pub(super) fn pack_b(
     nr: usize,
     panel: &mut [f32],
 ) {
+    if let Some((rows, cols)) = mb.gather {
+        gather::pack_b(b, &rows[..k], &cols[c0..c0 + w], nr, panel);
+        return;
+    }
     let base = mb.base + c0 * mb.cs;
     if mb.cs == 1 {
         for p in 0..k {
