@@ -168,7 +168,12 @@ mod tests {
     #[test]
     fn offsets_match_the_layout() {
         // A window view [Cin, KH, KW, B, OH, OW] over [Cin=2, B=3, 6, 7] with stride 2.
-        let window = Layout::new([2, 3, 3, 3, 2, 3], [126, 7, 1, 42, 14, 2], 5).unwrap();
+        let window = Layout::new(
+            smallvec![2, 3, 3, 3, 2, 3],
+            smallvec![126, 7, 1, 42, 14, 2],
+            5,
+        )
+        .unwrap();
         let v = MatrixView::new(window, 3).unwrap();
         assert_eq!((v.rows(), v.cols()), (18, 18));
         assert!(v.as_matrix().is_none());

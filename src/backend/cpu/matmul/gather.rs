@@ -1,8 +1,9 @@
 //! Packing B's panels from a gathered operand, where element `(p, j)` lies at
-//! `rows[p] + cols[j]` (a convolution's window view read as im2col columns): the columns
-//! of a panel fall into runs of consecutive positions (an output row of the window), so a
-//! panel row is a few short copies; where runs are short (the transposed window of a
-//! weight gradient), the panel is filled column by column, down the rows' runs instead.
+//! `rows[p] + cols[j]` (a convolution's window view read as im2col columns). The columns
+//! of a panel fall into runs of consecutive positions (an output row of the window, or a
+//! kernel row of the transposed window), so a panel row is a few short copies: with
+//! AVX-512 (the AVX-512 kernel's panels), one masked load per run and one store per 16
+//! columns, the lanes of each run read from one pointer; elsewhere a plain loop per run.
 
 use smallvec::SmallVec;
 
@@ -19,22 +20,85 @@ fn runs(cols: &[usize]) -> SmallVec<[(usize, usize, usize); 8]> {
 }
 
 /// Pack the `cols.len()` columns and `rows.len()` rows of B into one panel stored row by
-/// row (`nr` values per row; values past the last column are left as they are).
+/// row (`nr` values per row; for the AVX-512 kernel's 32-wide panels, the values past the
+/// last column up to a multiple of 16 are zeros; others are left as they are). The AVX2
+/// and portable kernels' panels take the plain loop (tests run both on one machine).
 pub(super) fn pack_b(b: &[f32], rows: &[usize], cols: &[usize], nr: usize, panel: &mut [f32]) {
+    let (Some(&rmax), Some(&cmax)) = (rows.iter().max(), cols.iter().max()) else {
+        return;
+    };
+    // Every element read lies inside `b` (the unchecked reads below rely on it).
+    assert!(rmax + cmax < b.len(), "gathered operand inside its storage");
+    assert!(cols.len() <= nr && panel.len() >= rows.len() * nr);
     let runs = runs(cols);
-    if runs.len() * 4 > cols.len() {
-        // Short runs along a panel row: walk down each column instead.
-        for (j, &c) in cols.iter().enumerate() {
-            for (p, &r) in rows.iter().enumerate() {
-                panel[p * nr + j] = b[r + c];
-            }
-        }
+    #[cfg(target_arch = "x86_64")]
+    if nr == 32 && std::arch::is_x86_feature_detected!("avx512f") {
+        let halves: SmallVec<[avx512::Pieces; 2]> = (0..cols.len().div_ceil(16))
+            .map(|h| avx512::pieces(&runs, h * 16))
+            .collect();
+        // SAFETY: AVX-512F is available; every lane loaded is an element of a run, inside
+        // `b` (asserted above), the others masked off; each store writes 16 values of row
+        // p of the panel, inside it as `16 * halves <= nr` and the panel holds every row.
+        unsafe { avx512::pack_rows(b.as_ptr(), rows, &halves, nr, panel.as_mut_ptr()) };
         return;
     }
     for (p, &r) in rows.iter().enumerate() {
         let dst = &mut panel[p * nr..p * nr + nr];
         for &(j, len, c) in &runs {
-            dst[j..j + len].copy_from_slice(&b[r + c..r + c + len]);
+            for (d, s) in dst[j..j + len].iter_mut().zip(&b[r + c..r + c + len]) {
+                *d = *s;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use smallvec::SmallVec;
+
+    /// The runs within one 16-column group: a lane mask and the position lane 0 would
+    /// read (`position of the run - its first lane`, which may lie before the row).
+    pub(super) type Pieces = SmallVec<[(u16, isize); 4]>;
+
+    /// The pieces of columns `j0..j0 + 16` from the panel's runs.
+    pub(super) fn pieces(runs: &[(usize, usize, usize)], j0: usize) -> Pieces {
+        let mut out = Pieces::new();
+        for &(j, len, c) in runs {
+            let (lo, hi) = (j.max(j0), (j + len).min(j0 + 16));
+            if lo < hi {
+                let mask = (((1u32 << (hi - lo)) - 1) << (lo - j0)) as u16;
+                // Lane l reads c + (j0 + l - j).
+                out.push((mask, c as isize + j0 as isize - j as isize));
+            }
+        }
+        out
+    }
+
+    /// Row `p` of the panel: for each 16-column group, the masked loads of its pieces
+    /// from `b + rows[p]`, then one store.
+    ///
+    /// # Safety
+    /// AVX-512F available; for every row and piece, the unmasked lanes address elements
+    /// of `b`; the panel holds `rows.len() * nr` values and `16 * halves.len() <= nr`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_rows(
+        b: *const f32,
+        rows: &[usize],
+        halves: &[Pieces],
+        nr: usize,
+        panel: *mut f32,
+    ) {
+        for (p, &r) in rows.iter().enumerate() {
+            let src = b.wrapping_add(r);
+            for (h, pieces) in halves.iter().enumerate() {
+                let mut v = _mm512_setzero_ps();
+                for &(mask, at) in pieces {
+                    v = _mm512_mask_loadu_ps(v, mask, src.wrapping_offset(at));
+                }
+                _mm512_storeu_ps(panel.add(p * nr + 16 * h), v);
+            }
         }
     }
 }

@@ -83,6 +83,8 @@ pub const PACK_B_MIN_ROW_PANELS: usize = 2;
 /// A is packed when at least this many column panels reuse it; below, the micro-kernel
 /// reads A in place (packing would cost as much as the product).
 pub const PACK_A_MIN_COL_PANELS: usize = 8;
+/// The same for an A whose rows are contiguous (its in-place reads are cheap).
+pub const PACK_A_CONTIGUOUS_MIN_COL_PANELS: usize = 16;
 /// Packing runs on the calling thread below this many packed values.
 const PARALLEL_PACK_MIN: usize = 1 << 16;
 /// Rows of B the micro-kernel prefetches ahead when it reads B in place (strided rows
@@ -144,7 +146,7 @@ pub(crate) fn batched_into_with(
         swapped(out, a, al, b, bl, (batch, n, k, m), opts);
         return;
     }
-    let s = plan(batch, n, k, m, b0.cs, opts);
+    let s = plan(batch, n, k, m, (mat(al, 0).cs, b0.cs), opts);
     if s.row {
         row_product(out, a, al, b, bl, (k, m), &s, kern);
         return;
@@ -178,12 +180,13 @@ pub(crate) fn gathered_into(
         out.fill(0.0);
         return;
     }
-    let b_cs = match b.1 {
+    // Not 1: a gathered operand is packed.
+    let cs = |o: &Operand| match o {
         Operand::Strided(l) => mat(l, 0).cs,
-        // Not 1: a gathered B is packed.
         Operand::Gathered { .. } => 0,
     };
-    let mut s = plan(1, n, k, m, b_cs, opts);
+    let strides = (cs(&a.1), cs(&b.1));
+    let mut s = plan(1, n, k, m, strides, opts);
     if matches!(a.1, Operand::Gathered { .. }) {
         s.pack_a = true;
     }
@@ -194,7 +197,7 @@ pub(crate) fn gathered_into(
             n,
             k,
             m,
-            b_cs,
+            strides,
             &Options {
                 row: Some(false),
                 ..*opts

@@ -79,17 +79,18 @@ pub struct Split {
 }
 
 /// The split [`batched_into`](super::batched_into) uses for `[batch, n, k] @ [batch, k, m]` in the current rayon pool,
-/// where B's row and column strides are `b_strides` (column stride 1: rows contiguous).
+/// where A's rows are contiguous and B's row and column strides are `b_strides` (column
+/// stride 1: rows contiguous).
 pub fn split(batch: usize, n: usize, k: usize, m: usize, b_strides: (usize, usize)) -> Split {
     let opts = Options::auto();
     if swaps(n, b_strides, &opts) {
         // A^T is packed (its column stride is A's row stride, never 1 for a matrix).
         return Split {
             swapped: true,
-            ..plan(batch, m, k, n, 2, &opts)
+            ..plan(batch, m, k, n, (2, 2), &opts)
         };
     }
-    plan(batch, n, k, m, b_strides.1, &opts)
+    plan(batch, n, k, m, (1, b_strides.1), &opts)
 }
 
 /// Whether `batched_into_with` runs the product as `C^T = B^T A^T`: B stored transposed,
@@ -108,7 +109,7 @@ pub(super) fn plan(
     n: usize,
     k: usize,
     m: usize,
-    b_cs: usize,
+    (a_cs, b_cs): (usize, usize),
     opts: &Options,
 ) -> Split {
     let kern = opts.kernel;
@@ -127,7 +128,15 @@ pub(super) fn plan(
         return row_plan(batch, k, m, parallel, opts);
     }
     let pack_b = b_cs != 1 || opts.pack_b.unwrap_or(rp >= PACK_B_MIN_ROW_PANELS);
-    let pack_a = opts.pack_a.unwrap_or(cp >= PACK_A_MIN_COL_PANELS);
+    // Contiguous rows of A read in place cost the micro-kernel nothing extra, while a
+    // packed copy of a long A (a weight gradient's, K in the tens of thousands) is written
+    // to memory and read back: such an A needs more reuse to pay for its packing.
+    let min_reuse = if a_cs == 1 {
+        PACK_A_CONTIGUOUS_MIN_COL_PANELS
+    } else {
+        PACK_A_MIN_COL_PANELS
+    };
+    let pack_a = opts.pack_a.unwrap_or(cp >= min_reuse);
     let (mut rb, mut cb) = ((MC / mr).min(rp), (NC / nr).min(cp));
     if let Some((r, c)) = opts.block {
         (rb, cb) = (r.clamp(1, rp), c.clamp(1, cp));

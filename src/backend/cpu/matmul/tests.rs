@@ -377,3 +377,126 @@ fn worker_threads_get_their_mxcsr_back_after_a_parallel_matmul() {
         "DAZ/FTZ left set: {after:x?}"
     );
 }
+
+/// A window view `[C, KH, KW | B, OH, OW]` over a `[C, B, H, W]` tensor stored at offset 5
+/// with stride `st`: a convolution's columns, `C*KH*KW` rows by `B*OH*OW` columns.
+fn window(
+    c: usize,
+    b: usize,
+    hw: (usize, usize),
+    k: (usize, usize),
+    st: usize,
+) -> (Vec<f32>, crate::backend::MatrixView) {
+    let (h, w) = hw;
+    let (oh, ow) = ((h - k.0) / st + 1, (w - k.1) / st + 1);
+    let data = values(5 + c * b * h * w, (c * 7 + h * 3 + w) as u64);
+    let (sc, sb) = (b * h * w, h * w);
+    let l = Layout::new(
+        vec![c, k.0, k.1, b, oh, ow],
+        vec![sc, w, 1, sb, st * w, st],
+        5,
+    )
+    .unwrap();
+    (data, crate::backend::MatrixView::new(l, 3).unwrap())
+}
+
+/// The view's matrix written out by the layout's own positions (not the offsets under
+/// test), contiguous `[rows, cols]`.
+fn dense(data: &[f32], v: &crate::backend::MatrixView) -> Vec<f32> {
+    let l = v.layout();
+    let mut idx = vec![0; l.dims()];
+    (0..l.size())
+        .map(|i| {
+            crate::layout::to_index(i, l.shape(), &mut idx);
+            data[l.position(&idx)]
+        })
+        .collect()
+}
+
+#[test]
+fn gathered_operands_match_f64_reference() {
+    // Windows with runs shorter and longer than a 16-lane group, stride 1 and 2, depths
+    // below and above one KC block.
+    let cases = [
+        window(3, 2, (7, 9), (2, 3), 2),
+        window(2, 3, (20, 21), (3, 3), 1),
+        window(40, 2, (12, 11), (3, 3), 1),
+        window(1, 1, (3, 3), (3, 3), 1),
+    ];
+    for kernel in kernels() {
+        for parallel in [Some(false), Some(true)] {
+            let opts = Options {
+                kernel,
+                parallel,
+                ..Options::auto()
+            };
+            for (data, v) in &cases {
+                let (rows, cols) = v.offsets();
+                let t = v.transpose();
+                let (trows, tcols) = t.offsets();
+                let g = Operand::Gathered {
+                    rows: &rows,
+                    cols: &cols,
+                };
+                let gt = Operand::Gathered {
+                    rows: &trows,
+                    cols: &tcols,
+                };
+                let (r, c) = (v.rows(), v.cols());
+                // (A strided, B gathered), (A gathered, B strided), both gathered.
+                let (x, xl) = operand(1, 13, r, Form::Transposed, 3);
+                let (y, yl) = operand(1, r, 7, Form::Strided, 4);
+                let wide = Layout::contiguous(&[1, r, c]);
+                let tall = Layout::contiguous(&[1, c, r]);
+                let (vd, td) = (dense(data, v), dense(data, &t));
+                let runs: [(
+                    &[f32],
+                    Operand,
+                    &[f32],
+                    &Layout,
+                    &[f32],
+                    Operand,
+                    &[f32],
+                    &Layout,
+                    _,
+                ); 3] = [
+                    (
+                        &x,
+                        Operand::Strided(&xl),
+                        &x,
+                        &xl,
+                        data,
+                        g,
+                        &vd,
+                        &wide,
+                        (13, r, c),
+                    ),
+                    (
+                        data,
+                        gt,
+                        &td,
+                        &tall,
+                        &y,
+                        Operand::Strided(&yl),
+                        &y,
+                        &yl,
+                        (c, r, 7),
+                    ),
+                    (data, gt, &td, &tall, data, g, &vd, &wide, (c, r, c)),
+                ];
+                for (a, ao, ad, adl, b, bo, bd, bdl, (n, k, m)) in runs {
+                    let mut out = vec![f32::NAN; n * m];
+                    gathered_into(&mut out, (a, ao), (b, bo), (n, k, m), &opts);
+                    let (want, bound) = reference(ad, adl, bd, bdl, (1, n, k, m));
+                    for (idx, ((&got, &w), &tol)) in out.iter().zip(&want).zip(&bound).enumerate() {
+                        assert!(
+                            (got as f64 - w).abs() <= tol,
+                            "{opts:?} {:?} ({n} x {k} x {m}): element {idx} = {got}, want {w}",
+                            v.layout()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
