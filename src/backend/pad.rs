@@ -105,8 +105,9 @@ pub fn pad_host(x: &[f32], l: &Layout, spec: &PadSpec) -> Vec<f32> {
     out
 }
 
-/// [`pad_host`] into `out` (zeroed by the caller, of the output's size), row by row of the
-/// last dimension: the position of a row is found once, then the row is a strided copy.
+/// [`pad_host`] into `out` (of the output's size; every value is written, so it need not
+/// be zeroed), row by row of the last dimension: the position of a row is found once, then
+/// the row is a strided copy between zeros.
 pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
     let r = l.dims();
     if out.is_empty() {
@@ -143,14 +144,19 @@ pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
                 let first = (-lo).max(0) as usize;
                 let start = (lo.max(0) as usize).min(row);
                 let len = n.saturating_sub(first).min(row - start);
+                dst[..start].fill(0.0);
                 dst[start..start + len].copy_from_slice(&x[b + first..b + first + len]);
+                dst[start + len..].fill(0.0);
             } else {
                 for (o, v) in dst.iter_mut().enumerate() {
-                    if let Some(i) = spec.source(r - 1, o, n) {
-                        *v = x[b + i * stride];
-                    }
+                    *v = match spec.source(r - 1, o, n) {
+                        Some(i) => x[b + i * stride],
+                        None => 0.0,
+                    };
                 }
             }
+        } else {
+            dst.fill(0.0);
         }
         // Next row index (odometer over the leading dimensions).
         for d in (0..r - 1).rev() {

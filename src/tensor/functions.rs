@@ -378,7 +378,20 @@ impl Tensor {
 
     /// Sum of all elements, shape `(1,)`.
     pub fn sum_all(&self) -> Result<Tensor> {
-        self.contiguous()?.view(&[self.size()])?.sum(0)
+        // A permuted view of dense storage (a convolution's output, a transpose) is summed
+        // in storage order, with no copy: the sum of all elements does not depend on the
+        // order it visits them (up to rounding).
+        let st = self.layout().strides();
+        let mut order: Vec<usize> = (0..self.dims()).collect();
+        order.sort_by_key(|&d| std::cmp::Reverse(st[d]));
+        let mut t = self.clone();
+        if order.iter().enumerate().any(|(i, &d)| i != d) {
+            let p = self.permute(&order)?;
+            if p.layout().is_contiguous() {
+                t = p;
+            }
+        }
+        t.contiguous()?.view(&[self.size()])?.sum(0)
     }
 
     /// Mean over dimension `dim`, kept with size 1.

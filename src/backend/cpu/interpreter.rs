@@ -41,11 +41,13 @@ fn binary(op: BinaryOp, out: &mut [f32], a: &[f32], b: &[f32]) {
 }
 
 /// Evaluate `p` on the elements `start..start + len` into `outs` (one slice per output).
+/// `in_place`: input 0 is read from `outs[0]` itself (its current values), not `inputs[0]`.
 fn block(
     p: &Program,
     inputs: &[(&[f32], &Layout)],
     params: &[f32],
     start: usize,
+    in_place: bool,
     vals: &mut [Vec<f32>],
     outs: &mut [&mut [f32]],
 ) {
@@ -54,6 +56,7 @@ fn block(
         let (done, rest) = vals.split_at_mut(k);
         let v = &mut rest[0][..len];
         match *n {
+            Node::Input(0) if in_place => v.copy_from_slice(&outs[0][..len]),
             Node::Input(i) => {
                 let (x, l) = inputs[i];
                 if l.is_contiguous() {
@@ -103,12 +106,13 @@ fn with_scratch<R>(nodes: usize, f: impl FnOnce(&mut [Vec<f32>]) -> R) -> R {
 }
 
 /// Evaluate `p` on the elements `lo..lo + outs[0].len()` into `outs` (one slice per
-/// output), block by block.
+/// output), block by block; `in_place` as in [`block`].
 fn run_span(
     p: &Program,
     inputs: &[(&[f32], &Layout)],
     params: &[f32],
     lo: usize,
+    in_place: bool,
     outs: &mut [&mut [f32]],
 ) {
     let hi = lo + outs.first().map_or(0, |o| o.len());
@@ -120,7 +124,7 @@ fn run_span(
                 .iter_mut()
                 .map(|o| &mut o[start - lo..end - lo])
                 .collect();
-            block(p, inputs, params, start, vals, &mut slices);
+            block(p, inputs, params, start, in_place, vals, &mut slices);
             start = end;
         }
     });
@@ -139,7 +143,7 @@ pub fn run(
     let threads = rayon::current_num_threads();
     if size < PARALLEL_MIN || threads == 1 {
         let mut whole: SmallVec<[&mut [f32]; 2]> = outs.iter_mut().map(|o| &mut o[..]).collect();
-        run_span(p, inputs, params, 0, &mut whole);
+        run_span(p, inputs, params, 0, false, &mut whole);
         drop(whole);
         return outs;
     }
@@ -155,6 +159,19 @@ pub fn run(
     }
     runs.into_par_iter()
         .enumerate()
-        .for_each(|(r, mut parts)| run_span(p, inputs, params, r * run_len, &mut parts));
+        .for_each(|(r, mut parts)| run_span(p, inputs, params, r * run_len, false, &mut parts));
     outs
+}
+
+/// Apply the one-output program `p` in place to the elements `lo..lo + out.len()` of its
+/// result, where input 0 is `out` itself (a matmul epilogue applied to a finished row of a
+/// tile while it is in cache) and inputs 1.. are `inputs[1..]` (`inputs[0]` is unused).
+pub fn apply_in_place(
+    p: &Program,
+    inputs: &[(&[f32], &Layout)],
+    params: &[f32],
+    lo: usize,
+    out: &mut [f32],
+) {
+    run_span(p, inputs, params, lo, true, &mut [out]);
 }

@@ -451,7 +451,7 @@ impl Backend for CpuBackend {
         check::pad(x, layout, spec)?;
         let size = crate::layout::shape_size(&spec.out_shape);
         check::host_alloc("pad", size)?;
-        let mut out = HostBuf::full(size, 0.0);
+        let mut out = HostBuf::take(size);
         super::pad::pad_into(&mut out, host(x)?, layout, spec);
         Ok(Self::wrap(out))
     }
@@ -525,6 +525,17 @@ impl Backend for CpuBackend {
                 (None, None) => unreachable!("a view is plain or has offsets"),
             }
         }
+        // The epilogue runs on each finished row of a tile, in place, while it is in cache
+        // (input 0 is the product itself; the layout in its slot is never read).
+        let product = Layout::contiguous(&[n, m]);
+        let mut ins: SmallVec<[(&[f32], &Layout); 4]> = smallvec::smallvec![(&[][..], &product)];
+        for (x, l) in extra {
+            ins.push((host(x)?, *l));
+        }
+        let apply = |at: usize, row: &mut [f32]| {
+            interpreter::apply_in_place(epilogue, &ins, params, at, row)
+        };
+        let finish: Option<matmul::Finish> = (!epilogue.is_identity()).then_some(&apply);
         let mut out = HostBuf::take(n * m);
         matmul::gathered_into(
             &mut out,
@@ -532,14 +543,9 @@ impl Backend for CpuBackend {
             (host(b)?, operand(&bl, &bo)),
             (n, k, m),
             &matmul::Options::auto(),
+            finish,
         );
-        let product = Self::wrap(out);
-        if epilogue.is_identity() {
-            return Ok(product);
-        }
-        fusion::then_epilogue(&product, &[n, m], extra, |ins| {
-            self.fused(epilogue, ins, params)
-        })
+        Ok(Self::wrap(out))
     }
 }
 

@@ -19,34 +19,44 @@ fn runs(cols: &[usize]) -> SmallVec<[(usize, usize, usize); 8]> {
     out
 }
 
-/// Pack the `cols.len()` columns and `rows.len()` rows of B into one panel stored row by
-/// row (`nr` values per row; for the AVX-512 kernel's 32-wide panels, the values past the
-/// last column up to a multiple of 16 are zeros; others are left as they are). The AVX2
-/// and portable kernels' panels take the plain loop (tests run both on one machine).
-pub(super) fn pack_b(b: &[f32], rows: &[usize], cols: &[usize], nr: usize, panel: &mut [f32]) {
+/// Pack the `cols.len()` columns and `rows.len()` rows of B into panels `nr` wide stored
+/// one after the other, each row by row (`nr` values per row; for the AVX-512 kernel's
+/// 32-wide panels, the values past the last column up to a multiple of 16 are zeros;
+/// others are left as they are). The AVX2 and portable kernels' panels take the plain loop
+/// (tests run both on one machine). The block is filled row by row, all its panels at
+/// once, so each row of B is read once, front to back.
+pub(super) fn pack_b(b: &[f32], rows: &[usize], cols: &[usize], nr: usize, block: &mut [f32]) {
     let (Some(&rmax), Some(&cmax)) = (rows.iter().max(), cols.iter().max()) else {
         return;
     };
-    // Every element read lies inside `b` (the unchecked reads below rely on it).
+    let kc = rows.len();
+    // Every element read lies inside `b`, every panel inside `block` (the unchecked reads
+    // and writes below rely on it).
     assert!(rmax + cmax < b.len(), "gathered operand inside its storage");
-    assert!(cols.len() <= nr && panel.len() >= rows.len() * nr);
-    let runs = runs(cols);
+    assert!(block.len() >= cols.len().div_ceil(nr) * kc * nr);
+    let panels: SmallVec<[_; 32]> = cols.chunks(nr).map(runs).collect();
     #[cfg(target_arch = "x86_64")]
     if nr == 32 && std::arch::is_x86_feature_detected!("avx512f") {
-        let halves: SmallVec<[avx512::Pieces; 2]> = (0..cols.len().div_ceil(16))
-            .map(|h| avx512::pieces(&runs, h * 16))
-            .collect();
+        // (where in a panel row the group's 16 values go, its pieces)
+        let mut groups: SmallVec<[(usize, avx512::Pieces); 64]> = SmallVec::new();
+        for (q, (runs, cols)) in panels.iter().zip(cols.chunks(nr)).enumerate() {
+            for h in 0..cols.len().div_ceil(16) {
+                groups.push((q * kc * nr + 16 * h, avx512::pieces(runs, 16 * h)));
+            }
+        }
         // SAFETY: AVX-512F is available; every lane loaded is an element of a run, inside
         // `b` (asserted above), the others masked off; each store writes 16 values of row
-        // p of the panel, inside it as `16 * halves <= nr` and the panel holds every row.
-        unsafe { avx512::pack_rows(b.as_ptr(), rows, &halves, nr, panel.as_mut_ptr()) };
+        // p of panel q, inside the block as `16 * halves <= nr` and it holds every panel.
+        unsafe { avx512::pack_rows(b.as_ptr(), rows, &groups, nr, block.as_mut_ptr()) };
         return;
     }
     for (p, &r) in rows.iter().enumerate() {
-        let dst = &mut panel[p * nr..p * nr + nr];
-        for &(j, len, c) in &runs {
-            for (d, s) in dst[j..j + len].iter_mut().zip(&b[r + c..r + c + len]) {
-                *d = *s;
+        for (q, runs) in panels.iter().enumerate() {
+            let dst = &mut block[q * kc * nr + p * nr..][..nr];
+            for &(j, len, c) in runs {
+                for (d, s) in dst[j..j + len].iter_mut().zip(&b[r + c..r + c + len]) {
+                    *d = *s;
+                }
             }
         }
     }
@@ -76,28 +86,28 @@ mod avx512 {
         out
     }
 
-    /// Row `p` of the panel: for each 16-column group, the masked loads of its pieces
-    /// from `b + rows[p]`, then one store.
+    /// Row `p` of every panel: for each 16-column group, the masked loads of its pieces
+    /// from `b + rows[p]`, then one store at `block + at + p * nr`.
     ///
     /// # Safety
     /// AVX-512F available; for every row and piece, the unmasked lanes address elements
-    /// of `b`; the panel holds `rows.len() * nr` values and `16 * halves.len() <= nr`.
+    /// of `b`; every group's 16 values of every row lie inside the block.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn pack_rows(
         b: *const f32,
         rows: &[usize],
-        halves: &[Pieces],
+        groups: &[(usize, Pieces)],
         nr: usize,
-        panel: *mut f32,
+        block: *mut f32,
     ) {
         for (p, &r) in rows.iter().enumerate() {
             let src = b.wrapping_add(r);
-            for (h, pieces) in halves.iter().enumerate() {
+            for (at, pieces) in groups {
                 let mut v = _mm512_setzero_ps();
-                for &(mask, at) in pieces {
-                    v = _mm512_mask_loadu_ps(v, mask, src.wrapping_offset(at));
+                for &(mask, off) in pieces {
+                    v = _mm512_mask_loadu_ps(v, mask, src.wrapping_offset(off));
                 }
-                _mm512_storeu_ps(panel.add(p * nr + 16 * h), v);
+                _mm512_storeu_ps(block.add(at + p * nr), v);
             }
         }
     }

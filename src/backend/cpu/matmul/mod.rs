@@ -158,18 +158,24 @@ pub(crate) fn batched_into_with(
         (batch, n, k, m),
         &s,
         opts,
+        None,
     );
 }
 
 /// One matrix `[n, k] @ [k, m]` into `out` (`n * m` values, every one overwritten), where
 /// either operand may be gathered ([`Operand::Gathered`]): a gathered operand is always
 /// packed, straight from its positions.
+///
+/// `finish(at, values)`, where given, runs on each finished row segment of the output
+/// (`values` = `out[at..at + values.len()]`) once its task has summed the whole depth,
+/// while the tile is still in cache (a matmul epilogue, applied in place).
 pub(crate) fn gathered_into(
     out: &mut [f32],
     a: (&[f32], Operand),
     b: (&[f32], Operand),
     (n, k, m): (usize, usize, usize),
     opts: &Options,
+    finish: Option<Finish>,
 ) {
     assert_eq!(out.len(), n * m, "matmul output size");
     assert!(opts.kernel.is_available(), "matmul kernel not available");
@@ -178,6 +184,9 @@ pub(crate) fn gathered_into(
     }
     if k == 0 {
         out.fill(0.0);
+        if let Some(f) = finish {
+            f(0, out);
+        }
         return;
     }
     // Not 1: a gathered operand is packed.
@@ -205,8 +214,11 @@ pub(crate) fn gathered_into(
         );
         s.pack_a |= matches!(a.1, Operand::Gathered { .. });
     }
-    blocked(out, a, b, (1, n, k, m), &s, opts);
+    blocked(out, a, b, (1, n, k, m), &s, opts, finish);
 }
+
+/// A hook on finished row segments of a product's output: `(position, values)`.
+pub(crate) type Finish<'f> = &'f (dyn Fn(usize, &mut [f32]) + Sync);
 
 /// The packed, blocked product of [`batched_into_with`] and [`gathered_into`] by the split
 /// `s` (not a row-kernel split).
@@ -217,6 +229,7 @@ fn blocked(
     (batch, n, k, m): (usize, usize, usize, usize),
     s: &Split,
     opts: &Options,
+    finish: Option<Finish>,
 ) {
     let kern = opts.kernel;
     let (mr, nr) = (kern.mr(), kern.nr());
@@ -358,6 +371,16 @@ fn blocked(
                 }
             }
             p0 += kc;
+        }
+        if let Some(f) = finish {
+            let (c0, c1) = (j0 * nr, (j1 * nr).min(m));
+            for i in bi * rb * mr..((bi + 1) * rb * mr).min(n) {
+                let at = z * n * m + i * m + c0;
+                // SAFETY: row i, columns c0..c1 of batch z lie inside `out` and belong to
+                // this task alone (its rectangle), whose writes above are finished.
+                let row = unsafe { std::slice::from_raw_parts_mut(outp.at(at), c1 - c0) };
+                f(at, row);
+            }
         }
     };
     run_tasks(s, task);

@@ -198,6 +198,10 @@ pub(super) fn pack_b_block(
     nr: usize,
     block: &mut [f32],
 ) {
+    if let Some((rows, cols)) = mb.gather {
+        gather::pack_b(b, &rows[..kc], &cols[c0..c1], nr, block);
+        return;
+    }
     if mb.cs != 1 {
         for (j, panel) in (c0..c1).step_by(nr).zip(block.chunks_mut(kc * nr)) {
             pack_b(b, mb, j, nr.min(c1 - j), kc, nr, panel);

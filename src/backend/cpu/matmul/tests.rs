@@ -486,7 +486,7 @@ fn gathered_operands_match_f64_reference() {
                 ];
                 for (a, ao, ad, adl, b, bo, bd, bdl, (n, k, m)) in runs {
                     let mut out = vec![f32::NAN; n * m];
-                    gathered_into(&mut out, (a, ao), (b, bo), (n, k, m), &opts);
+                    gathered_into(&mut out, (a, ao), (b, bo), (n, k, m), &opts, None);
                     let (want, bound) = reference(ad, adl, bd, bdl, (1, n, k, m));
                     for (idx, ((&got, &w), &tol)) in out.iter().zip(&want).zip(&bound).enumerate() {
                         assert!(
