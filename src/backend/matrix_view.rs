@@ -150,16 +150,13 @@ mod tests {
         assert_eq!((ro.len(), co.len()), (v.rows(), v.cols()));
         let l = v.layout();
         let mut idx = vec![0; l.dims()];
-        for r in 0..v.rows() {
-            for c in 0..v.cols() {
+        let plain = v.as_matrix();
+        for (r, &rp) in ro.iter().enumerate() {
+            for (c, &cp) in co.iter().enumerate() {
                 crate::layout::to_index(r * v.cols() + c, l.shape(), &mut idx);
-                assert_eq!(ro[r] + co[c], l.position(&idx), "element ({r}, {c})");
-            }
-        }
-        if let Some(m) = v.as_matrix() {
-            for r in 0..v.rows() {
-                for c in 0..v.cols() {
-                    assert_eq!(m.position(&[r, c]), ro[r] + co[c]);
+                assert_eq!(rp + cp, l.position(&idx), "element ({r}, {c})");
+                if let Some(m) = &plain {
+                    assert_eq!(m.position(&[r, c]), rp + cp);
                 }
             }
         }

@@ -320,7 +320,7 @@ fn blocked(
             let kc = KC.min(k - p0);
             if in_task {
                 // Rows p0..p0+kc of this task's column panels, each `kc x nr`.
-                let rows = bm.from_row(p0);
+                let rows = bm.skip_rows(p0);
                 pack_b_block(b, &rows, (j0 * nr, (j1 * nr).min(m)), kc, nr, &mut bblock);
             }
             for ip in bi * rb..((bi + 1) * rb).min(rp) {

@@ -60,7 +60,7 @@ pub(super) struct Mat<'t> {
 impl<'t> Mat<'t> {
     /// The same matrix from row `r` on.
     #[inline]
-    pub(super) fn from_row(&self, r: usize) -> Mat<'t> {
+    pub(super) fn skip_rows(&self, r: usize) -> Mat<'t> {
         match self.gather {
             Some((rows, cols)) => Mat {
                 gather: Some((&rows[r..], cols)),

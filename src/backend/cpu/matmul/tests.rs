@@ -413,6 +413,20 @@ fn dense(data: &[f32], v: &crate::backend::MatrixView) -> Vec<f32> {
         .collect()
 }
 
+/// One gathered product's case: A (storage, operand, dense copy, its layout), B the same,
+/// and `(n, k, m)`.
+type Run<'t> = (
+    &'t [f32],
+    Operand<'t>,
+    &'t [f32],
+    &'t Layout,
+    &'t [f32],
+    Operand<'t>,
+    &'t [f32],
+    &'t Layout,
+    (usize, usize, usize),
+);
+
 #[test]
 fn gathered_operands_match_f64_reference() {
     // Windows with runs shorter and longer than a 16-lane group, stride 1 and 2, depths
@@ -449,17 +463,7 @@ fn gathered_operands_match_f64_reference() {
                 let wide = Layout::contiguous(&[1, r, c]);
                 let tall = Layout::contiguous(&[1, c, r]);
                 let (vd, td) = (dense(data, v), dense(data, &t));
-                let runs: [(
-                    &[f32],
-                    Operand,
-                    &[f32],
-                    &Layout,
-                    &[f32],
-                    Operand,
-                    &[f32],
-                    &Layout,
-                    _,
-                ); 3] = [
+                let runs: [Run; 3] = [
                     (
                         &x,
                         Operand::Strided(&xl),
