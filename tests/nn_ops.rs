@@ -106,6 +106,52 @@ fn maxpool_gives_each_window_gradient_to_its_first_maximum() {
 }
 
 #[test]
+fn maxpool_reads_strided_inputs_and_follows_the_nan_rule() {
+    // A permuted input (a convolution's output is one) against the same values contiguous,
+    // forward and backward, with an odd batch and channel count and 3x2 windows.
+    let v = random(3 * 5 * 6 * 4, 21);
+    let base = t(v, &[5, 3, 6, 4]).requires_grad_(true);
+    let x = base.permute(&[1, 0, 2, 3]).unwrap();
+    let xc = x.contiguous().unwrap().detach().requires_grad_(true);
+    let weights = t(random(3 * 5 * 2 * 2, 22), &[3, 5, 2, 2]);
+    let run = |x: &Tensor| {
+        let y = x.maxpool2d([3, 2]).unwrap();
+        y.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
+        y.to_vec().unwrap()
+    };
+    assert_eq!(run(&x), run(&xc));
+    let g = base.grad().unwrap().permute(&[1, 0, 2, 3]).unwrap();
+    assert_eq!(
+        g.contiguous().unwrap().to_vec().unwrap(),
+        xc.grad().unwrap().to_vec().unwrap()
+    );
+    // Each window's whole gradient sits at its maximum (checked by hand).
+    let xv = xc.to_vec().unwrap();
+    let gv = xc.grad().unwrap().to_vec().unwrap();
+    let wv = weights.to_vec().unwrap();
+    for (o, &wgt) in wv.iter().enumerate() {
+        let (bc, oh, ow) = (o / 4, o / 2 % 2, o % 2);
+        let cells: Vec<usize> = (0..3)
+            .flat_map(|i| (0..2).map(move |j| bc * 24 + (oh * 3 + i) * 4 + ow * 2 + j))
+            .collect();
+        let best = cells
+            .iter()
+            .copied()
+            .fold(cells[0], |b, c| if xv[c] > xv[b] { c } else { b });
+        for &c in &cells {
+            assert_eq!(gv[c], if c == best { wgt } else { 0.0 }, "window {o}");
+        }
+    }
+    // A NaN is the maximum, and the first NaN takes the gradient.
+    let n = f32::NAN;
+    let x = t(vec![1.0, n, 3.0, n], &[1, 1, 2, 2]).requires_grad_(true);
+    let y = x.maxpool2d([2, 2]).unwrap();
+    assert!(y.to_vec().unwrap()[0].is_nan());
+    y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), [0.0, 1.0, 0.0, 0.0]);
+}
+
+#[test]
 fn course_max_over_each_dimension() {
     // test_max (a TODO in the course): max over every dim of a [2, 3, 4] tensor, values and
     // gradients (distinct values, so no ties), and argmax agrees.

@@ -349,9 +349,36 @@ fn zip_repeat(out: &mut [f32], xs: &[f32], row: &[f32], j0: usize, f: &impl Fn(f
     }
 }
 
+/// Partial results [`in_lanes`] keeps.
+const LANES: usize = 16;
+
+/// `v` folded by `combine` in [`LANES`] interleaved partial results (element `i` into
+/// partial `i % LANES`), then the partials in order and the tail: the compiler vectorises
+/// the partials, so the fold runs at memory speed.
+#[inline]
+fn in_lanes(v: &[f32], identity: f32, combine: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut part = [identity; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (p, &x) in part.iter_mut().zip(c) {
+            *p = combine(*p, x);
+        }
+    }
+    let mut acc = identity;
+    for p in part.into_iter().chain(tail.iter().copied()) {
+        acc = combine(acc, p);
+    }
+    acc
+}
+
 fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
     let len = l.shape()[dim];
     let stride = l.strides()[dim];
+    // A long contiguous sum runs in interleaved partial sums (a serial sum waits on the
+    // adder's latency at every element); max and min keep their serial order, which fixes
+    // which of two equal-comparing values (+0 and -0) wins.
+    let lanes = op == ReduceOp::Sum && len >= 4 * LANES;
     // Walk the output positions through the input's strides with `dim` pinned to 0.
     let outer = Layout::new(l.reduced_shape(dim), l.strides(), l.offset()).expect("same rank");
     let plan = CpuBackend::reduce_plan(l, dim);
@@ -362,7 +389,9 @@ fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
             for o in chunk.iter_mut() {
                 let base = cur.pos();
                 let mut acc = identity;
-                if stride == 1 {
+                if stride == 1 && lanes {
+                    acc = in_lanes(&x[base..base + len], identity, combine);
+                } else if stride == 1 {
                     for &v in &x[base..base + len] {
                         acc = combine(acc, v);
                     }
