@@ -367,14 +367,17 @@ impl Layout {
 pub struct StridedCursor<'a> {
     shape: &'a [usize],
     strides: &'a [usize],
-    index: Dims,
+    /// Inline up to 8 dimensions: the window views of convolution and pooling have 6, and
+    /// a cursor is made per block of a strided loop (a heap index would cost an allocation
+    /// each time and an indirection per step).
+    index: smallvec::SmallVec<[usize; 8]>,
     pos: usize,
 }
 
 impl<'a> StridedCursor<'a> {
     /// A cursor at row-major ordinal `start` of `layout`.
     pub fn new(layout: &'a Layout, start: usize) -> Self {
-        let mut index: Dims = smallvec::smallvec![0; layout.dims()];
+        let mut index: smallvec::SmallVec<[usize; 8]> = smallvec::smallvec![0; layout.dims()];
         to_index(start, layout.shape(), &mut index);
         let pos = layout.position(&index);
         StridedCursor {

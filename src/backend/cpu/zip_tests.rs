@@ -88,3 +88,40 @@ fn large_scalar_zip_runs_in_parallel_chunks_and_matches() {
         assert_eq!(g.to_bits(), (x * y).to_bits());
     }
 }
+
+#[test]
+fn strided_runs_visit_every_position_in_order() {
+    // Short and long innermost rows, 2 to 6 dimensions, stride-0 and permuted dimensions,
+    // every start and length over a few elements (partial blocks at both ends).
+    let layouts = [
+        Layout::new(vec![3, 5, 2, 3, 2, 2], vec![360, 24, 12, 0, 1, 0], 7).unwrap(),
+        Layout::new(vec![3, 5, 2, 2, 3, 2], vec![120, 24, 12, 2, 4, 1], 0).unwrap(),
+        Layout::new(vec![4, 3], vec![1, 4], 2).unwrap(),
+        Layout::new(vec![2, 3, 20], vec![60, 20, 1], 0).unwrap(),
+        Layout::new(vec![5, 7, 3], vec![1, 5, 35], 1).unwrap(),
+        Layout::new(vec![1, 2, 1], vec![9, 3, 4], 0).unwrap(),
+    ];
+    for l in &layouts {
+        let size = l.size();
+        let mut idx = vec![0; l.dims()];
+        let want: Vec<usize> = (0..size)
+            .map(|o| {
+                crate::layout::to_index(o, l.shape(), &mut idx);
+                l.position(&idx)
+            })
+            .collect();
+        for start in 0..size.min(40) {
+            for len in [0, 1, 5, 13, size - start] {
+                let len = len.min(size - start);
+                let mut got = vec![usize::MAX; len];
+                strided_runs(l, start, len, |i, p, s, n| {
+                    for k in 0..n {
+                        assert_eq!(got[i + k], usize::MAX, "{l:?} visited twice");
+                        got[i + k] = p + k * s;
+                    }
+                });
+                assert_eq!(got, want[start..start + len], "{l:?} from {start}, {len}");
+            }
+        }
+    }
+}
