@@ -116,7 +116,12 @@ fn maxpool_reads_strided_inputs_and_follows_the_nan_rule() {
     let weights = t(random(3 * 5 * 2 * 2, 22), &[3, 5, 2, 2]);
     let run = |x: &Tensor| {
         let y = x.maxpool2d([3, 2]).unwrap();
-        y.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
+        y.mul(&weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         y.to_vec().unwrap()
     };
     assert_eq!(run(&x), run(&xc));
@@ -149,6 +154,65 @@ fn maxpool_reads_strided_inputs_and_follows_the_nan_rule() {
     assert!(y.to_vec().unwrap()[0].is_nan());
     y.sum_all().unwrap().backward().unwrap();
     assert_eq!(x.grad().unwrap().to_vec().unwrap(), [0.0, 1.0, 0.0, 0.0]);
+}
+
+#[test]
+fn cpu_max_pool_matches_the_composed_default() {
+    // The CPU's direct max pool against the primitives' composition every other backend
+    // runs, on ties, NaN, infinities and a permuted input, forward and backward.
+    use minitorch::backend::cpu::CpuBackend;
+    use minitorch::backend::pool2d::{self, Windows};
+    use minitorch::backend::Backend;
+    use minitorch::Layout;
+    let cpu = CpuBackend;
+    let mut v = random(2 * 3 * 6 * 4, 5);
+    for (i, x) in v.iter_mut().enumerate() {
+        match i % 11 {
+            0 => *x = 1.0,
+            1 => *x = 1.0,
+            3 if i % 3 == 0 => *x = f32::NAN,
+            5 => *x = f32::INFINITY,
+            7 => *x = f32::NEG_INFINITY,
+            _ => {}
+        }
+    }
+    let x = cpu.upload(&v).unwrap();
+    // [B=2, C=3, H=6, W=4] stored as [C, B, H, W].
+    let l = Layout::contiguous(&[3, 2, 6, 4])
+        .permute(&[1, 0, 2, 3])
+        .unwrap();
+    for kernel in [[2, 2], [3, 1], [1, 4], [6, 4]] {
+        let w = Windows::new("test", l.shape(), kernel).unwrap();
+        let (m, f) = cpu.max_pool2d(&x, &l, &w).unwrap();
+        let (dm, df) = pool2d::max_pool2d(&cpu, &x, &l, &w).unwrap();
+        let bits = |s: &minitorch::backend::Storage| -> Vec<u32> {
+            cpu.download(s)
+                .unwrap()
+                .iter()
+                .map(|v| if v.is_nan() { 1 } else { v.to_bits() })
+                .collect()
+        };
+        assert_eq!(bits(&m), bits(&dm), "{kernel:?} maxima");
+        assert_eq!(
+            cpu.download(&f).unwrap(),
+            cpu.download(&df).unwrap(),
+            "{kernel:?} first"
+        );
+        let go = cpu.upload(&random(w.count(), 6)).unwrap();
+        let gl = Layout::contiguous(&w.out_shape());
+        let gx = cpu.max_pool2d_backward(&go, &gl, &f, &w).unwrap();
+        let dgx = pool2d::max_pool2d_backward(&cpu, &go, &gl, &df, &w).unwrap();
+        assert_eq!(
+            cpu.download(&gx).unwrap(),
+            cpu.download(&dgx).unwrap(),
+            "{kernel:?} grad"
+        );
+    }
+    // A gradient that is not the output's shape is an error, not a wrong answer.
+    let w = Windows::new("test", l.shape(), [2, 2]).unwrap();
+    let (_, f) = cpu.max_pool2d(&x, &l, &w).unwrap();
+    let bad = Layout::contiguous(&[2, 3, 3, 3]);
+    assert!(cpu.max_pool2d_backward(&x, &bad, &f, &w).is_err());
 }
 
 #[test]

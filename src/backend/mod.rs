@@ -32,6 +32,7 @@ pub mod host_memory;
 pub mod matrix_view;
 pub mod op_table;
 pub mod pad;
+pub mod pool2d;
 pub mod random;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
@@ -308,6 +309,32 @@ pub trait Backend: Send + Sync + fmt::Debug {
             return self.matmul(&a, &al, &b, &bl);
         }
         self.matmul_fused(&a, &al, &b, &bl, epilogue, extra, params)
+    }
+    /// 2-D max pooling with kernel = stride ([`pool2d::Windows`]) of `x` (`[B, C, H, W]`
+    /// through `layout`): each window's maximum and the position in it (`0..kh*kw`, row
+    /// by row, as f32) of its first maximum, both contiguous `[B, C, H/kh, W/kw]`; the NaN
+    /// rule of `max` (a window holding a NaN gives NaN and its first NaN). The default
+    /// composes the primitives ([`pool2d::max_pool2d`]); the CPU makes one pass.
+    fn max_pool2d(
+        &self,
+        x: &Storage,
+        layout: &Layout,
+        windows: &pool2d::Windows,
+    ) -> Result<(Storage, Storage)> {
+        pool2d::max_pool2d(self, x, layout, windows)
+    }
+    /// The gradient of [`Backend::max_pool2d`]: `grad` (of the output's shape, through
+    /// `gl`) at each window's first maximum (`first`, as `max_pool2d` returned it), zero
+    /// elsewhere; contiguous in the input's shape. The default is one fused program
+    /// ([`pool2d::max_pool2d_backward`]).
+    fn max_pool2d_backward(
+        &self,
+        grad: &Storage,
+        gl: &Layout,
+        first: &Storage,
+        windows: &pool2d::Windows,
+    ) -> Result<Storage> {
+        pool2d::max_pool2d_backward(self, grad, gl, first, windows)
     }
     /// Zero padding with dilation (the convolution family, [`pad::PadSpec`]): a
     /// contiguous result of `spec.out_shape` holding input element `i` at `lo + i * step`

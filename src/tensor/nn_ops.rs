@@ -8,13 +8,11 @@
 //! its first maximum (the index [`Tensor::argmax`] returns), so flat regions do not
 //! multiply gradients.
 
-use std::sync::OnceLock;
-
 use smallvec::smallvec;
 
-use crate::backend::fused::{Program, ProgramBuilder};
+use crate::backend::pool2d::Windows;
 use crate::backend::random;
-use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
+use crate::backend::{ReduceOp, Storage};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -67,123 +65,11 @@ impl Function for MaxFirst {
     }
 }
 
-/// The windows of a 2-D pooling with kernel = stride: `[B, C, H, W]` cut into
-/// `[B, C, H/kh, W/kw]` windows of `kh x kw`.
-#[derive(Clone, Copy, Debug)]
-struct Windows {
-    shape: [usize; 4],
-    kernel: [usize; 2],
-}
-
-impl Windows {
-    /// Errors unless `x` is `[B, C, H, W]` and the kernel divides H and W.
-    fn new(op: &'static str, x: &Tensor, [kh, kw]: [usize; 2]) -> Result<Windows> {
-        let s = x.shape();
-        if s.len() != 4 {
-            return Err(Error::shape(op, &[s], "needs an input [B, C, H, W]"));
-        }
-        if kh == 0 || kw == 0 || !s[2].is_multiple_of(kh) || !s[3].is_multiple_of(kw) {
-            return Err(Error::shape(
-                op,
-                &[s, &[kh, kw]],
-                "the kernel must divide the height and width",
-            ));
-        }
-        Ok(Windows {
-            shape: [s[0], s[1], s[2], s[3]],
-            kernel: [kh, kw],
-        })
-    }
-
-    /// Values per window.
-    fn k(&self) -> usize {
-        self.kernel[0] * self.kernel[1]
-    }
-
-    /// Windows in all: `B * C * H/kh * W/kw`.
-    fn count(&self) -> usize {
-        self.out_shape().iter().product()
-    }
-
-    /// `[B, C, H/kh, W/kw]`.
-    fn out_shape(&self) -> [usize; 4] {
-        let [b, c, h, w] = self.shape;
-        [b, c, h / self.kernel[0], w / self.kernel[1]]
-    }
-
-    /// `l` (of the input's shape) seen as `[B, C, H/kh, W/kw, kh, kw]`: each window's
-    /// values last (a strided view, no copy).
-    fn tiled(&self, l: &Layout) -> Result<Layout> {
-        let [b, c, nh, nw] = self.out_shape();
-        let [kh, kw] = self.kernel;
-        let st = l.strides();
-        Layout::new(
-            smallvec![b, c, nh, nw, kh, kw],
-            smallvec![st[0], st[1], st[2] * kh, st[3] * kw, st[2], st[3]],
-            l.offset(),
-        )
-    }
-
-    /// `l` (of the output's shape) seen as `[B, C, H/kh, kh, W/kw, kw]` with stride 0 along
-    /// `kh` and `kw`: each window's value repeated over its positions, in the input's
-    /// element order.
-    fn spread(&self, l: &Layout) -> Result<Layout> {
-        let [b, c, nh, nw] = self.out_shape();
-        let [kh, kw] = self.kernel;
-        let st = l.strides();
-        Layout::new(
-            smallvec![b, c, nh, kh, nw, kw],
-            smallvec![st[0], st[1], st[2], 0, st[3], 0],
-            l.offset(),
-        )
-    }
-}
-
-/// Each window's first maximum, negated, as a position `-(i)` in the window, or `-k` where
-/// the value is no maximum: inputs (x, the window's max, i), param k. A NaN is a maximum
-/// exactly when the max is NaN, so a window holding one picks its first NaN (the NaN rule
-/// of [`Tensor::max`]).
-fn first_max_program() -> &'static Program {
-    static P: OnceLock<Program> = OnceLock::new();
-    P.get_or_init(|| {
-        let mut p = ProgramBuilder::new();
-        let (x, m, i, k) = (p.input(0), p.input(1), p.input(2), p.param(0));
-        // hit = (x == m) - (x == x) + 1: 1 for a maximum or a NaN, else 0.
-        let eq = p.binary(BinaryOp::Eq, x, m);
-        let num = p.binary(BinaryOp::Eq, x, x);
-        let not_num = p.unary(UnaryOp::Neg, num);
-        let one = p.constant(1.0);
-        let hit = p.add(eq, not_num);
-        let hit = p.add(hit, one);
-        // -(k + hit * (i - k)) = hit * (k - i) - k
-        let nk = p.unary(UnaryOp::Neg, k);
-        let ni = p.unary(UnaryOp::Neg, i);
-        let d = p.add(k, ni);
-        let t = p.mul(hit, d);
-        let out = p.add(t, nk);
-        p.build(&[out])
-    })
-}
-
-/// The gradient of a max pool at position i of its window: inputs (i, the window's first
-/// maximum negated, the output's gradient): `grad` where `i == first`, else 0.
-fn to_first_program() -> &'static Program {
-    static P: OnceLock<Program> = OnceLock::new();
-    P.get_or_init(|| {
-        let mut p = ProgramBuilder::new();
-        let (i, nf, g) = (p.input(0), p.input(1), p.input(2));
-        let f = p.unary(UnaryOp::Neg, nf);
-        let hit = p.binary(BinaryOp::Eq, i, f);
-        let out = p.mul(hit, g);
-        p.build(&[out])
-    })
-}
-
-/// The recorded max pool (see [`Tensor::maxpool2d`]): its windows and the maxima it
-/// returned (`[B, C, H/kh, W/kw]`, no history).
+/// The recorded max pool (see [`Tensor::maxpool2d`]): its windows and the position of
+/// each window's first maximum.
 struct MaxPool2d {
     windows: Windows,
-    maxima: Tensor,
+    first: Storage,
 }
 
 impl Function for MaxPool2d {
@@ -191,58 +77,20 @@ impl Function for MaxPool2d {
         "MaxPool2d"
     }
 
-    fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
+    fn backward(&self, grad: &Tensor, _inputs: &[Tensor]) -> Result<Grads> {
         let w = &self.windows;
-        let x = inputs[0].detach();
-        let [kh, kw] = w.kernel;
-        let k = w.k();
-        // Positions 0..k in a window, seen as [.., kh, kw] (for the windows) and as
-        // [.., kh, 1, kw] (in the input's element order).
-        let idx = Tensor::from_vec((0..k).map(|i| i as f32).collect(), &[k], x.device())?;
-        let at = |shape: [usize; 6], strides: [usize; 6]| -> Result<Tensor> {
-            Ok(idx.raw(Layout::new(
-                smallvec::SmallVec::from_slice(&shape),
-                smallvec::SmallVec::from_slice(&strides),
-                0,
-            )?))
-        };
-        let by_window = at([1, 1, 1, 1, kh, kw], [0, 0, 0, 0, kw, 1])?;
-        let by_input = at([1, 1, 1, kh, 1, kw], [0, 0, 0, kw, 0, 1])?;
-        // Each window's first maximum (negated), from the windows read in place.
-        let tiles = x.raw(w.tiled(x.layout())?);
-        let ml = self.maxima.layout();
-        let m = self.maxima.raw(Layout::new(
-            smallvec![w.shape[0], w.shape[1], ml.shape()[2], ml.shape()[3], 1, 1],
-            smallvec![
-                ml.strides()[0],
-                ml.strides()[1],
-                ml.strides()[2],
-                ml.strides()[3],
-                0,
-                0
-            ],
-            ml.offset(),
-        )?);
-        let cand = &Tensor::fused(first_max_program(), &[&tiles, &m, &by_window], &[k as f32])?[0];
-        let (first, fl) = cand
-            .view(&[w.count(), k])?
-            .reduce_storage(ReduceOp::Max, 1)?;
-        let first = Tensor::from_storage(first, fl, x.backend().clone());
-        let first = first.raw(w.spread(&Layout::contiguous(&w.out_shape()))?);
-        // The gradient in the input's element order: [B, C, H/kh, kh, W/kw, kw].
-        let g = grad.detach();
-        let g = g.raw(w.spread(g.layout())?);
-        let gx = &Tensor::fused(to_first_program(), &[&by_input, &first, &g], &[])?[0];
-        Ok(smallvec![Some(gx.view(&w.shape)?)])
+        let gx =
+            grad.backend()
+                .max_pool2d_backward(grad.storage(), grad.layout(), &self.first, w)?;
+        Ok(smallvec![Some(Tensor::from_storage(
+            gx,
+            Layout::contiguous(&w.shape),
+            grad.backend().clone(),
+        ))])
     }
 }
 
 impl Tensor {
-    /// `self`'s storage seen through `layout`, with no history (a raw view).
-    pub(crate) fn raw(&self, layout: Layout) -> Tensor {
-        Tensor::from_storage(self.storage().clone(), layout, self.backend().clone())
-    }
-
     /// Maximum over `dim` (kept with size 1) whose gradient goes to the first maximum of
     /// each slice; the value is [`Tensor::max`]'s (NaN when the slice holds a NaN).
     pub fn max_first(&self, dim: usize) -> Result<Tensor> {
@@ -311,26 +159,19 @@ impl Tensor {
     /// Max pooling with the course's windows (kernel = stride, dividing H and W); each
     /// window's gradient goes to its first maximum (PyTorch's rule).
     ///
-    /// Three kernels forward (the windows gathered from `self` in place, their maxima) and
-    /// three backward (each window's first maximum as one fused program and one reduction,
-    /// then the gradient written straight in `self`'s shape by another fused program),
-    /// where the composition of `tile` and [`Tensor::max_first`] took a dozen.
+    /// One backend op each way ([`Backend::max_pool2d`](crate::backend::Backend::max_pool2d)
+    /// and its backward): the forward also returns each window's first maximum, which the
+    /// backward sends the gradient to.
     pub fn maxpool2d(&self, kernel: [usize; 2]) -> Result<Tensor> {
-        const OP: &str = "maxpool2d";
-        let w = Windows::new(OP, self, kernel)?;
-        let tiles = self.detach().raw(w.tiled(self.layout())?).contiguous()?;
-        let tiles = tiles.view(&[w.count(), w.k()])?;
-        let (m, _) = tiles.reduce_storage(ReduceOp::Max, 1)?;
-        let maxima = Tensor::from_storage(
+        let w = Windows::new("maxpool2d", self.shape(), kernel)?;
+        let (m, first) = self
+            .backend()
+            .max_pool2d(self.storage(), self.layout(), &w)?;
+        Ok(Tensor::from_op(
             m,
             Layout::contiguous(&w.out_shape()),
             self.backend().clone(),
-        );
-        Ok(Tensor::from_op(
-            maxima.storage().clone(),
-            maxima.layout().clone(),
-            self.backend().clone(),
-            MaxPool2d { windows: w, maxima },
+            MaxPool2d { windows: w, first },
             &[self],
         ))
     }

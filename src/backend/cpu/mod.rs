@@ -23,6 +23,7 @@ pub mod copy;
 pub mod interpreter;
 pub mod matmul;
 pub mod pool;
+pub mod pooling;
 #[cfg(test)]
 mod zip_tests;
 
@@ -583,6 +584,44 @@ impl Backend for CpuBackend {
         fusion::then_epilogue(&product, &shape, extra, |ins| {
             self.fused(epilogue, ins, params)
         })
+    }
+
+    fn max_pool2d(
+        &self,
+        x: &Storage,
+        layout: &Layout,
+        windows: &super::pool2d::Windows,
+    ) -> Result<(Storage, Storage)> {
+        windows.check("max_pool2d", x, layout, false)?;
+        let (v, f) = pooling::max_pool2d(host(x)?, layout, windows);
+        Ok((Self::wrap(v), Self::wrap(f)))
+    }
+
+    fn max_pool2d_backward(
+        &self,
+        grad: &Storage,
+        gl: &Layout,
+        first: &Storage,
+        windows: &super::pool2d::Windows,
+    ) -> Result<Storage> {
+        windows.check("max_pool2d backward", grad, gl, true)?;
+        let f = host(first)?;
+        if f.len() < windows.count() {
+            return Err(crate::error::Error::invalid(
+                "max_pool2d backward",
+                format!(
+                    "{} first positions for {} windows",
+                    f.len(),
+                    windows.count()
+                ),
+            ));
+        }
+        Ok(Self::wrap(pooling::max_pool2d_backward(
+            host(grad)?,
+            gl,
+            f,
+            windows,
+        )))
     }
 
     fn matmul_view(
