@@ -4,6 +4,7 @@
 //! forward over a copy of the windows.
 
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 use super::pool::HostBuf;
 use super::PARALLEL_MIN;
@@ -33,18 +34,32 @@ pub fn max_pool2d(x: &[f32], l: &Layout, w: &Windows) -> (HostBuf, HostBuf) {
     let rows = n / nw;
     let per = rows_per_task(rows, nw * kh * kw);
     let task = |(t, (vs, fs)): (usize, (&mut [f32], &mut [f32]))| {
+        let mut rows: SmallVec<[&[f32]; 8]> = SmallVec::new();
         for (r, (vr, fr)) in vs.chunks_mut(nw).zip(fs.chunks_mut(nw)).enumerate() {
             // Row (b, c, oh) of windows.
             let row = t * per + r;
             let (bc, oh) = (row / nh, row % nh);
             let base = l.offset() + (bc / c) * st[0] + (bc % c) * st[1] + oh * kh * st[2];
+            if st[3] == 1 {
+                // The window rows' kh input rows, contiguous: one loop per kernel width.
+                rows.clear();
+                rows.extend((0..kh).map(|i| &x[base + i * st[2]..][..nw * kw]));
+                match kw {
+                    1 => window_row::<1>(&rows, vr, fr),
+                    2 => window_row::<2>(&rows, vr, fr),
+                    3 => window_row::<3>(&rows, vr, fr),
+                    4 => window_row::<4>(&rows, vr, fr),
+                    _ => window_row_any(&rows, kw, vr, fr),
+                }
+                continue;
+            }
             for (ow, (v, f)) in vr.iter_mut().zip(fr.iter_mut()).enumerate() {
                 let at = base + ow * kw * st[3];
                 let (mut best, mut pos) = (x[at], 0);
                 for i in 0..kh {
                     for j in 0..kw {
                         let e = x[at + i * st[2] + j * st[3]];
-                        if !best.is_nan() && (e.is_nan() || e > best) {
+                        if beats(e, best) {
                             (best, pos) = (e, i * kw + j);
                         }
                     }
@@ -88,12 +103,21 @@ pub fn max_pool2d_backward(g: &[f32], gl: &Layout, first: &[f32], w: &Windows) -
             let (bc, y) = (row / h, row % h);
             let (oh, i) = (y / kh, y % kh);
             let gbase = gl.offset() + (bc / c) * st[0] + (bc % c) * st[1] + oh * st[2];
-            let fbase = (bc * nh + oh) * nw;
-            for (ow, cells) in o.chunks_mut(kw).enumerate() {
-                let at = first[fbase + ow] as usize;
-                let gv = g[gbase + ow * st[3]];
-                for (j, v) in cells.iter_mut().enumerate() {
-                    *v = if at == i * kw + j { gv } else { 0.0 };
+            let fr = &first[(bc * nh + oh) * nw..][..nw];
+            let gv = |ow: usize| g[gbase + ow * st[3]];
+            match kw {
+                1 => grad_row::<1>(o, fr, gv, i),
+                2 => grad_row::<2>(o, fr, gv, i),
+                3 => grad_row::<3>(o, fr, gv, i),
+                4 => grad_row::<4>(o, fr, gv, i),
+                _ => {
+                    for (ow, cells) in o.chunks_mut(kw).enumerate() {
+                        let at = fr[ow] as usize;
+                        let v = gv(ow);
+                        for (j, c) in cells.iter_mut().enumerate() {
+                            *c = if at == i * kw + j { v } else { 0.0 };
+                        }
+                    }
                 }
             }
         }
@@ -104,4 +128,89 @@ pub fn max_pool2d_backward(g: &[f32], gl: &Layout, first: &[f32], w: &Windows) -
         out.par_chunks_mut(per * wd).enumerate().for_each(task);
     }
     out
+}
+
+/// Whether `e` replaces `best` as a window's maximum so far: a NaN stays, a NaN or a
+/// larger value wins (so ties and later NaNs keep the first).
+#[inline(always)]
+fn beats(e: f32, best: f32) -> bool {
+    !best.is_nan() && (e.is_nan() || e > best)
+}
+
+/// The larger of `a` and `b`, NaN when either is (`a` on a tie): branch-free, as a
+/// select on two comparisons (random data would mispredict a branch half the time).
+#[inline(always)]
+fn nan_max(a: f32, b: f32) -> f32 {
+    #[allow(clippy::eq_op)]
+    let take_b = (b > a) | (b != b);
+    if take_b {
+        b
+    } else {
+        a
+    }
+}
+
+/// One row of windows `KW` wide from its `kh` contiguous input rows: the maxima (NaN
+/// wins), then each window's first cell equal to its maximum (or first NaN), both as
+/// selects in loops across the row's windows, which the compiler vectorises (a branch
+/// per value would mispredict half the time on real data).
+#[inline]
+fn window_row<const KW: usize>(rows: &[&[f32]], vals: &mut [f32], first: &mut [f32]) {
+    let nw = vals.len();
+    for (v, c) in vals.iter_mut().zip(rows[0].chunks_exact(KW)) {
+        *v = c[0];
+    }
+    for r in rows {
+        for j in 0..KW {
+            for (v, c) in vals.iter_mut().zip(r[..nw * KW].chunks_exact(KW)) {
+                *v = nan_max(*v, c[j]);
+            }
+        }
+    }
+    // Last cell to first, so the first hit is the one left.
+    let mut p = (rows.len() * KW) as f32;
+    first.fill(0.0);
+    for r in rows.iter().rev() {
+        for j in (0..KW).rev() {
+            p -= 1.0;
+            for ((f, &m), c) in first
+                .iter_mut()
+                .zip(&*vals)
+                .zip(r[..nw * KW].chunks_exact(KW))
+            {
+                let e = c[j];
+                #[allow(clippy::eq_op)]
+                let hit = (e == m) | (e != e);
+                *f = if hit { p } else { *f };
+            }
+        }
+    }
+}
+
+/// [`window_row`] for any width.
+fn window_row_any(rows: &[&[f32]], kw: usize, vals: &mut [f32], first: &mut [f32]) {
+    for (ow, (v, f)) in vals.iter_mut().zip(first.iter_mut()).enumerate() {
+        let (mut best, mut pos) = (rows[0][ow * kw], 0);
+        for (i, r) in rows.iter().enumerate() {
+            for (j, &e) in r[ow * kw..][..kw].iter().enumerate() {
+                if beats(e, best) {
+                    (best, pos) = (e, i * kw + j);
+                }
+            }
+        }
+        *v = best;
+        *f = pos as f32;
+    }
+}
+
+/// Row `i` (within its windows) of the input's gradient, windows `KW` wide: each cell
+/// gets its window's gradient `g(ow)` where it is the first maximum, else 0.
+#[inline]
+fn grad_row<const KW: usize>(o: &mut [f32], first: &[f32], g: impl Fn(usize) -> f32, i: usize) {
+    for (ow, (cells, &f)) in o.chunks_exact_mut(KW).zip(first).enumerate() {
+        let (at, v) = (f as usize, g(ow));
+        for (j, c) in cells.iter_mut().enumerate() {
+            *c = if at == i * KW + j { v } else { 0.0 };
+        }
+    }
 }
