@@ -109,6 +109,12 @@ pub fn pad_host(x: &[f32], l: &Layout, spec: &PadSpec) -> Vec<f32> {
 /// be zeroed), row by row of the last dimension: the position of a row is found once, then
 /// the row is a strided copy between zeros.
 pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
+    pad_rows(out, 0, x, l, spec);
+}
+
+/// Rows `first..` of [`pad_into`]'s output (rows of its last dimension) into `out`, which
+/// holds whole rows: the CPU fills disjoint runs of rows on several threads.
+pub fn pad_rows(out: &mut [f32], first: usize, x: &[f32], l: &Layout, spec: &PadSpec) {
     let r = l.dims();
     if out.is_empty() {
         return;
@@ -124,6 +130,7 @@ pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
     }
     let rows = out.len() / row;
     let mut index: Dims = smallvec::smallvec![0; r - 1];
+    crate::layout::to_index(first, &spec.out_shape[..r - 1], &mut index);
     for dst in out.chunks_mut(row).take(rows) {
         let mut base = Some(l.offset());
         for d in 0..r - 1 {
@@ -165,6 +172,46 @@ pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
                 break;
             }
             index[d] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_in_runs_match_the_whole_pad() {
+        // Padding, cropping and dilation on a permuted input; every split into runs of
+        // whole rows (as the CPU's threads take them) gives the same output, and every
+        // value is written (the output starts as NaN).
+        let x: Vec<f32> = (0..3 * 4 * 5).map(|i| i as f32 + 1.0).collect();
+        let l = Layout::contiguous(&[4, 3, 5]).permute(&[1, 0, 2]).unwrap();
+        let spec = PadSpec {
+            out_shape: smallvec::smallvec![4, 6, 9],
+            lo: smallvec::smallvec![0, -1, 1],
+            step: smallvec::smallvec![1, 2, 2],
+        };
+        spec.check("test", l.shape()).unwrap();
+        let size = crate::layout::shape_size(&spec.out_shape);
+        let mut whole = vec![f32::NAN; size];
+        pad_into(&mut whole, &x, &l, &spec);
+        assert!(whole.iter().all(|v| !v.is_nan()));
+        // Element (i, j, k) of the output against its source by the spec's arithmetic.
+        for (o, &v) in whole.iter().enumerate() {
+            let (i, j, k) = (o / 54, o / 9 % 6, o % 9);
+            let want = match (spec.source(0, i, 3), spec.source(1, j, 4), spec.source(2, k, 5)) {
+                (Some(a), Some(b), Some(c)) => x[l.position(&[a, b, c])],
+                _ => 0.0,
+            };
+            assert_eq!(v, want, "element {o}");
+        }
+        for per in [1, 2, 5, 7] {
+            let mut runs = vec![f32::NAN; size];
+            for (i, c) in runs.chunks_mut(per * 9).enumerate() {
+                pad_rows(c, i * per, &x, &l, &spec);
+            }
+            assert_eq!(runs, whole, "runs of {per} rows");
         }
     }
 }

@@ -545,7 +545,17 @@ impl Backend for CpuBackend {
         let size = crate::layout::shape_size(&spec.out_shape);
         check::host_alloc("pad", size)?;
         let mut out = HostBuf::take(size);
-        super::pad::pad_into(&mut out, host(x)?, layout, spec);
+        let x = host(x)?;
+        // Runs of whole rows (of the last dimension) on the plan's threads.
+        let row = spec.out_shape.last().copied().unwrap_or(1).max(1);
+        let plan = Plan::new(size / row, row, false);
+        if plan.is_parallel() && layout.dims() > 0 {
+            out.par_chunks_mut(plan.chunk_len * row)
+                .enumerate()
+                .for_each(|(i, c)| super::pad::pad_rows(c, i * plan.chunk_len, x, layout, spec));
+        } else {
+            super::pad::pad_into(&mut out, x, layout, spec);
+        }
         Ok(Self::wrap(out))
     }
 
@@ -667,6 +677,7 @@ impl Backend for CpuBackend {
             interpreter::apply_in_place(epilogue, &ins, params, at, row)
         };
         let finish: Option<matmul::Finish> = (!epilogue.is_identity()).then_some(&apply);
+        let t0 = std::time::Instant::now();
         let mut out = HostBuf::take(n * m);
         matmul::gathered_into(
             &mut out,
@@ -676,6 +687,9 @@ impl Backend for CpuBackend {
             &matmul::Options::auto(),
             finish,
         );
+        if std::env::var_os("MMDBG").is_some() {
+            eprintln!("mmv {n}x{k}x{m} a_gather={} b_gather={} {:.3} ms", ao.is_some(), bo.is_some(), t0.elapsed().as_secs_f64()*1e3);
+        }
         Ok(Self::wrap(out))
     }
 }

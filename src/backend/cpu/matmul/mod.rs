@@ -235,6 +235,9 @@ fn blocked(
     let (mr, nr) = (kern.mr(), kern.nr());
     let (rp, cp) = (n.div_ceil(mr), m.div_ceil(nr));
     let (a_shared, b_shared) = (ao.shared(), bo.shared());
+    // Depth blocks of equal size, at most KC (288 = 144 + 144, not 256 + 32: a short
+    // last block pays a whole tile's load and store for a few steps).
+    let kc_max = k.div_ceil(k.div_ceil(KC));
 
     // 1. Pack A (every batch, or once when broadcast) and B where the plan says so.
     let a_len = rp * k * mr;
@@ -311,13 +314,13 @@ fn blocked(
         let b_z = if b_shared { 0 } else { z };
         let (j0, j1) = (bj * cb, ((bj + 1) * cb).min(cp));
         let mut bblock = HostBuf::take(if in_task {
-            (j1 - j0) * KC.min(k) * nr
+            (j1 - j0) * kc_max * nr
         } else {
             0
         });
         let mut p0 = 0;
         while p0 < k {
-            let kc = KC.min(k - p0);
+            let kc = kc_max.min(k - p0);
             if in_task {
                 // Rows p0..p0+kc of this task's column panels, each `kc x nr`.
                 let rows = bm.skip_rows(p0);
