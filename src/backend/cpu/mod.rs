@@ -413,6 +413,9 @@ fn zip_repeat(out: &mut [f32], xs: &[f32], row: &[f32], j0: usize, f: &impl Fn(f
     }
 }
 
+/// The piece a long single reduction is cut into (see `reduce_impl`).
+const REDUCE_PIECE: usize = 1 << 16;
+
 /// Partial results [`in_lanes`] keeps.
 const LANES: usize = 16;
 
@@ -447,6 +450,27 @@ fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
     let outer = Layout::new(l.reduced_shape(dim), l.strides(), l.offset()).expect("same rank");
     let plan = CpuBackend::reduce_plan(l, dim);
     let mut out = HostBuf::take(outer.size());
+    if outer.size() == 1 && stride == 1 && len >= 2 * REDUCE_PIECE {
+        // One long contiguous reduction (a sum of everything): pieces of a fixed size,
+        // on every thread, combined in order (the same result on any number of threads).
+        let row = &x[outer.offset()..outer.offset() + len];
+        with_reduce!(op, (combine, identity) => {
+            let fold = |piece: &[f32]| {
+                if lanes {
+                    in_lanes(piece, identity, combine)
+                } else {
+                    piece.iter().fold(identity, |a, &v| combine(a, v))
+                }
+            };
+            let parts: Vec<f32> = if rayon::current_num_threads() > 1 {
+                row.par_chunks(REDUCE_PIECE).map(fold).collect()
+            } else {
+                row.chunks(REDUCE_PIECE).map(fold).collect()
+            };
+            out[0] = parts.into_iter().fold(identity, combine);
+        });
+        return out;
+    }
     with_reduce!(op, (combine, identity) => {
         run_chunks(plan, &mut out, |start, chunk| {
             let mut cur = StridedCursor::new(&outer, start);

@@ -125,3 +125,26 @@ fn strided_runs_visit_every_position_in_order() {
         }
     }
 }
+
+#[test]
+fn long_single_reductions_agree_on_any_thread_count() {
+    // A sum of everything in fixed pieces: the same bits on 1 and 3 threads, close to the
+    // f64 sum; max keeps the NaN rule and the position of the largest value.
+    let n = 5 * REDUCE_PIECE / 2 + 7;
+    let v: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.0).collect();
+    let l = Layout::new(vec![1, n], vec![n, 1], 0).unwrap();
+    let run = |threads: usize, op: ReduceOp, v: &[f32]| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| reduce_impl(op, v, &l, 1)[0])
+    };
+    let (one, three) = (run(1, ReduceOp::Sum, &v), run(3, ReduceOp::Sum, &v));
+    assert_eq!(one.to_bits(), three.to_bits());
+    let exact: f64 = v.iter().map(|&x| x as f64).sum();
+    let mag: f64 = v.iter().map(|&x| (x as f64).abs()).sum();
+    assert!((one as f64 - exact).abs() <= 1e-6 * mag, "{one} vs {exact}");
+    let mut w = v.clone();
+    w[n - 3] = 1e6;
+    assert_eq!(run(2, ReduceOp::Max, &w), 1e6);
+    w[REDUCE_PIECE + 1] = f32::NAN;
+    assert!(run(2, ReduceOp::Max, &w).is_nan());
+}
