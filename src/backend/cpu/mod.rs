@@ -701,7 +701,6 @@ impl Backend for CpuBackend {
             interpreter::apply_in_place(epilogue, &ins, params, at, row)
         };
         let finish: Option<matmul::Finish> = (!epilogue.is_identity()).then_some(&apply);
-        let t0 = std::time::Instant::now();
         let mut out = HostBuf::take(n * m);
         matmul::gathered_into(
             &mut out,
@@ -711,9 +710,6 @@ impl Backend for CpuBackend {
             &matmul::Options::auto(),
             finish,
         );
-        if std::env::var_os("MMDBG").is_some() {
-            eprintln!("mmv {n}x{k}x{m} a_gather={} b_gather={} {:.3} ms", ao.is_some(), bo.is_some(), t0.elapsed().as_secs_f64()*1e3);
-        }
         Ok(Self::wrap(out))
     }
 }
