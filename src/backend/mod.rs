@@ -21,6 +21,7 @@ use crate::executor::BoxFuture;
 use crate::layout::Layout;
 pub use matrix_view::MatrixView;
 
+pub mod conv2d;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -309,6 +310,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
             return self.matmul(&a, &al, &b, &bl);
         }
         self.matmul_fused(&a, &al, &b, &bl, epilogue, extra, params)
+    }
+    /// The input gradient of a 2-D convolution of geometry `g`: `go` is the output's
+    /// gradient, contiguous channel-major `[Cout, B, OH, OW]`, `w` the weight, contiguous
+    /// `[Cout, Cin*KH*KW]`; returns the gradient's storage and its layout, of shape
+    /// `[B, Cin, H, W]`. The default is the transposed convolution composed from the
+    /// primitives ([`conv2d::input_grad`]); the CPU computes `W^T @ go` and adds each
+    /// finished tile row straight into the gradient (col2im), padding and gathering
+    /// nothing.
+    fn conv2d_input_grad(
+        &self,
+        go: &Storage,
+        w: &Storage,
+        g: &conv2d::ConvGeometry,
+    ) -> Result<(Storage, Layout)> {
+        conv2d::input_grad(self, go, w, g)
     }
     /// 2-D max pooling with kernel = stride ([`pool2d::Windows`]) of `x` (`[B, C, H, W]`
     /// through `layout`): each window's maximum and the position in it (`0..kh*kw`, row

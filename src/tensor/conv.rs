@@ -33,89 +33,12 @@ use crate::backend::pad::PadSpec;
 use crate::backend::MatrixView;
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::error::{Error, Result};
-use crate::layout::{checked_shape_size, Layout};
+use crate::layout::Layout;
 
 use super::{Activation, Function, Grads, Tensor};
 
-/// Zeros before and after one spatial dimension.
-pub type Padding = (usize, usize);
-
-/// The sizes of one 2-D convolution, checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Geometry {
-    b: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    kh: usize,
-    kw: usize,
-    stride: [usize; 2],
-    pad: [Padding; 2],
-    oh: usize,
-    ow: usize,
-}
-
-impl Geometry {
-    fn new(
-        op: &'static str,
-        x: &[usize],
-        wt: &[usize],
-        stride: [usize; 2],
-        pad: [Padding; 2],
-    ) -> Result<Geometry> {
-        let err = |msg: String| Error::shape(op, &[x, wt], msg);
-        if x.len() != 4 || wt.len() != 4 {
-            return Err(err(
-                "needs an input [B, Cin, H, W] and a weight [Cout, Cin, KH, KW]".into(),
-            ));
-        }
-        if x[1] != wt[1] {
-            return Err(err(format!(
-                "the input has {} channels but the weight expects {}",
-                x[1], wt[1]
-            )));
-        }
-        if stride.contains(&0) {
-            return Err(err(format!("stride {stride:?} must be at least 1")));
-        }
-        let mut out = [0usize; 2];
-        for d in 0..2 {
-            let (n, k) = (x[2 + d], wt[2 + d]);
-            let padded = n
-                .checked_add(pad[d].0)
-                .and_then(|v| v.checked_add(pad[d].1))
-                .filter(|&v| v < 1 << 31)
-                .ok_or_else(|| err(format!("padding {:?} overflows", pad[d])))?;
-            if k == 0 || k > padded {
-                return Err(err(format!(
-                    "kernel size {k} does not fit the padded input size {padded}"
-                )));
-            }
-            out[d] = (padded - k) / stride[d] + 1;
-        }
-        let g = Geometry {
-            b: x[0],
-            cin: x[1],
-            h: x[2],
-            w: x[3],
-            cout: wt[0],
-            kh: wt[2],
-            kw: wt[3],
-            stride,
-            pad,
-            oh: out[0],
-            ow: out[1],
-        };
-        checked_shape_size(op, &[g.b, g.cin, g.kh, g.kw, g.oh, g.ow])?;
-        checked_shape_size(op, &[g.b, g.cout, g.oh, g.ow])?;
-        Ok(g)
-    }
-
-    fn ckk(&self) -> usize {
-        self.cin * self.kh * self.kw
-    }
-}
+pub use crate::backend::conv2d::Padding;
+use crate::backend::conv2d::{ConvGeometry as Geometry, window};
 
 /// The matmul epilogue of a convolution: `act(in0 + in1)` with a bias, `act(in0)`
 /// without; one program per case, built once.
@@ -241,14 +164,8 @@ fn unfold(x: &Tensor, g: &Geometry) -> Result<(Tensor, MatrixView)> {
             step: smallvec![1, 1, 1, 1],
         })?
     };
-    let l = src.layout();
-    let s = l.strides();
-    let window = Layout::new(
-        smallvec![g.cin, g.kh, g.kw, g.b, g.oh, g.ow],
-        smallvec![s[0], s[2], s[3], s[1], sh * s[2], sw * s[3]],
-        l.offset(),
-    )?;
-    Ok((src, MatrixView::new(window, 3)?))
+    let view = window(src.layout(), g)?;
+    Ok((src, view))
 }
 
 /// The convolution without history: `(out [Cout, B, OH, OW], src, window)`, channel-major;
@@ -344,53 +261,38 @@ impl Function for Conv2d {
             grads.push(db);
         }
         if x.needs_grad() {
-            let dx = input_grad(&go, w, g)?;
-            grads[0] = Some(raw_view(&dx, batch_first(&dx, &x.shape()[2..])?));
+            let backend = go.backend();
+            let w = w.contiguous()?;
+            let (dx, layout) =
+                backend.conv2d_input_grad(dense(&go)?.storage(), dense(&w)?.storage(), g)?;
+            let layout = if x.dims() == 4 {
+                layout
+            } else {
+                // A 1-D convolution's input [B, Cin, W]: its height (1) dropped.
+                let (sh, st) = (layout.shape(), layout.strides());
+                Layout::new(
+                    smallvec![sh[0], sh[1], sh[3]],
+                    smallvec![st[0], st[1], st[3]],
+                    layout.offset(),
+                )?
+            };
+            grads[0] = Some(Tensor::from_storage(dx, layout, backend.clone()));
         }
         Ok(grads)
     }
 }
 
-/// The input gradient, channel-major `[Cin, B, H, W]`: the transposed convolution of `go`
-/// (`[Cout, B, OH, OW]`, contiguous).
-fn input_grad(go: &Tensor, w: &Tensor, g: &Geometry) -> Result<Tensor> {
-    let (kh, kw) = (g.kh, g.kw);
-    // Dilate by the stride and pad by K-1-pad_before in one pad, to length H+K-1 (any
-    // excess on the far side is cropped or zero-filled by the same kernel).
-    let dp = go.pad_raw(&PadSpec {
-        out_shape: smallvec![g.cout, g.b, g.h + kh - 1, g.w + kw - 1],
-        lo: smallvec![
-            0,
-            0,
-            kh as i64 - 1 - g.pad[0].0 as i64,
-            kw as i64 - 1 - g.pad[1].0 as i64
-        ],
-        step: smallvec![1, 1, g.stride[0], g.stride[1]],
-    })?;
-    // The weight flipped in space (index kk -> KK-1-kk reverses both axes) and with its
-    // channel axes swapped: [Cin, Cout*KH*KW].
-    let kk = kh * kw;
-    let mut flip = vec![0.0f32; kk * kk];
-    for i in 0..kk {
-        flip[i * kk + (kk - 1 - i)] = 1.0;
+/// `t` contiguous from position 0 of its storage (a copy only when it is not).
+fn dense(t: &Tensor) -> Result<Tensor> {
+    if t.is_contiguous() && t.layout().offset() == 0 {
+        return Ok(t.clone());
     }
-    let flip = Tensor::from_vec(flip, &[kk, kk], w.device())?;
-    let wf = w
-        .contiguous()?
-        .view(&[g.cout * g.cin, kk])?
-        .matmul(&flip)?
-        .view(&[g.cout, g.cin, kk])?
-        .permute(&[1, 0, 2])?
-        .contiguous()?
-        .view(&[g.cin, g.cout * kk])?;
-    let gt = Geometry::new(
-        "conv2d backward",
-        &[g.b, g.cout, g.h + kh - 1, g.w + kw - 1],
-        &[g.cin, g.cout, kh, kw],
-        [1, 1],
-        [(0, 0), (0, 0)],
-    )?;
-    Ok(conv_raw(&dp, &wf, None, Activation::Identity, &gt)?.0)
+    let s = t.backend().copy(t.storage(), t.layout())?;
+    Ok(Tensor::from_storage(
+        s,
+        Layout::contiguous(t.shape()),
+        t.backend().clone(),
+    ))
 }
 
 impl Tensor {
