@@ -189,6 +189,9 @@ fn conv2d_matches_direct_loop_forward_and_backward() {
         // Many channels, odd sizes, batch 1, stride larger than the kernel.
         ([1, 17, 5, 6], [9, 17, 1, 3], [3, 2], [(0, 1), (2, 0)]),
         ([4, 1, 11, 13], [1, 1, 5, 4], [2, 1], [(2, 2), (1, 2)]),
+        // Enough images that the CPU's input gradient splits them among several tasks
+        // (two 30x31 images each), the last one short.
+        ([9, 2, 30, 31], [3, 2, 3, 3], [1, 1], [(1, 1), (1, 1)]),
     ];
     for (k, (x, w, stride, pad)) in cases.into_iter().enumerate() {
         let case = Conv {
@@ -452,4 +455,55 @@ fn chained_layers_grad_check() {
         4,
     )
     .unwrap();
+}
+
+#[test]
+fn cpu_input_gradient_matches_the_transposed_convolution() {
+    // The CPU's col2im input gradient against the default every other backend runs (the
+    // transposed convolution from the primitives), on strides, asymmetric padding and
+    // several tasks' worth of images.
+    use minitorch::backend::conv2d::{self, ConvGeometry};
+    use minitorch::backend::cpu::CpuBackend;
+    use minitorch::backend::Backend;
+    let cpu = CpuBackend;
+    for (k, (x, w, stride, pad)) in [
+        ([5, 3, 12, 9], [4, 3, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ([3, 2, 11, 10], [5, 2, 3, 2], [2, 3], [(0, 2), (1, 0)]),
+        ([7, 1, 40, 50], [2, 1, 5, 4], [1, 2], [(2, 1), (0, 3)]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let g = ConvGeometry::new("test", &x, &w, stride, pad).unwrap();
+        let go = cpu
+            .upload(&random(&[g.cout, g.b, g.oh, g.ow], 70 + k as u64))
+            .unwrap();
+        let wt = cpu.upload(&random(&w, 80 + k as u64)).unwrap();
+        let (ours, ol) = cpu.conv2d_input_grad(&go, &wt, &g).unwrap();
+        let (theirs, tl) = conv2d::input_grad(&cpu, &go, &wt, &g).unwrap();
+        assert_eq!(ol.shape(), tl.shape());
+        let (a, b) = (
+            cpu.copy(&ours, &ol).unwrap(),
+            cpu.copy(&theirs, &tl).unwrap(),
+        );
+        let (a, b) = (cpu.download(&a).unwrap(), cpu.download(&b).unwrap());
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
+                "case {k}, element {i}: {p} vs {q}"
+            );
+        }
+    }
+    // A gradient smaller than the geometry says is an error, not a read past its end.
+    let g = ConvGeometry::new(
+        "test",
+        &[2, 3, 8, 8],
+        &[4, 3, 3, 3],
+        [1, 1],
+        [(1, 1), (1, 1)],
+    )
+    .unwrap();
+    let short = cpu.upload(&[0.0; 10]).unwrap();
+    let wt = cpu.upload(&random(&[4, 3, 3, 3], 1)).unwrap();
+    assert!(cpu.conv2d_input_grad(&short, &wt, &g).is_err());
 }

@@ -109,7 +109,6 @@ impl ConvGeometry {
     }
 }
 
-
 /// The columns `[Cin*KH*KW, B*OH*OW]` of an input `src` laid out channel-major
 /// `[Cin, B, Hp, Wp]` (already padded: `g.pad` is not applied here) as a matrix view: the
 /// strided window view `[Cin, KH, KW | B, OH, OW]` (MiniTorch's strides idea, an

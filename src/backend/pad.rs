@@ -200,7 +200,11 @@ mod tests {
         // Element (i, j, k) of the output against its source by the spec's arithmetic.
         for (o, &v) in whole.iter().enumerate() {
             let (i, j, k) = (o / 54, o / 9 % 6, o % 9);
-            let want = match (spec.source(0, i, 3), spec.source(1, j, 4), spec.source(2, k, 5)) {
+            let want = match (
+                spec.source(0, i, 3),
+                spec.source(1, j, 4),
+                spec.source(2, k, 5),
+            ) {
                 (Some(a), Some(b), Some(c)) => x[l.position(&[a, b, c])],
                 _ => 0.0,
             };

@@ -38,7 +38,7 @@ use crate::layout::Layout;
 use super::{Activation, Function, Grads, Tensor};
 
 pub use crate::backend::conv2d::Padding;
-use crate::backend::conv2d::{ConvGeometry as Geometry, window};
+use crate::backend::conv2d::{window, ConvGeometry as Geometry};
 
 /// The matmul epilogue of a convolution: `act(in0 + in1)` with a bias, `act(in0)`
 /// without; one program per case, built once.

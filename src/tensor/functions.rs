@@ -182,7 +182,22 @@ impl Function for View {
         "View"
     }
     fn backward(&self, grad: &Tensor, inputs: &[Tensor]) -> Result<Grads> {
-        Ok(smallvec![Some(grad.contiguous()?.view(inputs[0].shape())?)])
+        let shape = inputs[0].shape();
+        if grad.layout().strides().iter().all(|&s| s == 0) {
+            // One value broadcast (the gradient of a sum): the same value in any shape,
+            // no copy.
+            let l = Layout::new(
+                shape,
+                smallvec::SmallVec::from_elem(0, shape.len()),
+                grad.layout().offset(),
+            )?;
+            return Ok(smallvec![Some(Tensor::from_storage(
+                grad.storage().clone(),
+                l,
+                grad.backend().clone(),
+            ))]);
+        }
+        Ok(smallvec![Some(grad.contiguous()?.view(shape)?)])
     }
 }
 

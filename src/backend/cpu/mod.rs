@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::layout::{Layout, StridedCursor};
 use crate::operators as ops;
 
+pub mod col2im;
 pub mod copy;
 pub mod interpreter;
 pub mod matmul;
@@ -618,6 +619,17 @@ impl Backend for CpuBackend {
         fusion::then_epilogue(&product, &shape, extra, |ins| {
             self.fused(epilogue, ins, params)
         })
+    }
+
+    fn conv2d_input_grad(
+        &self,
+        go: &Storage,
+        w: &Storage,
+        g: &super::conv2d::ConvGeometry,
+    ) -> Result<(Storage, Layout)> {
+        super::conv2d::check_input_grad(go, w, g)?;
+        let dx = col2im::input_grad(host(go)?, host(w)?, g);
+        Ok((Self::wrap(dx), Layout::contiguous(&[g.b, g.cin, g.h, g.w])))
     }
 
     fn max_pool2d(

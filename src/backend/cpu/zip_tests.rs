@@ -131,10 +131,15 @@ fn long_single_reductions_agree_on_any_thread_count() {
     // A sum of everything in fixed pieces: the same bits on 1 and 3 threads, close to the
     // f64 sum; max keeps the NaN rule and the position of the largest value.
     let n = 5 * REDUCE_PIECE / 2 + 7;
-    let v: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.0).collect();
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.0)
+        .collect();
     let l = Layout::new(vec![1, n], vec![n, 1], 0).unwrap();
     let run = |threads: usize, op: ReduceOp, v: &[f32]| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| reduce_impl(op, v, &l, 1)[0])
     };
     let (one, three) = (run(1, ReduceOp::Sum, &v), run(3, ReduceOp::Sum, &v));

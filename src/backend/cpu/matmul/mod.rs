@@ -185,7 +185,9 @@ pub(crate) fn gathered_into(
     if k == 0 {
         out.fill(0.0);
         if let Some(f) = finish {
-            f(0, out);
+            for (i, row) in out.chunks_mut(m).enumerate() {
+                f(i * m, row);
+            }
         }
         return;
     }
@@ -313,11 +315,7 @@ fn blocked(
         let a_z = if a_shared { 0 } else { z };
         let b_z = if b_shared { 0 } else { z };
         let (j0, j1) = (bj * cb, ((bj + 1) * cb).min(cp));
-        let mut bblock = HostBuf::take(if in_task {
-            (j1 - j0) * kc_max * nr
-        } else {
-            0
-        });
+        let mut bblock = HostBuf::take(if in_task { (j1 - j0) * kc_max * nr } else { 0 });
         let mut p0 = 0;
         while p0 < k {
             let kc = kc_max.min(k - p0);
