@@ -157,7 +157,7 @@ fn maxpool_reads_strided_inputs_and_follows_the_nan_rule() {
 }
 
 #[test]
-fn cpu_max_pool_matches_the_composed_default() {
+fn cpu_pools_match_the_composed_defaults() {
     // The CPU's direct max pool against the primitives' composition every other backend
     // runs, on ties, NaN, infinities and a permuted input, forward and backward.
     use minitorch::backend::cpu::CpuBackend;
@@ -207,6 +207,12 @@ fn cpu_max_pool_matches_the_composed_default() {
             cpu.download(&dgx).unwrap(),
             "{kernel:?} grad"
         );
+        // The average pool: the CPU's one pass against the copy, sum and scale.
+        let (a, da) = (
+            cpu.avg_pool2d(&x, &l, &w).unwrap(),
+            pool2d::avg_pool2d(&cpu, &x, &l, &w).unwrap(),
+        );
+        assert_eq!(bits(&a), bits(&da), "{kernel:?} means");
     }
     // A gradient that is not the output's shape is an error, not a wrong answer.
     let w = Windows::new("test", l.shape(), [2, 2]).unwrap();

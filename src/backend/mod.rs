@@ -339,6 +339,17 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<(Storage, Storage)> {
         pool2d::max_pool2d(self, x, layout, windows)
     }
+    /// 2-D average pooling with kernel = stride: each window's mean, contiguous
+    /// `[B, C, H/kh, W/kw]` (the sum times `1/(kh*kw)`). The default composes the
+    /// primitives ([`pool2d::avg_pool2d`]); the CPU makes one pass.
+    fn avg_pool2d(
+        &self,
+        x: &Storage,
+        layout: &Layout,
+        windows: &pool2d::Windows,
+    ) -> Result<Storage> {
+        pool2d::avg_pool2d(self, x, layout, windows)
+    }
     /// The gradient of [`Backend::max_pool2d`]: `grad` (of the output's shape, through
     /// `gl`) at each window's first maximum (`first`, as `max_pool2d` returned it), zero
     /// elsewhere; contiguous in the input's shape. The default is one fused program

@@ -1,11 +1,15 @@
-//! Max pooling over 2-D windows with kernel = stride ([`Backend::max_pool2d`] and its
-//! backward): each window's maximum and the position of its first maximum (PyTorch's rule
-//! for the gradient; the NaN rule of `max`: a window holding a NaN gives NaN and its first
-//! NaN), then the gradient sent to that position alone.
+//! Pooling over 2-D windows with kernel = stride. Max pooling ([`Backend::max_pool2d`]
+//! and its backward): each window's maximum and the position of its first maximum
+//! (PyTorch's rule for the gradient; the NaN rule of `max`: a window holding a NaN gives
+//! NaN and its first NaN), then the gradient sent to that position alone. Average pooling
+//! ([`Backend::avg_pool2d`]): each window's mean; its backward is one fused program
+//! ([`avg_pool2d_backward`]) on every backend.
 //!
-//! The defaults here compose the primitives (a strided copy, two reductions and two fused
-//! programs each way), so every backend runs them; the CPU overrides both with one direct
-//! pass each.
+//! The defaults here compose the primitives (a strided copy, reductions and fused
+//! programs), so every backend runs them; the CPU overrides the forwards and the max
+//! pool's backward with one direct pass each.
+//!
+//! [`Backend::avg_pool2d`]: super::Backend::avg_pool2d
 //!
 //! [`Backend::max_pool2d`]: super::Backend::max_pool2d
 
@@ -213,4 +217,56 @@ pub fn max_pool2d_backward<B: Backend + ?Sized>(
 fn spread_shape(w: &Windows) -> [usize; 6] {
     let [b, c, nh, nw] = w.out_shape();
     [b, c, nh, w.kernel[0], nw, w.kernel[1]]
+}
+
+/// `in0 * param0`.
+fn scale_program() -> &'static Program {
+    static P: OnceLock<Program> = OnceLock::new();
+    P.get_or_init(|| {
+        let mut p = ProgramBuilder::new();
+        let (x, c) = (p.input(0), p.param(0));
+        let out = p.mul(x, c);
+        p.build(&[out])
+    })
+}
+
+/// [`Backend::avg_pool2d`](super::Backend::avg_pool2d) from the primitives: the windows
+/// copied out `[N, k]`, summed, and scaled by `1/k` (a fused program): a mean as
+/// [`Tensor::mean`](crate::Tensor::mean) computes it.
+pub fn avg_pool2d<B: Backend + ?Sized>(
+    backend: &B,
+    x: &Storage,
+    l: &Layout,
+    w: &Windows,
+) -> Result<Storage> {
+    w.check("avg_pool2d", x, l, false)?;
+    let (n, k) = (w.count(), w.k());
+    let tiles = backend.copy(x, &w.tiled(l)?)?;
+    let sums = backend.reduce(ReduceOp::Sum, &tiles, &Layout::contiguous(&[n, k]), 1)?;
+    Ok(backend
+        .fused(
+            scale_program(),
+            &[(&sums, &Layout::contiguous(&[n]))],
+            &[1.0 / k as f32],
+        )?
+        .remove(0))
+}
+
+/// The gradient of an average pool: each window's gradient times `1/k` at each of its
+/// positions, contiguous in the input's shape (one fused program reading the gradient
+/// through a stride-0 layout; every backend).
+pub fn avg_pool2d_backward<B: Backend + ?Sized>(
+    backend: &B,
+    grad: &Storage,
+    gl: &Layout,
+    w: &Windows,
+) -> Result<Storage> {
+    w.check("avg_pool2d backward", grad, gl, true)?;
+    Ok(backend
+        .fused(
+            scale_program(),
+            &[(grad, &w.spread(gl)?)],
+            &[1.0 / w.k() as f32],
+        )?
+        .remove(0))
 }

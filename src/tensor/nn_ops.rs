@@ -90,6 +90,29 @@ impl Function for MaxPool2d {
     }
 }
 
+/// The recorded average pool (see [`Tensor::avgpool2d`]).
+struct AvgPool2d(Windows);
+
+impl Function for AvgPool2d {
+    fn name(&self) -> &'static str {
+        "AvgPool2d"
+    }
+
+    fn backward(&self, grad: &Tensor, _inputs: &[Tensor]) -> Result<Grads> {
+        let gx = crate::backend::pool2d::avg_pool2d_backward(
+            &**grad.backend(),
+            grad.storage(),
+            grad.layout(),
+            &self.0,
+        )?;
+        Ok(smallvec![Some(Tensor::from_storage(
+            gx,
+            Layout::contiguous(&self.0.shape),
+            grad.backend().clone(),
+        ))])
+    }
+}
+
 impl Tensor {
     /// Maximum over `dim` (kept with size 1) whose gradient goes to the first maximum of
     /// each slice; the value is [`Tensor::max`]'s (NaN when the slice holds a NaN).
@@ -151,9 +174,17 @@ impl Tensor {
     /// Average pooling with the course's windows: kernel = stride, dividing H and W;
     /// `[B, C, H, W]` to `[B, C, H/kh, W/kw]`.
     pub fn avgpool2d(&self, kernel: [usize; 2]) -> Result<Tensor> {
-        let t = self.tile_named("avgpool2d", kernel)?;
-        let s = t.shape().to_vec();
-        t.mean(4)?.view(&s[..4])
+        let w = Windows::new("avgpool2d", self.shape(), kernel)?;
+        let m = self
+            .backend()
+            .avg_pool2d(self.storage(), self.layout(), &w)?;
+        Ok(Tensor::from_op(
+            m,
+            Layout::contiguous(&w.out_shape()),
+            self.backend().clone(),
+            AvgPool2d(w),
+            &[self],
+        ))
     }
 
     /// Max pooling with the course's windows (kernel = stride, dividing H and W); each

@@ -643,6 +643,16 @@ impl Backend for CpuBackend {
         Ok((Self::wrap(v), Self::wrap(f)))
     }
 
+    fn avg_pool2d(
+        &self,
+        x: &Storage,
+        layout: &Layout,
+        windows: &super::pool2d::Windows,
+    ) -> Result<Storage> {
+        windows.check("avg_pool2d", x, layout, false)?;
+        Ok(Self::wrap(pooling::avg_pool2d(host(x)?, layout, windows)))
+    }
+
     fn max_pool2d_backward(
         &self,
         grad: &Storage,

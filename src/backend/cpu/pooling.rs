@@ -1,7 +1,7 @@
-//! Max pooling on the CPU ([`Backend::max_pool2d`](crate::backend::Backend::max_pool2d)
-//! and its backward): one pass each, parallel over rows of windows, reading the input
-//! (or gradient) through its strides, where the composed default makes four passes
-//! forward over a copy of the windows.
+//! Pooling on the CPU ([`Backend::max_pool2d`](crate::backend::Backend::max_pool2d), its
+//! backward, and [`Backend::avg_pool2d`](crate::backend::Backend::avg_pool2d)): one pass
+//! each, parallel over rows of windows, reading the input (or gradient) through its
+//! strides, where the composed defaults copy the windows out first.
 
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -213,4 +213,42 @@ fn grad_row<const KW: usize>(o: &mut [f32], first: &[f32], g: impl Fn(usize) -> 
             *c = if at == i * KW + j { v } else { 0.0 };
         }
     }
+}
+
+/// Each window's mean (its sum, in row-major order, times `1/k`): `[B, C, H/kh, W/kw]`.
+pub fn avg_pool2d(x: &[f32], l: &Layout, w: &Windows) -> HostBuf {
+    let [_, c, nh, nw] = w.out_shape();
+    let [kh, kw] = w.kernel;
+    let st = l.strides();
+    let n = w.count();
+    let mut out = HostBuf::take(n);
+    if n == 0 || nw == 0 {
+        return out;
+    }
+    let scale = 1.0 / w.k() as f32;
+    let rows = n / nw;
+    let per = rows_per_task(rows, nw * kh * kw);
+    let task = |(t, vs): (usize, &mut [f32])| {
+        for (r, vr) in vs.chunks_mut(nw).enumerate() {
+            let row = t * per + r;
+            let (bc, oh) = (row / nh, row % nh);
+            let base = l.offset() + (bc / c) * st[0] + (bc % c) * st[1] + oh * kh * st[2];
+            for (ow, v) in vr.iter_mut().enumerate() {
+                let at = base + ow * kw * st[3];
+                let mut sum = 0.0f32;
+                for i in 0..kh {
+                    for j in 0..kw {
+                        sum += x[at + i * st[2] + j * st[3]];
+                    }
+                }
+                *v = sum * scale;
+            }
+        }
+    };
+    if per >= rows {
+        out.chunks_mut(per * nw).enumerate().for_each(task);
+    } else {
+        out.par_chunks_mut(per * nw).enumerate().for_each(task);
+    }
+    out
 }
