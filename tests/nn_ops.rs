@@ -213,6 +213,11 @@ fn cpu_pools_match_the_composed_defaults() {
             pool2d::avg_pool2d(&cpu, &x, &l, &w).unwrap(),
         );
         assert_eq!(bits(&a), bits(&da), "{kernel:?} means");
+        let (ga, dga) = (
+            cpu.avg_pool2d_backward(&go, &gl, &w).unwrap(),
+            pool2d::avg_pool2d_backward(&cpu, &go, &gl, &w).unwrap(),
+        );
+        assert_eq!(bits(&ga), bits(&dga), "{kernel:?} mean gradients");
     }
     // A gradient that is not the output's shape is an error, not a wrong answer.
     let w = Windows::new("test", l.shape(), [2, 2]).unwrap();

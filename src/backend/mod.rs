@@ -350,6 +350,18 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<Storage> {
         pool2d::avg_pool2d(self, x, layout, windows)
     }
+    /// The gradient of [`Backend::avg_pool2d`]: each window's gradient (of the output's
+    /// shape, through `gl`) times `1/(kh*kw)` at each of its positions, contiguous in the
+    /// input's shape. The default is one fused program
+    /// ([`pool2d::avg_pool2d_backward`]); the CPU writes it row by row.
+    fn avg_pool2d_backward(
+        &self,
+        grad: &Storage,
+        gl: &Layout,
+        windows: &pool2d::Windows,
+    ) -> Result<Storage> {
+        pool2d::avg_pool2d_backward(self, grad, gl, windows)
+    }
     /// The gradient of [`Backend::max_pool2d`]: `grad` (of the output's shape, through
     /// `gl`) at each window's first maximum (`first`, as `max_pool2d` returned it), zero
     /// elsewhere; contiguous in the input's shape. The default is one fused program

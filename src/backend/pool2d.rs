@@ -2,12 +2,10 @@
 //! and its backward): each window's maximum and the position of its first maximum
 //! (PyTorch's rule for the gradient; the NaN rule of `max`: a window holding a NaN gives
 //! NaN and its first NaN), then the gradient sent to that position alone. Average pooling
-//! ([`Backend::avg_pool2d`]): each window's mean; its backward is one fused program
-//! ([`avg_pool2d_backward`]) on every backend.
+//! ([`Backend::avg_pool2d`]): each window's mean, and its gradient spread back.
 //!
 //! The defaults here compose the primitives (a strided copy, reductions and fused
-//! programs), so every backend runs them; the CPU overrides the forwards and the max
-//! pool's backward with one direct pass each.
+//! programs), so every backend runs them; the CPU overrides each with one direct pass.
 //!
 //! [`Backend::avg_pool2d`]: super::Backend::avg_pool2d
 //!
@@ -252,9 +250,8 @@ pub fn avg_pool2d<B: Backend + ?Sized>(
         .remove(0))
 }
 
-/// The gradient of an average pool: each window's gradient times `1/k` at each of its
-/// positions, contiguous in the input's shape (one fused program reading the gradient
-/// through a stride-0 layout; every backend).
+/// [`Backend::avg_pool2d_backward`](super::Backend::avg_pool2d_backward) from the
+/// primitives: one fused program reading the gradient through a stride-0 layout.
 pub fn avg_pool2d_backward<B: Backend + ?Sized>(
     backend: &B,
     grad: &Storage,

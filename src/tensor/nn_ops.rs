@@ -99,12 +99,9 @@ impl Function for AvgPool2d {
     }
 
     fn backward(&self, grad: &Tensor, _inputs: &[Tensor]) -> Result<Grads> {
-        let gx = crate::backend::pool2d::avg_pool2d_backward(
-            &**grad.backend(),
-            grad.storage(),
-            grad.layout(),
-            &self.0,
-        )?;
+        let gx = grad
+            .backend()
+            .avg_pool2d_backward(grad.storage(), grad.layout(), &self.0)?;
         Ok(smallvec![Some(Tensor::from_storage(
             gx,
             Layout::contiguous(&self.0.shape),

@@ -653,6 +653,20 @@ impl Backend for CpuBackend {
         Ok(Self::wrap(pooling::avg_pool2d(host(x)?, layout, windows)))
     }
 
+    fn avg_pool2d_backward(
+        &self,
+        grad: &Storage,
+        gl: &Layout,
+        windows: &super::pool2d::Windows,
+    ) -> Result<Storage> {
+        windows.check("avg_pool2d backward", grad, gl, true)?;
+        Ok(Self::wrap(pooling::avg_pool2d_backward(
+            host(grad)?,
+            gl,
+            windows,
+        )))
+    }
+
     fn max_pool2d_backward(
         &self,
         grad: &Storage,

@@ -252,3 +252,35 @@ pub fn avg_pool2d(x: &[f32], l: &Layout, w: &Windows) -> HostBuf {
     }
     out
 }
+
+/// Each window's gradient (`[B, C, H/kh, W/kw]` through `gl`) times `1/k` at each of its
+/// positions: `[B, C, H, W]`, row by row.
+pub fn avg_pool2d_backward(g: &[f32], gl: &Layout, w: &Windows) -> HostBuf {
+    let [_, c, h, wd] = w.shape;
+    let [kh, kw] = w.kernel;
+    let st = gl.strides();
+    let n: usize = w.shape.iter().product();
+    let mut out = HostBuf::take(n);
+    if n == 0 {
+        return out;
+    }
+    let scale = 1.0 / w.k() as f32;
+    let rows = n / wd;
+    let per = rows_per_task(rows, wd);
+    let task = |(t, chunk): (usize, &mut [f32])| {
+        for (r, o) in chunk.chunks_mut(wd).enumerate() {
+            let row = t * per + r;
+            let (bc, y) = (row / h, row % h);
+            let gbase = gl.offset() + (bc / c) * st[0] + (bc % c) * st[1] + (y / kh) * st[2];
+            for (ow, cells) in o.chunks_mut(kw).enumerate() {
+                cells.fill(g[gbase + ow * st[3]] * scale);
+            }
+        }
+    };
+    if per >= rows {
+        out.chunks_mut(per * wd).enumerate().for_each(task);
+    } else {
+        out.par_chunks_mut(per * wd).enumerate().for_each(task);
+    }
+    out
+}
