@@ -34,22 +34,21 @@ pub(super) fn pack_b(b: &[f32], rows: &[usize], cols: &[usize], nr: usize, block
     // and writes below rely on it).
     assert!(rmax + cmax < b.len(), "gathered operand inside its storage");
     assert!(block.len() >= cols.len().div_ceil(nr) * kc * nr);
-    let panels: SmallVec<[_; 32]> = cols.chunks(nr).map(runs).collect();
     #[cfg(target_arch = "x86_64")]
     if nr == 32 && std::arch::is_x86_feature_detected!("avx512f") {
         // (where in a panel row the group's 16 values go, its pieces)
-        let mut groups: SmallVec<[(usize, avx512::Pieces); 64]> = SmallVec::new();
-        for (q, (runs, cols)) in panels.iter().zip(cols.chunks(nr)).enumerate() {
-            for h in 0..cols.len().div_ceil(16) {
-                groups.push((q * kc * nr + 16 * h, avx512::pieces(runs, 16 * h)));
-            }
-        }
+        let groups: Vec<(usize, avx512::Pieces)> = cols
+            .chunks(16)
+            .enumerate()
+            .map(|(g, c)| ((g / 2) * kc * nr + 16 * (g % 2), avx512::pieces(c)))
+            .collect();
         // SAFETY: AVX-512F is available; every lane loaded is an element of a run, inside
         // `b` (asserted above), the others masked off; each store writes 16 values of row
         // p of panel q, inside the block as `16 * halves <= nr` and it holds every panel.
         unsafe { avx512::pack_rows(b.as_ptr(), rows, &groups, nr, block.as_mut_ptr()) };
         return;
     }
+    let panels: SmallVec<[_; 32]> = cols.chunks(nr).map(runs).collect();
     for (p, &r) in rows.iter().enumerate() {
         for (q, runs) in panels.iter().enumerate() {
             let dst = &mut block[q * kc * nr + p * nr..][..nr];
@@ -72,16 +71,17 @@ mod avx512 {
     /// read (`position of the run - its first lane`, which may lie before the row).
     pub(super) type Pieces = SmallVec<[(u16, isize); 4]>;
 
-    /// The pieces of columns `j0..j0 + 16` from the panel's runs.
-    pub(super) fn pieces(runs: &[(usize, usize, usize)], j0: usize) -> Pieces {
+    /// The pieces of a group of up to 16 columns: a run of consecutive positions is one
+    /// piece, lane `l` of it reading `position of lane 0 of the piece + l`.
+    pub(super) fn pieces(cols: &[usize]) -> Pieces {
         let mut out = Pieces::new();
-        for &(j, len, c) in runs {
-            let (lo, hi) = (j.max(j0), (j + len).min(j0 + 16));
-            if lo < hi {
-                let mask = (((1u32 << (hi - lo)) - 1) << (lo - j0)) as u16;
-                // Lane l reads c + (j0 + l - j).
-                out.push((mask, c as isize + j0 as isize - j as isize));
+        let mut prev = usize::MAX;
+        for (l, &c) in cols.iter().enumerate() {
+            match out.last_mut() {
+                Some((mask, _)) if prev.wrapping_add(1) == c => *mask |= 1 << l,
+                _ => out.push((1 << l, c as isize - l as isize)),
             }
+            prev = c;
         }
         out
     }
