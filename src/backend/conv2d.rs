@@ -124,7 +124,7 @@ pub fn window(src: &Layout, g: &ConvGeometry) -> Result<MatrixView> {
     MatrixView::new(l, 3)
 }
 
-/// Inputs of [`Backend::conv2d_input_grad`](super::Backend::conv2d_input_grad): `go`
+/// Inputs of [`Backend::conv2d_input_grad`]: `go`
 /// holds `[Cout, B, OH, OW]` and `w` `[Cout, Cin*KH*KW]`, both contiguous.
 pub fn check_input_grad(go: &Storage, w: &Storage, g: &ConvGeometry) -> Result<()> {
     let (n_go, n_w) = (g.cout * g.b * g.oh * g.ow, g.cout * g.ckk());

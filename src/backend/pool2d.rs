@@ -152,7 +152,7 @@ fn positions<B: Backend + ?Sized>(backend: &B, k: usize) -> Result<Storage> {
     backend.upload(&(0..k).map(|i| i as f32).collect::<Vec<_>>())
 }
 
-/// [`Backend::max_pool2d`](super::Backend::max_pool2d) from the primitives: the windows
+/// [`Backend::max_pool2d`] from the primitives: the windows
 /// copied out `[N, k]`, their maxima, each position's candidacy (a fused program) and the
 /// first candidate (a reduction, negated by a map).
 pub fn max_pool2d<B: Backend + ?Sized>(
@@ -181,7 +181,7 @@ pub fn max_pool2d<B: Backend + ?Sized>(
     Ok((maxima, first))
 }
 
-/// [`Backend::max_pool2d_backward`](super::Backend::max_pool2d_backward) from the
+/// [`Backend::max_pool2d_backward`] from the
 /// primitives: one fused program written in the input's element order, reading each
 /// window's first maximum and gradient through stride-0 layouts.
 pub fn max_pool2d_backward<B: Backend + ?Sized>(
@@ -228,7 +228,7 @@ fn scale_program() -> &'static Program {
     })
 }
 
-/// [`Backend::avg_pool2d`](super::Backend::avg_pool2d) from the primitives: the windows
+/// [`Backend::avg_pool2d`] from the primitives: the windows
 /// copied out `[N, k]`, summed, and scaled by `1/k` (a fused program): a mean as
 /// [`Tensor::mean`](crate::Tensor::mean) computes it.
 pub fn avg_pool2d<B: Backend + ?Sized>(
@@ -250,7 +250,7 @@ pub fn avg_pool2d<B: Backend + ?Sized>(
         .remove(0))
 }
 
-/// [`Backend::avg_pool2d_backward`](super::Backend::avg_pool2d_backward) from the
+/// [`Backend::avg_pool2d_backward`] from the
 /// primitives: one fused program reading the gradient through a stride-0 layout.
 pub fn avg_pool2d_backward<B: Backend + ?Sized>(
     backend: &B,
