@@ -1,25 +1,38 @@
 //! The input gradient of a convolution on the CPU
 //! ([`Backend::conv2d_input_grad`](crate::backend::Backend::conv2d_input_grad)): for a
-//! few images at a time, `W^T [Cin*KH*KW, Cout] @ grad [Cout, images*OH*OW]`, each
-//! finished row of a tile added straight into the input's gradient at the positions its
-//! window read (col2im) while it is in cache. Nothing is padded or gathered: the product's
-//! B is the gradient itself, read in place, and its depth is `Cout` (the transposed
-//! convolution's is `Cout*KH*KW` over a padded copy).
+//! few images at a time, `W^T [Cin*KH*KW, Cout] @ grad [Cout, images*OH*OW]`, and as each
+//! task finishes a block of rows (whole input channels: all `KH*KW` rows of each), the
+//! input gradient's rows of those channels are written from it in one pass (col2im: each
+//! value is the sum of the `KH*KW` products that read that input position). Nothing is
+//! padded or gathered: the product's B is the gradient itself, and its depth is `Cout`
+//! (the transposed convolution's is `Cout*KH*KW` over a padded copy).
 //!
-//! Images go to rayon tasks; each task owns its images' gradient, so the additions are
-//! race-free and their order fixed (the same result on any number of threads).
-
-use std::sync::Mutex;
+//! Images go to rayon tasks; each task owns its images' gradient, so every value is
+//! written once, by one thread, in a fixed order (the same result on any number of
+//! threads).
 
 use rayon::prelude::*;
 
-use super::matmul::{self, Operand, Options};
+use super::matmul::{self, Finished, Kernel, Operand, Options};
 use super::pool::HostBuf;
 use crate::backend::conv2d::ConvGeometry;
 use crate::layout::Layout;
 
 /// Product columns one task aims for (a few images of a small layer, one of a large).
 const TASK_COLUMNS: usize = 2048;
+
+/// Row panels per block of the product: a multiple of `kk / gcd(mr, kk)`, so a block holds
+/// whole input channels (`kk` rows each), and about 16 panels.
+fn panels_per_block(mr: usize, kk: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let unit = kk / gcd(mr, kk);
+    unit * (16 / unit).max(1)
+}
 
 /// The input gradient `[B, Cin, H, W]` (contiguous) from the output's gradient `go`
 /// (`[Cout, B, OH, OW]`) and the weight `w` (`[Cout, Cin*KH*KW]`), both contiguous.
@@ -30,7 +43,11 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
     if dx.is_empty() {
         return dx;
     }
-    let per = (TASK_COLUMNS / per_image.max(1)).clamp(1, g.b);
+    if per_image == 0 || g.cout == 0 {
+        dx.fill(0.0);
+        return dx;
+    }
+    let per = (TASK_COLUMNS / per_image).clamp(1, g.b);
     // A = W^T: the weight read transposed, in place.
     let al = Layout::new(
         smallvec::smallvec![ckk, g.cout],
@@ -38,8 +55,8 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
         0,
     )
     .expect("the weight's layout");
+    let kern = Kernel::detect();
     let task = |(t, dxc): (usize, &mut [f32])| {
-        dxc.fill(0.0);
         let (b0, nb) = (t * per, dxc.len() / img_in);
         let m = nb * per_image;
         // B = the gradient's columns of images b0..b0+nb, in place.
@@ -49,14 +66,21 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
             b0 * per_image,
         )
         .expect("the gradient's layout");
-        let dst = Mutex::new(dxc);
-        let finish = |at: usize, row: &mut [f32]| {
+        let dst = std::sync::Mutex::new(dxc);
+        let finish = |rect: &mut Finished| {
             let mut d = dst.lock().expect("one task's gradient");
-            add_row(&mut d, row, at / m, at % m, g);
+            write_channels(&mut d, rect, g);
         };
         let mut cols = HostBuf::take(ckk * m);
+        // Serial (the images are the parallel split); blocks of whole channels and every
+        // column, so each finished rectangle holds everything its channels' rows need.
         let opts = Options {
+            kernel: kern,
             parallel: Some(false),
+            block: Some((
+                panels_per_block(kern.mr(), g.kh * g.kw),
+                m.div_ceil(kern.nr()),
+            )),
             ..Options::auto()
         };
         matmul::gathered_into(
@@ -77,61 +101,68 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
     dx
 }
 
-/// Add row `r` (= `(ci, kh, kw)`) of the product, its columns `c0..c0 + row.len()` (=
-/// `(image, oh, ow)` of this task's images), into `dx` (`[images, Cin, H, W]`) at the
-/// input positions those windows read: `(oh*sh + kh - pad_top, ow*sw + kw - pad_left)`,
-/// where inside the input.
-fn add_row(dx: &mut [f32], row: &[f32], r: usize, c0: usize, g: &ConvGeometry) {
-    let (ci, kh, kw) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
+/// The input gradient's rows of the channels whose product rows `rect` holds (rows
+/// `(ci, kh, kw)`, all columns `(image, oh, ow)` of this task's images), into `dx`
+/// (`[images, Cin, H, W]`): input position `(y, x)` of channel `ci` sums row
+/// `(ci, kh, kw)` at output `(oh, ow)` wherever `y = oh*sh + kh - pad_top` and
+/// `x = ow*sw + kw - pad_left`.
+fn write_channels(dx: &mut [f32], rect: &Finished, g: &ConvGeometry) {
+    let kk = g.kh * g.kw;
+    // Whole channels, every column (the blocks `input_grad` asks the product for).
+    assert!(rect.row0.is_multiple_of(kk) && rect.rows.is_multiple_of(kk) && rect.col0 == 0);
     let [sh, sw] = g.stride;
     let (pt, pl) = (g.pad[0].0 as isize, g.pad[1].0 as isize);
-    let (h, w) = (g.h as isize, g.w as isize);
     let per_image = g.oh * g.ow;
     let (plane, img) = (g.h * g.w, g.cin * g.h * g.w);
-    // The output columns whose x = ow*sw + kw - pl lies in 0..w: ow in ow_lo..ow_hi.
-    let need = pl - kw as isize;
-    let ow_lo = if need <= 0 {
-        0
-    } else {
-        (need as usize).div_ceil(sw)
-    };
-    let lim = w + pl - kw as isize;
-    let ow_hi = if lim <= 0 {
-        0
-    } else {
-        (lim as usize).div_ceil(sw).min(g.ow)
-    };
-    // Walk the segment output row by output row: (image, oh) and the first ow, found
-    // once, then stepped (no division per output row).
-    let (mut im, rem) = (c0 / per_image, c0 % per_image);
-    let (mut oh, mut ow0) = (rem / g.ow, rem % g.ow);
-    let mut c = c0;
-    let end = c0 + row.len();
-    while c < end {
-        let run = (g.ow - ow0).min(end - c);
-        let y = (oh * sh) as isize + kh as isize - pt;
-        let (lo, hi) = (ow_lo.max(ow0), ow_hi.min(ow0 + run));
-        if (0..h).contains(&y) && lo < hi {
-            let base = im * img + ci * plane + y as usize * g.w;
-            let src = &row[c - c0 + (lo - ow0)..c - c0 + (hi - ow0)];
-            // x of column ow: ow*sw + kw - pl (>= 0 from ow_lo on).
-            let x0 = ((lo * sw + kw) as isize - pl) as usize;
-            if sw == 1 {
-                let dst = &mut dx[base + x0..][..src.len()];
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d += v;
-                }
+    let images = rect.cols / per_image;
+    // For each kernel column kw: the output columns ow whose x lies in 0..W, and the x of
+    // the first one (x = ow*sw + kw - pl).
+    let spans: Vec<(usize, usize, usize)> = (0..g.kw)
+        .map(|kw| {
+            let need = pl - kw as isize;
+            let lo = if need <= 0 {
+                0
             } else {
-                for (t, &v) in src.iter().enumerate() {
-                    dx[base + x0 + t * sw] += v;
+                (need as usize).div_ceil(sw)
+            };
+            let lim = g.w as isize + pl - kw as isize;
+            let hi = if lim <= 0 {
+                0
+            } else {
+                (lim as usize).div_ceil(sw).min(g.ow)
+            };
+            let x0 = ((lo * sw + kw) as isize - pl).max(0) as usize;
+            (lo, hi.max(lo), x0)
+        })
+        .collect();
+    for ci in rect.row0 / kk..(rect.row0 + rect.rows) / kk {
+        let first = ci * kk - rect.row0;
+        for im in 0..images {
+            for y in 0..g.h {
+                let out = &mut dx[im * img + ci * plane + y * g.w..][..g.w];
+                out.fill(0.0);
+                for kh in 0..g.kh {
+                    // The output row oh with oh*sh + kh - pt == y, if any.
+                    let t = y as isize + pt - kh as isize;
+                    if t < 0 || !(t as usize).is_multiple_of(sh) || t as usize / sh >= g.oh {
+                        continue;
+                    }
+                    let oh = t as usize / sh;
+                    for (kw, &(lo, hi, x0)) in spans.iter().enumerate() {
+                        let row = rect.row(first + kh * g.kw + kw);
+                        let src = &row[im * per_image + oh * g.ow..][lo..hi];
+                        if sw == 1 {
+                            for (o, &v) in out[x0..x0 + src.len()].iter_mut().zip(src) {
+                                *o += v;
+                            }
+                        } else {
+                            for (j, &v) in src.iter().enumerate() {
+                                out[x0 + j * sw] += v;
+                            }
+                        }
+                    }
                 }
             }
-        }
-        c += run;
-        ow0 = 0;
-        oh += 1;
-        if oh == g.oh {
-            (oh, im) = (0, im + 1);
         }
     }
 }

@@ -733,8 +733,11 @@ impl Backend for CpuBackend {
         for (x, l) in extra {
             ins.push((host(x)?, *l));
         }
-        let apply = |at: usize, row: &mut [f32]| {
-            interpreter::apply_in_place(epilogue, &ins, params, at, row)
+        let apply = |t: &mut matmul::Finished| {
+            for i in 0..t.rows {
+                let at = t.at(i);
+                interpreter::apply_in_place(epilogue, &ins, params, at, t.row_mut(i));
+            }
         };
         let finish: Option<matmul::Finish> = (!epilogue.is_identity()).then_some(&apply);
         let mut out = HostBuf::take(n * m);

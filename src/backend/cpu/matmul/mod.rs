@@ -166,9 +166,9 @@ pub(crate) fn batched_into_with(
 /// either operand may be gathered ([`Operand::Gathered`]): a gathered operand is always
 /// packed, straight from its positions.
 ///
-/// `finish(at, values)`, where given, runs on each finished row segment of the output
-/// (`values` = `out[at..at + values.len()]`) once its task has summed the whole depth,
-/// while the tile is still in cache (a matmul epilogue, applied in place).
+/// `finish`, where given, runs on each task's rectangle of the output ([`Finished`]) once
+/// the task has summed the whole depth, while the rectangle is still in cache (a matmul
+/// epilogue applied in place, or a convolution's col2im).
 pub(crate) fn gathered_into(
     out: &mut [f32],
     a: (&[f32], Operand),
@@ -185,9 +185,12 @@ pub(crate) fn gathered_into(
     if k == 0 {
         out.fill(0.0);
         if let Some(f) = finish {
-            for (i, row) in out.chunks_mut(m).enumerate() {
-                f(i * m, row);
-            }
+            f(&mut Finished::new(
+                OutPtr(out.as_mut_ptr()),
+                m,
+                (0, n),
+                (0, m),
+            ));
         }
         return;
     }
@@ -219,8 +222,58 @@ pub(crate) fn gathered_into(
     blocked(out, a, b, (1, n, k, m), &s, opts, finish);
 }
 
-/// A hook on finished row segments of a product's output: `(position, values)`.
-pub(crate) type Finish<'f> = &'f (dyn Fn(usize, &mut [f32]) + Sync);
+/// A hook on the finished rectangles of a product's output (see [`gathered_into`]).
+pub(crate) type Finish<'f> = &'f (dyn Fn(&mut Finished) + Sync);
+
+/// One task's finished rectangle of a product's output `[n, m]`: rows
+/// `row0..row0 + rows`, columns `col0..col0 + cols`, which only this task writes. Rows are
+/// handed out one at a time (the rows of neighbouring tasks lie between them in memory).
+pub(crate) struct Finished {
+    out: OutPtr,
+    m: usize,
+    /// First row.
+    pub row0: usize,
+    /// Rows.
+    pub rows: usize,
+    /// First column.
+    pub col0: usize,
+    /// Columns.
+    pub cols: usize,
+}
+
+impl Finished {
+    /// The rectangle `rows` x `cols` of `out` (of row length `m`); the caller owns it.
+    fn new(out: OutPtr, m: usize, (row0, row1): (usize, usize), (c0, c1): (usize, usize)) -> Self {
+        Finished {
+            out,
+            m,
+            row0,
+            rows: row1 - row0,
+            col0: c0,
+            cols: c1 - c0,
+        }
+    }
+
+    /// The position in the output of row `i`'s first value.
+    pub fn at(&self, i: usize) -> usize {
+        (self.row0 + i) * self.m + self.col0
+    }
+
+    /// Row `i` (`0..rows`) of the rectangle.
+    pub fn row(&self, i: usize) -> &[f32] {
+        assert!(i < self.rows);
+        // SAFETY: the row lies inside the output and belongs to the task that made this
+        // rectangle (`new`'s contract); `&self` only lends it for reading.
+        unsafe { std::slice::from_raw_parts(self.out.at(self.at(i)), self.cols) }
+    }
+
+    /// Row `i` (`0..rows`) of the rectangle, to write.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        assert!(i < self.rows);
+        // SAFETY: as `row`, and `&mut self` makes the loan exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.out.at(self.at(i)), self.cols) }
+    }
+}
 
 /// The packed, blocked product of [`batched_into_with`] and [`gathered_into`] by the split
 /// `s` (not a row-kernel split).
@@ -374,14 +427,16 @@ fn blocked(
             p0 += kc;
         }
         if let Some(f) = finish {
-            let (c0, c1) = (j0 * nr, (j1 * nr).min(m));
-            for i in bi * rb * mr..((bi + 1) * rb * mr).min(n) {
-                let at = z * n * m + i * m + c0;
-                // SAFETY: row i, columns c0..c1 of batch z lie inside `out` and belong to
-                // this task alone (its rectangle), whose writes above are finished.
-                let row = unsafe { std::slice::from_raw_parts_mut(outp.at(at), c1 - c0) };
-                f(at, row);
-            }
+            // Rows and columns of batch z's product that this task alone wrote (the tasks'
+            // rectangles are disjoint), now finished.
+            let rows = (bi * rb * mr, ((bi + 1) * rb * mr).min(n));
+            let cols = (j0 * nr, (j1 * nr).min(m));
+            f(&mut Finished::new(
+                OutPtr(outp.at(z * n * m)),
+                m,
+                rows,
+                cols,
+            ));
         }
     };
     run_tasks(s, task);
