@@ -7,6 +7,10 @@
 
 use smallvec::SmallVec;
 
+/// Below this mean run length along a panel row, packing reads down the columns instead.
+#[cfg(target_arch = "x86_64")]
+const SHORT_RUN: usize = 4;
+
 /// Runs of consecutive positions among `cols`: `(first column, length, position)`.
 fn runs(cols: &[usize]) -> SmallVec<[(usize, usize, usize); 8]> {
     let mut out: SmallVec<[(usize, usize, usize); 8]> = SmallVec::new();
@@ -42,6 +46,17 @@ pub(super) fn pack_b(b: &[f32], rows: &[usize], cols: &[usize], nr: usize, block
             .enumerate()
             .map(|(g, c)| ((g / 2) * kc * nr + 16 * (g % 2), avx512::pieces(c)))
             .collect();
+        let pieces: usize = groups.iter().map(|(_, p)| p.len()).sum();
+        if pieces * SHORT_RUN > cols.len() && rows.len() >= 16 {
+            // Short runs along the columns (a transposed window: a kernel row's few
+            // values): read 16 rows down each column instead, where runs are long, and
+            // transpose 16 x 16 in registers.
+            // SAFETY: AVX-512F is available; every lane loaded is an element of B inside
+            // `b` (asserted above), the others masked off; the stores stay inside the
+            // block's panels as above.
+            unsafe { avx512::pack_transposed(b.as_ptr(), rows, cols, nr, block.as_mut_ptr()) };
+            return;
+        }
         // SAFETY: AVX-512F is available; every lane loaded is an element of a run, inside
         // `b` (asserted above), the others masked off; each store writes 16 values of row
         // p of panel q, inside the block as `16 * halves <= nr` and it holds every panel.
@@ -109,6 +124,72 @@ mod avx512 {
                 }
                 _mm512_storeu_ps(block.add(at + p * nr), v);
             }
+        }
+    }
+
+    /// The pack of [`super::pack_b`] read down the columns: for each 16 rows and 16
+    /// columns, 16 loads (one per column, its 16 rows by the rows' pieces), a 16 x 16
+    /// transpose, 16 stores (one per row, into its panel).
+    ///
+    /// # Safety
+    /// AVX-512F available; every element `rows[p] + cols[j]` lies inside `b`; the block
+    /// holds `cols.len().div_ceil(nr)` panels of `rows.len() * nr` values; `nr` is a
+    /// multiple of 16.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_transposed(
+        b: *const f32,
+        rows: &[usize],
+        cols: &[usize],
+        nr: usize,
+        block: *mut f32,
+    ) {
+        let kc = rows.len();
+        for p0 in (0..kc).step_by(16) {
+            let n = (kc - p0).min(16);
+            let down = pieces(&rows[p0..p0 + n]);
+            for g0 in (0..cols.len()).step_by(16) {
+                let mut v = [_mm512_setzero_ps(); 16];
+                for (x, &c) in v.iter_mut().zip(&cols[g0..]) {
+                    let base = b.wrapping_add(c);
+                    for &(mask, off) in &down {
+                        *x = _mm512_mask_loadu_ps(*x, mask, base.wrapping_offset(off));
+                    }
+                }
+                transpose16(&mut v);
+                let at = (g0 / nr) * kc * nr + g0 % nr;
+                for (t, x) in v.iter().take(n).enumerate() {
+                    _mm512_storeu_ps(block.add(at + (p0 + t) * nr), *x);
+                }
+            }
+        }
+    }
+
+    /// Transpose the 16 x 16 matrix whose rows are `v` in place (lane `j` of `v[t]` becomes
+    /// lane `t` of `v[j]`): unpack pairs, then shuffle within and across 128-bit lanes.
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(v: &mut [__m512; 16]) {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+        }
+        for i in 0..4 {
+            let (a, b) = (t[4 * i], t[4 * i + 2]);
+            let (c, d) = (t[4 * i + 1], t[4 * i + 3]);
+            v[4 * i] = _mm512_shuffle_ps::<0x44>(a, b);
+            v[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(a, b);
+            v[4 * i + 2] = _mm512_shuffle_ps::<0x44>(c, d);
+            v[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(c, d);
+        }
+        for i in 0..4 {
+            t[i] = _mm512_shuffle_f32x4::<0x88>(v[i], v[i + 4]);
+            t[i + 4] = _mm512_shuffle_f32x4::<0xDD>(v[i], v[i + 4]);
+            t[i + 8] = _mm512_shuffle_f32x4::<0x88>(v[i + 8], v[i + 12]);
+            t[i + 12] = _mm512_shuffle_f32x4::<0xDD>(v[i + 8], v[i + 12]);
+        }
+        for i in 0..8 {
+            v[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[i + 8]);
+            v[i + 8] = _mm512_shuffle_f32x4::<0xDD>(t[i], t[i + 8]);
         }
     }
 }

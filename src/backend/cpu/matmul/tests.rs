@@ -457,13 +457,15 @@ fn gathered_operands_match_f64_reference() {
                     cols: &tcols,
                 };
                 let (r, c) = (v.rows(), v.cols());
-                // (A strided, B gathered), (A gathered, B strided), both gathered.
+                // (A strided, B gathered), (A gathered, B strided), both gathered, and B
+                // gathered with short runs along its rows (the transposed window).
                 let (x, xl) = operand(1, 13, r, Form::Transposed, 3);
                 let (y, yl) = operand(1, r, 7, Form::Strided, 4);
                 let wide = Layout::contiguous(&[1, r, c]);
                 let tall = Layout::contiguous(&[1, c, r]);
                 let (vd, td) = (dense(data, v), dense(data, &t));
-                let runs: [Run; 3] = [
+                let (z, zl) = operand(1, 13, c, Form::Contiguous, 5);
+                let runs: [Run; 4] = [
                     (
                         &x,
                         Operand::Strided(&xl),
@@ -487,6 +489,18 @@ fn gathered_operands_match_f64_reference() {
                         (c, r, 7),
                     ),
                     (data, gt, &td, &tall, data, g, &vd, &wide, (c, r, c)),
+                    // B the transposed window: short runs along its rows.
+                    (
+                        &z,
+                        Operand::Strided(&zl),
+                        &z,
+                        &zl,
+                        data,
+                        gt,
+                        &td,
+                        &tall,
+                        (13, c, r),
+                    ),
                 ];
                 for (a, ao, ad, adl, b, bo, bd, bdl, (n, k, m)) in runs {
                     let mut out = vec![f32::NAN; n * m];
