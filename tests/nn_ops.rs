@@ -165,7 +165,9 @@ fn cpu_pools_match_the_composed_defaults() {
     use minitorch::backend::Backend;
     use minitorch::Layout;
     let cpu = CpuBackend;
-    let mut v = random(2 * 3 * 6 * 4, 5);
+    // W = 36: rows of 18 two-wide windows, more than one 16-lane step of the CPU's
+    // vector path.
+    let mut v = random(2 * 3 * 6 * 36, 5);
     for (i, x) in v.iter_mut().enumerate() {
         match i % 11 {
             0 => *x = 1.0,
@@ -177,11 +179,11 @@ fn cpu_pools_match_the_composed_defaults() {
         }
     }
     let x = cpu.upload(&v).unwrap();
-    // [B=2, C=3, H=6, W=4] stored as [C, B, H, W].
-    let l = Layout::contiguous(&[3, 2, 6, 4])
+    // [B=2, C=3, H=6, W=36] stored as [C, B, H, W].
+    let l = Layout::contiguous(&[3, 2, 6, 36])
         .permute(&[1, 0, 2, 3])
         .unwrap();
-    for kernel in [[2, 2], [3, 1], [1, 4], [6, 4]] {
+    for kernel in [[2, 2], [3, 2], [3, 1], [1, 4], [6, 4], [2, 9]] {
         let w = Windows::new("test", l.shape(), kernel).unwrap();
         let (m, f) = cpu.max_pool2d(&x, &l, &w).unwrap();
         let (dm, df) = pool2d::max_pool2d(&cpu, &x, &l, &w).unwrap();

@@ -11,6 +11,13 @@ use super::PARALLEL_MIN;
 use crate::backend::pool2d::Windows;
 use crate::layout::Layout;
 
+/// Whether the AVX-512 paths for 2-wide windows run (detected once).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static A: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *A.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+}
+
 /// Rows of output handed to one rayon task at least.
 fn rows_per_task(rows: usize, row_len: usize) -> usize {
     let threads = rayon::current_num_threads();
@@ -46,6 +53,9 @@ pub fn max_pool2d(x: &[f32], l: &Layout, w: &Windows) -> (HostBuf, HostBuf) {
                 rows.extend((0..kh).map(|i| &x[base + i * st[2]..][..nw * kw]));
                 match kw {
                     1 => window_row::<1>(&rows, vr, fr),
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX-512F is available; each row holds 2 * nw values.
+                    2 if avx512() => unsafe { avx512::window_row2(&rows, vr, fr) },
                     2 => window_row::<2>(&rows, vr, fr),
                     3 => window_row::<3>(&rows, vr, fr),
                     4 => window_row::<4>(&rows, vr, fr),
@@ -107,6 +117,12 @@ pub fn max_pool2d_backward(g: &[f32], gl: &Layout, first: &[f32], w: &Windows) -
             let gv = |ow: usize| g[gbase + ow * st[3]];
             match kw {
                 1 => grad_row::<1>(o, fr, gv, i),
+                #[cfg(target_arch = "x86_64")]
+                2 if avx512() && st[3] == 1 => {
+                    let gr = &g[gbase..][..nw];
+                    // SAFETY: AVX-512F is available; o holds 2 * nw values, fr and gr nw.
+                    unsafe { avx512::grad_row2(o, fr, gr, i) }
+                }
                 2 => grad_row::<2>(o, fr, gv, i),
                 3 => grad_row::<3>(o, fr, gv, i),
                 4 => grad_row::<4>(o, fr, gv, i),
@@ -283,4 +299,111 @@ pub fn avg_pool2d_backward(g: &[f32], gl: &Layout, w: &Windows) -> HostBuf {
         out.par_chunks_mut(per * wd).enumerate().for_each(task);
     }
     out
+}
+
+/// 2-wide windows (the common 2x2 pool) with AVX-512: 16 windows per step, each input
+/// row's 32 values split into even and odd columns by two permutes, the candidates then
+/// compared in the window's row-major order with the same rule as [`beats`].
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Masks for `lanes` (0..=32) values over two 16-lane vectors.
+    fn masks(lanes: usize) -> (u16, u16) {
+        let lo = if lanes >= 16 {
+            0xffff
+        } else {
+            ((1u32 << lanes) - 1) as u16
+        };
+        let hi = if lanes >= 32 {
+            0xffff
+        } else if lanes > 16 {
+            ((1u32 << (lanes - 16)) - 1) as u16
+        } else {
+            0
+        };
+        (lo, hi)
+    }
+
+    /// [`super::window_row`] for `KW = 2`.
+    ///
+    /// # Safety
+    /// AVX-512F available; every row holds `2 * vals.len()` values; `first` as many as
+    /// `vals`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn window_row2(rows: &[&[f32]], vals: &mut [f32], first: &mut [f32]) {
+        let nw = vals.len();
+        assert!(first.len() == nw && rows.iter().all(|r| r.len() >= 2 * nw));
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let mut w0 = 0;
+        while w0 < nw {
+            let n = (nw - w0).min(16);
+            let (mlo, mhi) = masks(2 * n);
+            let (mut best, mut pos) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            for (i, r) in rows.iter().enumerate() {
+                let p = r.as_ptr().add(2 * w0);
+                let lo = _mm512_maskz_loadu_ps(mlo, p);
+                let hi = _mm512_maskz_loadu_ps(mhi, p.wrapping_add(16));
+                let cells = [
+                    _mm512_permutex2var_ps(lo, even, hi),
+                    _mm512_permutex2var_ps(lo, odd, hi),
+                ];
+                for (j, e) in cells.into_iter().enumerate() {
+                    let at = _mm512_set1_ps((2 * i + j) as f32);
+                    if i == 0 && j == 0 {
+                        (best, pos) = (e, at);
+                        continue;
+                    }
+                    // beats(e, best): best is a number, and e is NaN or larger.
+                    let num = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(best, best);
+                    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(e, e);
+                    let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(e, best);
+                    let take = num & (nan | gt);
+                    best = _mm512_mask_blend_ps(take, best, e);
+                    pos = _mm512_mask_blend_ps(take, pos, at);
+                }
+            }
+            let m = masks(n).0;
+            _mm512_mask_storeu_ps(vals.as_mut_ptr().add(w0), m, best);
+            _mm512_mask_storeu_ps(first.as_mut_ptr().add(w0), m, pos);
+            w0 += 16;
+        }
+    }
+
+    /// [`super::grad_row`] for `KW = 2`, the gradient contiguous.
+    ///
+    /// # Safety
+    /// AVX-512F available; `o` holds `2 * first.len()` values, `g` `first.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn grad_row2(o: &mut [f32], first: &[f32], g: &[f32], i: usize) {
+        let nw = first.len();
+        assert!(g.len() == nw && o.len() == 2 * nw);
+        let (c0, c1) = (
+            _mm512_set1_ps((2 * i) as f32),
+            _mm512_set1_ps((2 * i + 1) as f32),
+        );
+        // Interleave (even column, odd column) pairs back into a row.
+        let lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi_idx =
+            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let mut w0 = 0;
+        while w0 < nw {
+            let n = (nw - w0).min(16);
+            let m = masks(n).0;
+            let f = _mm512_maskz_loadu_ps(m, first.as_ptr().add(w0));
+            let gv = _mm512_maskz_loadu_ps(m, g.as_ptr().add(w0));
+            let e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(f, c0), gv);
+            let od = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(f, c1), gv);
+            let (mlo, mhi) = masks(2 * n);
+            let p = o.as_mut_ptr().add(2 * w0);
+            _mm512_mask_storeu_ps(p, mlo, _mm512_permutex2var_ps(e, lo_idx, od));
+            _mm512_mask_storeu_ps(
+                p.wrapping_add(16),
+                mhi,
+                _mm512_permutex2var_ps(e, hi_idx, od),
+            );
+            w0 += 16;
+        }
+    }
 }
