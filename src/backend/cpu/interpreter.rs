@@ -62,9 +62,13 @@ fn block(
                 if l.is_contiguous() {
                     v.copy_from_slice(&contiguous_slice(x, l)[start..start + len]);
                 } else {
-                    super::strided_runs(l, start, len, |i, p, s, n| {
-                        for (k, o) in v[i..i + n].iter_mut().enumerate() {
-                            *o = x[p + k * s];
+                    super::strided_runs(l, start, len, |i, p, s, n| match s {
+                        1 => v[i..i + n].copy_from_slice(&x[p..p + n]),
+                        0 => v[i..i + n].fill(x[p]),
+                        _ => {
+                            for (k, o) in v[i..i + n].iter_mut().enumerate() {
+                                *o = x[p + k * s];
+                            }
                         }
                     });
                 }

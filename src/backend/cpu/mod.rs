@@ -311,8 +311,14 @@ fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> HostBuf {
     } else {
         run_chunks(plan, &mut out, |start, chunk| {
             strided_runs(l, start, chunk.len(), |i, p, s, n| {
-                for (k, o) in chunk[i..i + n].iter_mut().enumerate() {
-                    *o = f(x[p + k * s]);
+                if s == 1 {
+                    for (o, &v) in chunk[i..i + n].iter_mut().zip(&x[p..p + n]) {
+                        *o = f(v);
+                    }
+                } else {
+                    for (k, o) in chunk[i..i + n].iter_mut().enumerate() {
+                        *o = f(x[p + k * s]);
+                    }
                 }
             });
         });
@@ -360,8 +366,17 @@ fn zip_impl(
                 let n = ca.row_left().min(chunk.len() - i);
                 let (pa, sa) = (ca.pos(), ca.inner_stride());
                 let (pb, sb) = (cb.pos(), cb.inner_stride());
-                for (k, o) in chunk[i..i + n].iter_mut().enumerate() {
-                    *o = f(a[pa + k * sa], b[pb + k * sb]);
+                let out = &mut chunk[i..i + n];
+                if sa == 1 && sb == 1 {
+                    // Rows contiguous on both sides (a permuted or channel-major view):
+                    // slice loops the compiler vectorises.
+                    for ((o, &x), &y) in out.iter_mut().zip(&a[pa..pa + n]).zip(&b[pb..pb + n]) {
+                        *o = f(x, y);
+                    }
+                } else {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = f(a[pa + k * sa], b[pb + k * sb]);
+                    }
                 }
                 ca.advance_in_row(n);
                 cb.advance_in_row(n);
