@@ -6,7 +6,8 @@
 //! ([`crate::backend::fused::record_programs`]): the course's training loop with both losses,
 //! SGD with momentum and weight decay, the course's image network forward and backward
 //! (convolutions with their epilogues, pooling, dropout, log-softmax, the NLL loss), softmax
-//! and binary cross-entropy, and an Adam and an AdamW step. One synthetic program is added:
+//! and binary cross-entropy, an Adam and an AdamW step, and the composed pooling defaults
+//! the GPU backends run (max and average, both directions). One synthetic program is added:
 //! the widest elementwise kernel, with eight inputs and eight outputs.
 
 use rand::SeedableRng;
@@ -17,7 +18,7 @@ use crate::optim::{Adam, Sgd};
 use crate::tensor::Reduction;
 use crate::train::{LossKind, TrainConfig, Trainer};
 use crate::vision::model::{Classifier, ModelKind};
-use crate::{Device, Result, Tensor, UnaryOp};
+use crate::{Device, Layout, Result, Tensor, UnaryOp};
 
 /// Widest elementwise program the catalog includes: this many inputs and outputs.
 pub const WIDEST: usize = 8;
@@ -89,5 +90,25 @@ fn record() -> Result<()> {
     z.sigmoid()?
         .binary_cross_entropy(&target, Reduction::Sum)?
         .backward()?;
+    pooling_defaults()
+}
+
+/// The pooling defaults the GPU backends run (the CPU overrides them, so the network
+/// above does not record their programs): max and average pooling, both directions.
+fn pooling_defaults() -> Result<()> {
+    use crate::backend::pool2d::{self, Windows};
+    use crate::backend::Backend;
+    let cpu = crate::backend::cpu::CpuBackend;
+    let x = cpu.upload(&(0..16).map(|i| (i % 5) as f32).collect::<Vec<_>>())?;
+    let (xl, gl) = (
+        Layout::contiguous(&[1, 1, 4, 4]),
+        Layout::contiguous(&[1, 1, 2, 2]),
+    );
+    let w = Windows::new("kernel catalog", xl.shape(), [2, 2])?;
+    let g = cpu.upload(&[1.0, 2.0, 3.0, 4.0])?;
+    let (_, first) = pool2d::max_pool2d(&cpu, &x, &xl, &w)?;
+    pool2d::max_pool2d_backward(&cpu, &g, &gl, &first, &w)?;
+    pool2d::avg_pool2d(&cpu, &x, &xl, &w)?;
+    pool2d::avg_pool2d_backward(&cpu, &g, &gl, &w)?;
     Ok(())
 }
