@@ -266,6 +266,21 @@ impl Program {
         b.build(&[x])
     }
 
+    /// `Some(act)` for the bias epilogue `act(in0 + in1)` (a linear or convolution layer's:
+    /// `act` is `None`, relu or sigmoid), which a backend may run without interpreting.
+    pub fn as_bias_act(&self) -> Option<Option<UnaryOp>> {
+        use Node::*;
+        match (&self.0.nodes[..], &self.0.outputs[..]) {
+            ([Input(0), Input(1), Binary(BinaryOp::Add, 0, 1)], [2]) => Some(None),
+            ([Input(0), Input(1), Binary(BinaryOp::Add, 0, 1), Unary(op, 2)], [3])
+                if matches!(op, UnaryOp::Relu | UnaryOp::Sigmoid) =>
+            {
+                Some(Some(*op))
+            }
+            _ => None,
+        }
+    }
+
     /// True for the program that returns its only input unchanged.
     pub fn is_identity(&self) -> bool {
         self.0.nodes == [Node::Input(0)] && self.0.outputs == [0]
@@ -498,6 +513,25 @@ pub(crate) mod tests {
         let s = b.param(1);
         let out = b.mul(nl, s);
         b.build(&[out])
+    }
+
+    #[test]
+    fn bias_epilogues_are_recognised_and_nothing_else() {
+        let build = |act: Option<UnaryOp>, swap: bool| {
+            let mut b = ProgramBuilder::new();
+            let (x, y) = (b.input(0), b.input(1));
+            let z = if swap { b.add(y, x) } else { b.add(x, y) };
+            let out = act.map_or(z, |op| b.unary(op, z));
+            b.build(&[out])
+        };
+        for act in [None, Some(UnaryOp::Relu), Some(UnaryOp::Sigmoid)] {
+            assert_eq!(build(act, false).as_bias_act(), Some(act));
+        }
+        // Other activations, operand orders and programs run through the interpreter.
+        assert_eq!(build(Some(UnaryOp::Exp), false).as_bias_act(), None);
+        assert_eq!(build(None, true).as_bias_act(), None);
+        assert_eq!(Program::identity().as_bias_act(), None);
+        assert_eq!(loss().as_bias_act(), None);
     }
 
     #[test]

@@ -748,9 +748,26 @@ impl Backend for CpuBackend {
         for (x, l) in extra {
             ins.push((host(x)?, *l));
         }
+        // A bias per row and an activation (a convolution's epilogue): plain loops, with
+        // the same operations the interpreter would run.
+        let row_bias = match (epilogue.as_bias_act(), ins.get(1)) {
+            (Some(act), Some(&(b, bl))) if bl.strides()[1] == 0 => Some((act, b, bl)),
+            _ => None,
+        };
         let apply = |t: &mut matmul::Finished| {
             for i in 0..t.rows {
                 let at = t.at(i);
+                if let Some((act, b, bl)) = row_bias {
+                    let bias = b[bl.offset() + (t.row0 + i) * bl.strides()[0]];
+                    let row = t.row_mut(i);
+                    match act {
+                        None => row.iter_mut().for_each(|v| *v += bias),
+                        Some(op) => with_unary!(op, f => row
+                            .iter_mut()
+                            .for_each(|v| *v = f(*v + bias))),
+                    }
+                    continue;
+                }
                 interpreter::apply_in_place(epilogue, &ins, params, at, t.row_mut(i));
             }
         };
