@@ -47,7 +47,12 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
         dx.fill(0.0);
         return dx;
     }
-    let per = (TASK_COLUMNS / per_image).clamp(1, g.b);
+    // A few images per task, and at least four tasks per thread where there are enough
+    // images (equal shares: the last task may be short).
+    let threads = rayon::current_num_threads();
+    let per = (TASK_COLUMNS / per_image)
+        .min(g.b.div_ceil(4 * threads))
+        .clamp(1, g.b);
     // A = W^T: the weight read transposed, in place.
     let al = Layout::new(
         smallvec::smallvec![ckk, g.cout],
