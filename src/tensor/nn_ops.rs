@@ -70,6 +70,47 @@ impl Function for MaxFirst {
 struct MaxPool2d {
     windows: Windows,
     first: Storage,
+    /// Pooled in channel-major order (see [`planes`]).
+    swapped: bool,
+}
+
+/// How a pool walks its input `x`: in `x`'s own plane order. A channel-major input (a
+/// convolution's output, `[B, C, H, W]` stored as `[C, B, H, W]`) is pooled as
+/// `[C, B, H, W]` (the planes are independent, so this only relabels them), and its
+/// result and gradient come out channel-major too: the next convolution and the
+/// activation's backward then read them contiguously. Returns the windows and the
+/// input's layout in that order, and whether it is swapped.
+fn planes(w: Windows, l: &Layout) -> Result<(Windows, Layout, bool)> {
+    let st = l.strides();
+    if st[1] > st[0] && w.shape[0] > 1 && w.shape[1] > 1 {
+        let [b, c, h, wd] = w.shape;
+        let swapped = Windows {
+            shape: [c, b, h, wd],
+            kernel: w.kernel,
+        };
+        return Ok((swapped, l.permute(&[1, 0, 2, 3])?, true));
+    }
+    Ok((w, l.clone(), false))
+}
+
+/// A contiguous result of `shape` in the pool's order, seen in the tensor's
+/// (`[B, C, ..]`).
+fn unplane(shape: [usize; 4], swapped: bool) -> Result<Layout> {
+    let l = Layout::contiguous(&shape);
+    if swapped {
+        l.permute(&[1, 0, 2, 3])
+    } else {
+        Ok(l)
+    }
+}
+
+/// `l` (a gradient in the tensor's order) in the pool's order.
+fn replane(l: &Layout, swapped: bool) -> Result<Layout> {
+    if swapped {
+        l.permute(&[1, 0, 2, 3])
+    } else {
+        Ok(l.clone())
+    }
 }
 
 impl Function for MaxPool2d {
@@ -79,19 +120,24 @@ impl Function for MaxPool2d {
 
     fn backward(&self, grad: &Tensor, _inputs: &[Tensor]) -> Result<Grads> {
         let w = &self.windows;
-        let gx =
-            grad.backend()
-                .max_pool2d_backward(grad.storage(), grad.layout(), &self.first, w)?;
+        let gl = replane(grad.layout(), self.swapped)?;
+        let gx = grad
+            .backend()
+            .max_pool2d_backward(grad.storage(), &gl, &self.first, w)?;
         Ok(smallvec![Some(Tensor::from_storage(
             gx,
-            Layout::contiguous(&w.shape),
+            unplane(w.shape, self.swapped)?,
             grad.backend().clone(),
         ))])
     }
 }
 
 /// The recorded average pool (see [`Tensor::avgpool2d`]).
-struct AvgPool2d(Windows);
+struct AvgPool2d {
+    windows: Windows,
+    /// Pooled in channel-major order (see [`planes`]).
+    swapped: bool,
+}
 
 impl Function for AvgPool2d {
     fn name(&self) -> &'static str {
@@ -99,12 +145,12 @@ impl Function for AvgPool2d {
     }
 
     fn backward(&self, grad: &Tensor, _inputs: &[Tensor]) -> Result<Grads> {
-        let gx = grad
-            .backend()
-            .avg_pool2d_backward(grad.storage(), grad.layout(), &self.0)?;
+        let w = &self.windows;
+        let gl = replane(grad.layout(), self.swapped)?;
+        let gx = grad.backend().avg_pool2d_backward(grad.storage(), &gl, w)?;
         Ok(smallvec![Some(Tensor::from_storage(
             gx,
-            Layout::contiguous(&self.0.shape),
+            unplane(w.shape, self.swapped)?,
             grad.backend().clone(),
         ))])
     }
@@ -172,14 +218,16 @@ impl Tensor {
     /// `[B, C, H, W]` to `[B, C, H/kh, W/kw]`.
     pub fn avgpool2d(&self, kernel: [usize; 2]) -> Result<Tensor> {
         let w = Windows::new("avgpool2d", self.shape(), kernel)?;
-        let m = self
-            .backend()
-            .avg_pool2d(self.storage(), self.layout(), &w)?;
+        let (w, xl, swapped) = planes(w, self.layout())?;
+        let m = self.backend().avg_pool2d(self.storage(), &xl, &w)?;
         Ok(Tensor::from_op(
             m,
-            Layout::contiguous(&w.out_shape()),
+            unplane(w.out_shape(), swapped)?,
             self.backend().clone(),
-            AvgPool2d(w),
+            AvgPool2d {
+                windows: w,
+                swapped,
+            },
             &[self],
         ))
     }
@@ -192,14 +240,17 @@ impl Tensor {
     /// backward sends the gradient to.
     pub fn maxpool2d(&self, kernel: [usize; 2]) -> Result<Tensor> {
         let w = Windows::new("maxpool2d", self.shape(), kernel)?;
-        let (m, first) = self
-            .backend()
-            .max_pool2d(self.storage(), self.layout(), &w)?;
+        let (w, xl, swapped) = planes(w, self.layout())?;
+        let (m, first) = self.backend().max_pool2d(self.storage(), &xl, &w)?;
         Ok(Tensor::from_op(
             m,
-            Layout::contiguous(&w.out_shape()),
+            unplane(w.out_shape(), swapped)?,
             self.backend().clone(),
-            MaxPool2d { windows: w, first },
+            MaxPool2d {
+                windows: w,
+                first,
+                swapped,
+            },
             &[self],
         ))
     }
