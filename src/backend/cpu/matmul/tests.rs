@@ -518,3 +518,96 @@ fn gathered_operands_match_f64_reference() {
         }
     }
 }
+
+#[test]
+fn deep_products_split_along_the_depth_match_reference_on_any_thread_count() {
+    // Small outputs over a depth of several slices (a weight gradient's shape): gathered
+    // B with short runs, gathered A, and strided operands; the same bits on 1 and 3
+    // threads.
+    let (data, v) = window(2, 7, (30, 26), (3, 3), 1);
+    let t = v.transpose();
+    let ((rows, cols), (trows, tcols)) = (v.offsets(), t.offsets());
+    let (r, c) = (v.rows(), v.cols());
+    assert!(c >= 2 * SPLIT_K_DEPTH, "depth {c} splits");
+    let g = Operand::Gathered {
+        rows: &rows,
+        cols: &cols,
+    };
+    let gt = Operand::Gathered {
+        rows: &trows,
+        cols: &tcols,
+    };
+    let (z, zl) = operand(1, 13, c, Form::Contiguous, 8);
+    let (y, yl) = operand(1, c, 5, Form::Transposed, 9);
+    let (wide, tall) = (
+        Layout::contiguous(&[1, r, c]),
+        Layout::contiguous(&[1, c, r]),
+    );
+    let (vd, td) = (dense(&data, &v), dense(&data, &t));
+    let z2 = Layout::new(vec![13, c], vec![c, 1], 0).unwrap();
+    let y2 = Layout::new(vec![c, 5], vec![1, c], 0).unwrap();
+    let runs: [Run; 3] = [
+        (
+            &z,
+            Operand::Strided(&z2),
+            &z,
+            &zl,
+            &data,
+            gt,
+            &td,
+            &tall,
+            (13, c, r),
+        ),
+        (
+            &data,
+            g,
+            &vd,
+            &wide,
+            &y,
+            Operand::Strided(&y2),
+            &y,
+            &yl,
+            (r, c, 5),
+        ),
+        (
+            &z,
+            Operand::Strided(&z2),
+            &z,
+            &zl,
+            &y,
+            Operand::Strided(&y2),
+            &y,
+            &yl,
+            (13, c, 5),
+        ),
+    ];
+    for kernel in kernels() {
+        for (a, ao, ad, adl, b, bo, bd, bdl, (n, k, m)) in runs {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut out = vec![f32::NAN; n * m];
+                let opts = Options {
+                    kernel,
+                    ..Options::auto()
+                };
+                pool.install(|| gathered_into(&mut out, (a, ao), (b, bo), (n, k, m), &opts, None));
+                out
+            };
+            let (one, three) = (run(1), run(3));
+            assert_eq!(
+                one, three,
+                "{kernel:?} ({n} x {k} x {m}) on 1 and 3 threads"
+            );
+            let (want, bound) = reference(ad, adl, bd, bdl, (1, n, k, m));
+            for (idx, ((&got, &w), &tol)) in one.iter().zip(&want).zip(&bound).enumerate() {
+                assert!(
+                    (got as f64 - w).abs() <= tol,
+                    "{kernel:?} ({n} x {k} x {m}): element {idx} = {got}, want {w}"
+                );
+            }
+        }
+    }
+}
