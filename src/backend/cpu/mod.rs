@@ -16,17 +16,24 @@ use super::{
     UnaryOp,
 };
 use crate::error::Result;
-use crate::layout::{Layout, StridedCursor};
+use crate::layout::Layout;
 use crate::operators as ops;
 
 pub mod col2im;
 pub mod copy;
+mod elementwise;
 pub mod interpreter;
 pub mod matmul;
 pub mod pool;
 pub mod pooling;
+mod strided;
 #[cfg(test)]
 mod zip_tests;
+
+#[cfg(test)]
+use elementwise::{broadcast_period, REDUCE_PIECE};
+use elementwise::{map_impl, reduce_impl, zip_impl};
+pub(crate) use strided::strided_runs;
 
 use pool::HostBuf;
 
@@ -200,6 +207,8 @@ macro_rules! with_reduce {
     };
 }
 
+pub(crate) use with_reduce;
+
 /// The match of [`with_reduce!`] over the table's rows.
 macro_rules! monomorphise_reduce {
     (($op:expr, $c:ident, $i:ident, $body:expr)
@@ -214,303 +223,7 @@ macro_rules! monomorphise_reduce {
     };
 }
 
-/// Calls `f(i, p, s, n)` for each run of `l`'s innermost dimension among its row-major
-/// elements `start..start + len`: `n` elements from output offset `i`, read from storage
-/// positions `p, p + s, ...`. Strided loops index plainly within a run and step the
-/// odometer once per run, not once per element.
-///
-/// Where the innermost rows are short (a pooling window's 2 or 3 values), the two or three
-/// innermost dimensions are walked by plain loops and the odometer steps once per block
-/// of them, not once per short row.
-pub(crate) fn strided_runs(
-    l: &Layout,
-    start: usize,
-    len: usize,
-    mut f: impl FnMut(usize, usize, usize, usize),
-) {
-    let (shape, strides) = (l.shape(), l.strides());
-    let r = shape.len();
-    if r < 2 || shape[r - 1] >= SHORT_ROW {
-        return runs_by_row(l, start, len, f);
-    }
-    let q = if r >= 3 && shape[r - 1] * shape[r - 2] < 4 * SHORT_ROW {
-        3
-    } else {
-        2
-    };
-    let (inner, ist) = (&shape[r - q..], &strides[r - q..]);
-    let block: usize = inner.iter().product();
-    if block == 0 || len == 0 {
-        return;
-    }
-    // The partial block at the start, whole blocks, then the partial block at the end.
-    let head = ((block - start % block) % block).min(len);
-    runs_by_row(l, start, head, &mut f);
-    let mut i = head;
-    let full = (len - i) / block;
-    if full > 0 {
-        let outer = Layout::new(&shape[..r - q], &strides[..r - q], l.offset())
-            .expect("a layout's outer dimensions are a layout");
-        let mut cur = StridedCursor::new(&outer, (start + i) / block);
-        let n0 = inner[q - 1];
-        for _ in 0..full {
-            let p = cur.pos();
-            if q == 2 {
-                for a in 0..inner[0] {
-                    f(i, p + a * ist[0], ist[1], n0);
-                    i += n0;
-                }
-            } else {
-                for a in 0..inner[0] {
-                    for b in 0..inner[1] {
-                        f(i, p + a * ist[0] + b * ist[1], ist[2], n0);
-                        i += n0;
-                    }
-                }
-            }
-            cur.advance();
-        }
-    }
-    runs_by_row(l, start + i, len - i, |j, p, s, n| f(i + j, p, s, n));
-}
-
-/// Rows shorter than this take [`strided_runs`]' block walk.
-const SHORT_ROW: usize = 16;
-
-/// [`strided_runs`] one innermost row at a time.
-fn runs_by_row(
-    l: &Layout,
-    start: usize,
-    len: usize,
-    mut f: impl FnMut(usize, usize, usize, usize),
-) {
-    if len == 0 {
-        return;
-    }
-    let mut cur = StridedCursor::new(l, start);
-    let mut i = 0;
-    while i < len {
-        let n = cur.row_left().min(len - i);
-        f(i, cur.pos(), cur.inner_stride(), n);
-        cur.advance_in_row(n);
-        i += n;
-    }
-}
-
-fn map_impl(f: impl Fn(f32) -> f32 + Sync, x: &[f32], l: &Layout) -> HostBuf {
-    let plan = CpuBackend::map_plan(l);
-    let mut out = HostBuf::take(l.size());
-    if plan.aligned {
-        let src = contiguous_slice(x, l);
-        run_chunks(plan, &mut out, |start, chunk| {
-            let end = start + chunk.len();
-            for (o, &v) in chunk.iter_mut().zip(&src[start..end]) {
-                *o = f(v);
-            }
-        });
-    } else {
-        run_chunks(plan, &mut out, |start, chunk| {
-            strided_runs(l, start, chunk.len(), |i, p, s, n| {
-                if s == 1 {
-                    for (o, &v) in chunk[i..i + n].iter_mut().zip(&x[p..p + n]) {
-                        *o = f(v);
-                    }
-                } else {
-                    for (k, o) in chunk[i..i + n].iter_mut().enumerate() {
-                        *o = f(x[p + k * s]);
-                    }
-                }
-            });
-        });
-    }
-    out
-}
-
-fn zip_impl(
-    f: impl Fn(f32, f32) -> f32 + Sync,
-    a: &[f32],
-    al: &Layout,
-    b: &[f32],
-    bl: &Layout,
-) -> HostBuf {
-    let plan = CpuBackend::zip_plan(al, bl);
-    let mut out = HostBuf::take(al.size());
-    if plan.aligned {
-        let (sa, sb) = (contiguous_slice(a, al), contiguous_slice(b, bl));
-        run_chunks(plan, &mut out, |start, chunk| {
-            let end = start + chunk.len();
-            for ((o, &x), &y) in chunk.iter_mut().zip(&sa[start..end]).zip(&sb[start..end]) {
-                *o = f(x, y);
-            }
-        });
-    } else if let (true, Some(p)) = (al.is_contiguous(), broadcast_period(bl)) {
-        // B repeats one block (a scalar, a bias row): slice loops, no index math.
-        let (sa, row) = (contiguous_slice(a, al), &b[bl.offset()..bl.offset() + p]);
-        run_chunks(plan, &mut out, |start, chunk| {
-            let xs = &sa[start..start + chunk.len()];
-            zip_repeat(chunk, xs, row, start % p, &f)
-        });
-    } else if let (Some(p), true) = (broadcast_period(al), bl.is_contiguous()) {
-        let (row, sb) = (&a[al.offset()..al.offset() + p], contiguous_slice(b, bl));
-        run_chunks(plan, &mut out, |start, chunk| {
-            let ys = &sb[start..start + chunk.len()];
-            zip_repeat(chunk, ys, row, start % p, &|y: f32, x: f32| f(x, y))
-        });
-    } else {
-        run_chunks(plan, &mut out, |start, chunk| {
-            // One shape, so both cursors are at the same index: their rows end together.
-            let mut ca = StridedCursor::new(al, start);
-            let mut cb = StridedCursor::new(bl, start);
-            let mut i = 0;
-            while i < chunk.len() {
-                let n = ca.row_left().min(chunk.len() - i);
-                let (pa, sa) = (ca.pos(), ca.inner_stride());
-                let (pb, sb) = (cb.pos(), cb.inner_stride());
-                let out = &mut chunk[i..i + n];
-                if sa == 1 && sb == 1 {
-                    // Rows contiguous on both sides (a permuted or channel-major view):
-                    // slice loops the compiler vectorises.
-                    for ((o, &x), &y) in out.iter_mut().zip(&a[pa..pa + n]).zip(&b[pb..pb + n]) {
-                        *o = f(x, y);
-                    }
-                } else {
-                    for (k, o) in out.iter_mut().enumerate() {
-                        *o = f(a[pa + k * sa], b[pb + k * sb]);
-                    }
-                }
-                ca.advance_in_row(n);
-                cb.advance_in_row(n);
-                i += n;
-            }
-        });
-    }
-    out
-}
-
-/// When `l` (of non-zero size) repeats one contiguous block of its trailing dimensions
-/// over broadcast leading ones (a scalar, a bias row), the block's length.
-fn broadcast_period(l: &Layout) -> Option<usize> {
-    let (shape, strides) = (l.shape(), l.strides());
-    if l.size() == 0 {
-        return None;
-    }
-    let (mut s, mut period) = (shape.len(), 1);
-    while s > 0 && (strides[s - 1] == period || shape[s - 1] == 1) {
-        period *= shape[s - 1];
-        s -= 1;
-    }
-    let broadcast = shape[..s]
-        .iter()
-        .zip(strides)
-        .all(|(&d, &st)| st == 0 || d == 1);
-    broadcast.then_some(period)
-}
-
-/// `out[i] = f(xs[i], row[(j0 + i) % row.len()])`, in runs of the row.
-fn zip_repeat(out: &mut [f32], xs: &[f32], row: &[f32], j0: usize, f: &impl Fn(f32, f32) -> f32) {
-    if let [y] = row {
-        for (o, &x) in out.iter_mut().zip(xs) {
-            *o = f(x, *y);
-        }
-        return;
-    }
-    let (mut i, mut j) = (0, j0);
-    while i < out.len() {
-        let n = (row.len() - j).min(out.len() - i);
-        for ((o, &x), &y) in out[i..i + n]
-            .iter_mut()
-            .zip(&xs[i..i + n])
-            .zip(&row[j..j + n])
-        {
-            *o = f(x, y);
-        }
-        i += n;
-        j = 0;
-    }
-}
-
-/// The piece a long single reduction is cut into (see `reduce_impl`).
-const REDUCE_PIECE: usize = 1 << 16;
-
-/// Partial results [`in_lanes`] keeps.
-const LANES: usize = 16;
-
-/// `v` folded by `combine` in [`LANES`] interleaved partial results (element `i` into
-/// partial `i % LANES`), then the partials in order and the tail: the compiler vectorises
-/// the partials, so the fold runs at memory speed.
-#[inline]
-fn in_lanes(v: &[f32], identity: f32, combine: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut part = [identity; LANES];
-    let chunks = v.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (p, &x) in part.iter_mut().zip(c) {
-            *p = combine(*p, x);
-        }
-    }
-    let mut acc = identity;
-    for p in part.into_iter().chain(tail.iter().copied()) {
-        acc = combine(acc, p);
-    }
-    acc
-}
-
-fn reduce_impl(op: ReduceOp, x: &[f32], l: &Layout, dim: usize) -> HostBuf {
-    let len = l.shape()[dim];
-    let stride = l.strides()[dim];
-    // A long contiguous sum runs in interleaved partial sums (a serial sum waits on the
-    // adder's latency at every element); max and min keep their serial order, which fixes
-    // which of two equal-comparing values (+0 and -0) wins.
-    let lanes = op == ReduceOp::Sum && len >= 4 * LANES;
-    // Walk the output positions through the input's strides with `dim` pinned to 0.
-    let outer = Layout::new(l.reduced_shape(dim), l.strides(), l.offset()).expect("same rank");
-    let plan = CpuBackend::reduce_plan(l, dim);
-    let mut out = HostBuf::take(outer.size());
-    if outer.size() == 1 && stride == 1 && len >= 2 * REDUCE_PIECE {
-        // One long contiguous reduction (a sum of everything): pieces of a fixed size,
-        // on every thread, combined in order (the same result on any number of threads).
-        let row = &x[outer.offset()..outer.offset() + len];
-        with_reduce!(op, (combine, identity) => {
-            let fold = |piece: &[f32]| {
-                if lanes {
-                    in_lanes(piece, identity, combine)
-                } else {
-                    piece.iter().fold(identity, |a, &v| combine(a, v))
-                }
-            };
-            let parts: Vec<f32> = if rayon::current_num_threads() > 1 {
-                row.par_chunks(REDUCE_PIECE).map(fold).collect()
-            } else {
-                row.chunks(REDUCE_PIECE).map(fold).collect()
-            };
-            out[0] = parts.into_iter().fold(identity, combine);
-        });
-        return out;
-    }
-    with_reduce!(op, (combine, identity) => {
-        run_chunks(plan, &mut out, |start, chunk| {
-            let mut cur = StridedCursor::new(&outer, start);
-            for o in chunk.iter_mut() {
-                let base = cur.pos();
-                let mut acc = identity;
-                if stride == 1 && lanes {
-                    acc = in_lanes(&x[base..base + len], identity, combine);
-                } else if stride == 1 {
-                    for &v in &x[base..base + len] {
-                        acc = combine(acc, v);
-                    }
-                } else {
-                    for j in 0..len {
-                        acc = combine(acc, x[base + j * stride]);
-                    }
-                }
-                *o = acc;
-                cur.advance();
-            }
-        })
-    });
-    out
-}
+pub(crate) use monomorphise_reduce;
 
 impl Backend for CpuBackend {
     fn device(&self) -> Device {

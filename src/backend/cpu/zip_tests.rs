@@ -2,6 +2,7 @@
 //! on either side, against an element-by-element reference through the layouts.
 
 use super::*;
+use crate::layout::StridedCursor;
 
 fn values(len: usize, seed: usize) -> Vec<f32> {
     (0..len)
