@@ -27,6 +27,21 @@ fn rows_per_task(rows: usize, row_len: usize) -> usize {
     rows.div_ceil(4 * threads).max(1)
 }
 
+/// Run `task(first_row, values)` over `out` in runs of whole rows of `row_len` values:
+/// on rayon, a few runs per thread, when the rows hold enough work (`cost` per row), else
+/// in one run on this thread.
+fn for_rows(out: &mut [f32], row_len: usize, cost: usize, task: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = out.len() / row_len;
+    let per = rows_per_task(rows, cost);
+    if per >= rows {
+        task(0, out);
+    } else {
+        out.par_chunks_mut(per * row_len)
+            .enumerate()
+            .for_each(|(t, c)| task(t * per, c));
+    }
+}
+
 /// Each window's maximum and the position of its first maximum (a NaN wins, the first
 /// one), both `[B, C, H/kh, W/kw]`.
 pub fn max_pool2d(x: &[f32], l: &Layout, w: &Windows) -> (HostBuf, HostBuf) {
@@ -104,12 +119,10 @@ pub fn max_pool2d_backward(g: &[f32], gl: &Layout, first: &[f32], w: &Windows) -
     if n == 0 {
         return out;
     }
-    let rows = n / wd;
-    let per = rows_per_task(rows, wd);
-    let task = |(t, chunk): (usize, &mut [f32])| {
+    for_rows(&mut out, wd, wd, |first_row, chunk| {
         for (r, o) in chunk.chunks_mut(wd).enumerate() {
             // Row (b, c, y) of the input.
-            let row = t * per + r;
+            let row = first_row + r;
             let (bc, y) = (row / h, row % h);
             let (oh, i) = (y / kh, y % kh);
             let gbase = gl.offset() + (bc / c) * st[0] + (bc % c) * st[1] + oh * st[2];
@@ -137,12 +150,7 @@ pub fn max_pool2d_backward(g: &[f32], gl: &Layout, first: &[f32], w: &Windows) -
                 }
             }
         }
-    };
-    if per >= rows {
-        out.chunks_mut(per * wd).enumerate().for_each(task);
-    } else {
-        out.par_chunks_mut(per * wd).enumerate().for_each(task);
-    }
+    });
     out
 }
 
@@ -242,11 +250,9 @@ pub fn avg_pool2d(x: &[f32], l: &Layout, w: &Windows) -> HostBuf {
         return out;
     }
     let scale = 1.0 / w.k() as f32;
-    let rows = n / nw;
-    let per = rows_per_task(rows, nw * kh * kw);
-    let task = |(t, vs): (usize, &mut [f32])| {
+    for_rows(&mut out, nw, nw * kh * kw, |first_row, vs| {
         for (r, vr) in vs.chunks_mut(nw).enumerate() {
-            let row = t * per + r;
+            let row = first_row + r;
             let (bc, oh) = (row / nh, row % nh);
             let base = l.offset() + (bc / c) * st[0] + (bc % c) * st[1] + oh * kh * st[2];
             for (ow, v) in vr.iter_mut().enumerate() {
@@ -260,12 +266,7 @@ pub fn avg_pool2d(x: &[f32], l: &Layout, w: &Windows) -> HostBuf {
                 *v = sum * scale;
             }
         }
-    };
-    if per >= rows {
-        out.chunks_mut(per * nw).enumerate().for_each(task);
-    } else {
-        out.par_chunks_mut(per * nw).enumerate().for_each(task);
-    }
+    });
     out
 }
 
@@ -281,23 +282,16 @@ pub fn avg_pool2d_backward(g: &[f32], gl: &Layout, w: &Windows) -> HostBuf {
         return out;
     }
     let scale = 1.0 / w.k() as f32;
-    let rows = n / wd;
-    let per = rows_per_task(rows, wd);
-    let task = |(t, chunk): (usize, &mut [f32])| {
+    for_rows(&mut out, wd, wd, |first_row, chunk| {
         for (r, o) in chunk.chunks_mut(wd).enumerate() {
-            let row = t * per + r;
+            let row = first_row + r;
             let (bc, y) = (row / h, row % h);
             let gbase = gl.offset() + (bc / c) * st[0] + (bc % c) * st[1] + (y / kh) * st[2];
             for (ow, cells) in o.chunks_mut(kw).enumerate() {
                 cells.fill(g[gbase + ow * st[3]] * scale);
             }
         }
-    };
-    if per >= rows {
-        out.chunks_mut(per * wd).enumerate().for_each(task);
-    } else {
-        out.par_chunks_mut(per * wd).enumerate().for_each(task);
-    }
+    });
     out
 }
 
