@@ -81,11 +81,23 @@ fn check_case(dims: (usize, usize, usize, usize), fa: Form, fb: Form, opts: &Opt
     let (b, bl) = operand(batch, k, m, fb, (k * 17 + m) as u64);
     let mut out = vec![f32::NAN; batch * n * m];
     batched_into_with(&mut out, &a, &al, &b, &bl, dims, opts);
-    let (want, bound) = reference(&a, &al, &b, &bl, dims);
+    let what = format!("{opts:?} dims {dims:?} A {fa:?} B {fb:?}");
+    assert_matches_reference(&out, (&a, &al), (&b, &bl), dims, &what);
+}
+
+/// Every element of `out` within the f64 reference's bound (see [`reference`]).
+fn assert_matches_reference(
+    out: &[f32],
+    (a, al): (&[f32], &Layout),
+    (b, bl): (&[f32], &Layout),
+    dims: (usize, usize, usize, usize),
+    what: &str,
+) {
+    let (want, bound) = reference(a, al, b, bl, dims);
     for (idx, ((&got, &w), &tol)) in out.iter().zip(&want).zip(&bound).enumerate() {
         assert!(
             (got as f64 - w).abs() <= tol,
-            "{opts:?} dims {dims:?} A {fa:?} B {fb:?}: element {idx} = {got}, want {w} (tol {tol})"
+            "{what}: element {idx} = {got}, want {w} (tol {tol})"
         );
     }
 }
@@ -505,14 +517,8 @@ fn gathered_operands_match_f64_reference() {
                 for (a, ao, ad, adl, b, bo, bd, bdl, (n, k, m)) in runs {
                     let mut out = vec![f32::NAN; n * m];
                     gathered_into(&mut out, (a, ao), (b, bo), (n, k, m), &opts, None);
-                    let (want, bound) = reference(ad, adl, bd, bdl, (1, n, k, m));
-                    for (idx, ((&got, &w), &tol)) in out.iter().zip(&want).zip(&bound).enumerate() {
-                        assert!(
-                            (got as f64 - w).abs() <= tol,
-                            "{opts:?} {:?} ({n} x {k} x {m}): element {idx} = {got}, want {w}",
-                            v.layout()
-                        );
-                    }
+                    let what = format!("{opts:?} {:?} ({n} x {k} x {m})", v.layout());
+                    assert_matches_reference(&out, (ad, adl), (bd, bdl), (1, n, k, m), &what);
                 }
             }
         }
@@ -601,13 +607,8 @@ fn deep_products_split_along_the_depth_match_reference_on_any_thread_count() {
                 one, three,
                 "{kernel:?} ({n} x {k} x {m}) on 1 and 3 threads"
             );
-            let (want, bound) = reference(ad, adl, bd, bdl, (1, n, k, m));
-            for (idx, ((&got, &w), &tol)) in one.iter().zip(&want).zip(&bound).enumerate() {
-                assert!(
-                    (got as f64 - w).abs() <= tol,
-                    "{kernel:?} ({n} x {k} x {m}): element {idx} = {got}, want {w}"
-                );
-            }
+            let what = format!("{kernel:?} ({n} x {k} x {m})");
+            assert_matches_reference(&one, (ad, adl), (bd, bdl), (1, n, k, m), &what);
         }
     }
 }
