@@ -367,6 +367,7 @@ impl Backend for CpuBackend {
         windows: &super::pool2d::Windows,
     ) -> Result<(Storage, Storage)> {
         windows.check("max_pool2d", x, layout, false)?;
+        check::host_alloc("max_pool2d", windows.shape.iter().product())?;
         let (v, f) = pooling::max_pool2d(host(x)?, layout, windows);
         Ok((Self::wrap(v), Self::wrap(f)))
     }
@@ -378,6 +379,7 @@ impl Backend for CpuBackend {
         windows: &super::pool2d::Windows,
     ) -> Result<Storage> {
         windows.check("avg_pool2d", x, layout, false)?;
+        check::host_alloc("avg_pool2d", windows.shape.iter().product())?;
         Ok(Self::wrap(pooling::avg_pool2d(host(x)?, layout, windows)))
     }
 
@@ -388,6 +390,7 @@ impl Backend for CpuBackend {
         windows: &super::pool2d::Windows,
     ) -> Result<Storage> {
         windows.check("avg_pool2d backward", grad, gl, true)?;
+        check::host_alloc("avg_pool2d backward", windows.shape.iter().product())?;
         Ok(Self::wrap(pooling::avg_pool2d_backward(
             host(grad)?,
             gl,
@@ -403,6 +406,7 @@ impl Backend for CpuBackend {
         windows: &super::pool2d::Windows,
     ) -> Result<Storage> {
         windows.check("max_pool2d backward", grad, gl, true)?;
+        check::host_alloc("max_pool2d backward", windows.shape.iter().product())?;
         let f = host(first)?;
         if f.len() < windows.count() {
             return Err(crate::error::Error::invalid(
