@@ -18,6 +18,9 @@ use super::pool::HostBuf;
 use crate::backend::conv2d::ConvGeometry;
 use crate::layout::Layout;
 
+/// Kernel heights the vector row path takes (taller kernels take the plain loops).
+const MAX_KH: usize = 8;
+
 /// Product columns one task aims for (a few images of a small layer, one of a large).
 const TASK_COLUMNS: usize = 2048;
 
@@ -37,6 +40,12 @@ fn panels_per_block(mr: usize, kk: usize) -> usize {
 /// The input gradient `[B, Cin, H, W]` (contiguous) from the output's gradient `go`
 /// (`[Cout, B, OH, OW]`) and the weight `w` (`[Cout, Cin*KH*KW]`), both contiguous.
 pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
+    input_grad_with(go, w, g, Kernel::detect() == Kernel::Avx512)
+}
+
+/// [`input_grad`], its rows summed by the AVX-512 path where `vector` (and the stride
+/// along the width is 1), else by the plain loops.
+fn input_grad_with(go: &[f32], w: &[f32], g: &ConvGeometry, vector: bool) -> HostBuf {
     let (ckk, per_image) = (g.ckk(), g.oh * g.ow);
     let img_in = g.cin * g.h * g.w;
     let mut dx = HostBuf::take(g.b * img_in);
@@ -74,7 +83,7 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
         let dst = std::sync::Mutex::new(dxc);
         let finish = |rect: &mut Finished| {
             let mut d = dst.lock().expect("one task's gradient");
-            write_channels(&mut d, rect, g);
+            write_channels(&mut d, rect, g, vector);
         };
         let mut cols = HostBuf::take(ckk * m);
         // Serial (the images are the parallel split); blocks of whole channels and every
@@ -111,7 +120,7 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
 /// (`[images, Cin, H, W]`): input position `(y, x)` of channel `ci` sums row
 /// `(ci, kh, kw)` at output `(oh, ow)` wherever `y = oh*sh + kh - pad_top` and
 /// `x = ow*sw + kw - pad_left`.
-fn write_channels(dx: &mut [f32], rect: &Finished, g: &ConvGeometry) {
+fn write_channels(dx: &mut [f32], rect: &Finished, g: &ConvGeometry, vector: bool) {
     let kk = g.kh * g.kw;
     // Whole channels, every column (the blocks `input_grad` asks the product for).
     assert!(rect.row0.is_multiple_of(kk) && rect.rows.is_multiple_of(kk) && rect.col0 == 0);
@@ -140,6 +149,36 @@ fn write_channels(dx: &mut [f32], rect: &Finished, g: &ConvGeometry) {
             (lo, hi.max(lo), x0)
         })
         .collect();
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vector;
+    #[cfg(target_arch = "x86_64")]
+    if vector && sw == 1 && g.kh <= MAX_KH && Kernel::detect() == Kernel::Avx512 {
+        // For each input row y and kernel row kh: the output row oh that reads it.
+        let ohs: Vec<[Option<usize>; MAX_KH]> = (0..g.h)
+            .map(|y| {
+                std::array::from_fn(|kh| {
+                    let t = y as isize + pt - kh as isize;
+                    (kh < g.kh
+                        && t >= 0
+                        && (t as usize).is_multiple_of(sh)
+                        && (t as usize) / sh < g.oh)
+                        .then(|| t as usize / sh)
+                })
+            })
+            .collect();
+        assert!(rect.cols >= images * per_image);
+        let runs = avx512::runs(g);
+        for ci in rect.row0 / kk..(rect.row0 + rect.rows) / kk {
+            let rows: Vec<&[f32]> = (0..kk).map(|r| rect.row(ci * kk - rect.row0 + r)).collect();
+            for im in 0..images {
+                let plane_out = &mut dx[im * img + ci * plane..][..plane];
+                // SAFETY: AVX-512F is available (`Kernel::detect`); each row holds every
+                // column of this task's images (asserted above).
+                unsafe { avx512::sum_plane(plane_out, g, &rows, &ohs, &runs, im * per_image) };
+            }
+        }
+        return;
+    }
     for ci in rect.row0 / kk..(rect.row0 + rect.rows) / kk {
         let first = ci * kk - rect.row0;
         for im in 0..images {
@@ -168,6 +207,110 @@ fn write_channels(dx: &mut [f32], rect: &Finished, g: &ConvGeometry) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Stride-1 input planes summed in registers: each 16 values of a row add their
+/// `KH*KW` products in the plain loops' order (so the bits are the same) and are stored
+/// once. (Adding each product into the row in memory stalls every load on the previous
+/// pass's shifted stores.)
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{ConvGeometry, MAX_KH};
+
+    /// Lanes `lo..hi` of 16.
+    fn lanes(lo: isize, hi: isize) -> __mmask16 {
+        let (lo, hi) = (lo.clamp(0, 16) as u32, hi.clamp(0, 16) as u32);
+        let upto = |n: u32| if n >= 16 { 0xffffu32 } else { (1u32 << n) - 1 };
+        (upto(hi) & !upto(lo)) as __mmask16
+    }
+
+    /// For each run of 16 columns of an input row (`x0 = 16c`) and kernel column `kw`
+    /// (entry `c * KW + kw`): the output column `s` its lane 0 reads, and the lanes whose
+    /// column lies in `0..OW` and inside the row.
+    pub(super) fn runs(g: &ConvGeometry) -> Vec<(isize, u16)> {
+        let (w, ow, pl) = (g.w, g.ow as isize, g.pad[1].0 as isize);
+        (0..w.div_ceil(16) * g.kw)
+            .map(|i| {
+                let (x0, kw) = (i / g.kw * 16, i % g.kw);
+                let s = x0 as isize + pl - kw as isize;
+                let n = (w - x0).min(16) as isize;
+                (s, lanes(-s, (ow - s).min(n)))
+            })
+            .collect()
+    }
+
+    /// One input plane `out` (`H x W`) of one image: `out[y][x]` sums, over `kh` with
+    /// `ohs[y][kh] = Some(oh)` and every `kw`, `rows[kh*KW + kw][at + oh*OW + ow]` where
+    /// `ow = x + pad_left - kw` lies in `0..OW`; `runs` as [`runs`] makes it.
+    ///
+    /// # Safety
+    /// AVX-512F available; every row holds the columns `at..at + OH*OW`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sum_plane(
+        out: &mut [f32],
+        g: &ConvGeometry,
+        rows: &[&[f32]],
+        ohs: &[[Option<usize>; MAX_KH]],
+        runs: &[(isize, u16)],
+        at: usize,
+    ) {
+        let (w, kw_n) = (g.w, g.kw);
+        let chunks = w.div_ceil(16);
+        assert!(out.len() == g.h * w && rows.len() == g.kh * kw_n && ohs.len() == g.h);
+        assert!(runs.len() == chunks * kw_n);
+        assert!(rows.iter().all(|r| r.len() >= at + g.oh * g.ow));
+        for (orow, ohs) in out.chunks_exact_mut(w).zip(ohs) {
+            for c in 0..chunks {
+                let mut acc = _mm512_setzero_ps();
+                for (kh, oh) in ohs.iter().enumerate().take(g.kh) {
+                    let Some(oh) = *oh else { continue };
+                    for kw in 0..kw_n {
+                        let row = rows[kh * kw_n + kw];
+                        let (s, m) = runs[c * kw_n + kw];
+                        // Lanes of `m` read columns inside 0..OW of this output row, which
+                        // the row holds; masked-off lanes are neither read nor faulted on.
+                        let p = row.as_ptr().wrapping_offset((at + oh * g.ow) as isize + s);
+                        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, p));
+                    }
+                }
+                let n = (w - 16 * c).min(16) as isize;
+                _mm512_mask_storeu_ps(orow.as_mut_ptr().add(16 * c), lanes(0, n), acc);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vector_rows_give_the_plain_loops_bits() {
+        if Kernel::detect() != Kernel::Avx512 {
+            eprintln!("skipped: this CPU has no AVX-512F, so only the plain loops run");
+            return;
+        }
+        let value = |i: usize| ((i * 7919 + 13) % 1009) as f32 / 97.0 - 5.0;
+        // Widths over and under 16 and 32, asymmetric padding, kernels wider than 3, a
+        // row stride of 2 (the width's stride is 1: the vector path).
+        for (x, wt, stride, pad) in [
+            ([3, 2, 9, 37], [4, 2, 3, 5], [1, 1], [(1, 1), (2, 1)]),
+            ([2, 3, 11, 16], [5, 3, 2, 3], [2, 1], [(0, 2), (0, 2)]),
+            ([5, 1, 6, 7], [2, 1, 6, 7], [1, 1], [(0, 0), (3, 3)]),
+        ] {
+            let g = ConvGeometry::new("test", &x, &wt, stride, pad).unwrap();
+            let go: Vec<f32> = (0..g.cout * g.b * g.oh * g.ow).map(value).collect();
+            let w: Vec<f32> = (0..g.cout * g.ckk()).map(|i| value(i + 5)).collect();
+            let (v, p) = (
+                input_grad_with(&go, &w, &g, true),
+                input_grad_with(&go, &w, &g, false),
+            );
+            let bits = |b: &HostBuf| b.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&v), bits(&p), "{x:?} {wt:?}");
         }
     }
 }
