@@ -238,16 +238,24 @@ impl Function for Conv2d {
         let go2 = go.view(&[g.cout, g.b * g.oh * g.ow])?;
         let mut grads: Grads = smallvec![None, None];
         if w.needs_grad() {
-            // One product over the whole batch: grad [Cout, B*OHW] @ cols^T [B*OHW, CKK].
+            // One product over the whole batch, with the pixels along the depth:
+            // dW^T = cols [CKK, B*OHW] @ grad^T [B*OHW, Cout] (the columns are the window
+            // view, whose depth runs along output rows: the CPU reads it in place), then
+            // transposed (small).
             let backend = go.backend();
-            let dw = backend.matmul_view(
-                go2.storage(),
-                &MatrixView::matrix(go2.layout())?,
+            let dwt = backend.matmul_view(
                 self.src.storage(),
-                &self.window.transpose(),
+                &self.window,
+                go2.storage(),
+                &MatrixView::matrix(go2.layout())?.transpose(),
                 epilogue(Activation::Identity, false),
                 &[],
                 &[],
+            )?;
+            let ckk = g.cin * g.kh * g.kw;
+            let dw = backend.copy(
+                &dwt,
+                &Layout::new(smallvec![g.cout, ckk], smallvec![1, g.cout], 0)?,
             )?;
             let dw = Tensor::from_storage(dw, Layout::contiguous(w.shape()), backend.clone());
             grads[1] = Some(dw);

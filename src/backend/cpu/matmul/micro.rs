@@ -63,6 +63,20 @@ impl Kernel {
         }
     }
 
+    /// The kernel for a tile of `h` rows (1..=mr) whose A is read in place through its
+    /// rows' positions ([`RowsTile`]), where this family has one (AVX-512F).
+    #[inline]
+    pub(super) fn rows_kernel(self, h: usize) -> Option<RowsFn> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => Some(x86::AVX512_ROWS[h - 1]),
+            _ => {
+                let _ = h;
+                None
+            }
+        }
+    }
+
     /// Name and tile, for diagnostics.
     pub fn name(self) -> &'static str {
         match self {
@@ -229,6 +243,63 @@ unsafe fn body<V: Lanes, const H: usize, const MR: usize, const FULL: bool, cons
     }
 }
 
+/// One micro-kernel call whose A is gathered and read in place (no packing): row `i` of
+/// step `p` lies at `a[rows[i] + pos(p)]`, where the depth's positions come in `runs` of
+/// consecutive ones, `(first position, length)`. B and C as in [`Tile`] (B packed).
+pub(super) struct RowsTile<'r> {
+    pub(super) a: *const f32,
+    /// The tile's rows' positions (`h` of them).
+    pub(super) rows: &'r [usize],
+    pub(super) runs: &'r [(usize, usize)],
+    pub(super) b: *const f32,
+    pub(super) b_rs: usize,
+    pub(super) c: *mut f32,
+    pub(super) c_rs: usize,
+    pub(super) w: usize,
+    pub(super) accumulate: bool,
+}
+
+/// A [`RowsTile`] kernel for a fixed number of rows.
+pub(super) type RowsFn = unsafe fn(&RowsTile);
+
+/// [`body`] with A read through [`RowsTile`]'s row positions and runs: one pointer per
+/// row, stepping along each run.
+///
+/// # Safety
+/// As [`Lanes`] says for `V`; every position `rows[i] + pos` of each run inside `a`, and B
+/// and C as [`Tile`] describes.
+#[inline(always)]
+unsafe fn body_rows<V: Lanes, const H: usize>(t: &RowsTile) {
+    let n = V::N;
+    let (m0, m1) = (V::mask(t.w), V::mask(t.w.saturating_sub(n)));
+    let mut acc = [[V::zero(); 2]; H];
+    let mut b = t.b;
+    for &(pos, len) in t.runs {
+        let a: [*const f32; H] = std::array::from_fn(|i| t.a.add(t.rows[i] + pos));
+        for p in 0..len {
+            let b0 = V::load(b, m0);
+            let b1 = V::load(b.wrapping_add(n), m1);
+            for (c, &ai) in acc.iter_mut().zip(&a) {
+                let av = V::splat(*ai.add(p));
+                c[0] = V::mul_add(av, b0, c[0]);
+                c[1] = V::mul_add(av, b1, c[1]);
+            }
+            b = b.wrapping_add(t.b_rs);
+        }
+    }
+    for (i, c) in acc.iter().enumerate() {
+        let o = t.c.add(i * t.c_rs);
+        let o1 = o.wrapping_add(n);
+        let (mut v0, mut v1) = (c[0], c[1]);
+        if t.accumulate {
+            v0 = V::add(v0, V::load(o, m0));
+            v1 = V::add(v1, V::load(o1, m1));
+        }
+        v0.store(o, m0);
+        v1.store(o1, m1);
+    }
+}
+
 /// Prefetch the tile's `2N` columns of the B row at `row`.
 #[inline(always)]
 unsafe fn prefetch_row<V: Lanes>(row: *const f32) {
@@ -278,6 +349,31 @@ pub(super) mod x86 {
     }
     pub(super) const AVX2_FULL: [[MicroFn; MR2]; 2] = table2!(true; 1, 2, 3, 4, 5, 6);
     pub(super) const AVX2_EDGE: [[MicroFn; MR2]; 2] = table2!(false; 1, 2, 3, 4, 5, 6);
+
+    pub(in super::super) const AVX512_ROWS: [super::RowsFn; MR512] = [
+        avx512_rows::<1>,
+        avx512_rows::<2>,
+        avx512_rows::<3>,
+        avx512_rows::<4>,
+        avx512_rows::<5>,
+        avx512_rows::<6>,
+        avx512_rows::<7>,
+        avx512_rows::<8>,
+        avx512_rows::<9>,
+        avx512_rows::<10>,
+        avx512_rows::<11>,
+        avx512_rows::<12>,
+    ];
+
+    /// AVX-512F [`RowsTile`](super::RowsTile) kernel: `H x 32`, A through row positions.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; the pointers in `t` must be valid as
+    /// [`RowsTile`](super::RowsTile) describes.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512_rows<const H: usize>(t: &super::RowsTile) {
+        super::body_rows::<Zmm, H>(t)
+    }
 
     /// AVX-512F micro-kernel: `H x 32`, masked loads and stores at the right edge.
     ///

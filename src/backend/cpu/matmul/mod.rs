@@ -53,8 +53,8 @@ mod row;
 use flush::FlushSubnormals;
 #[cfg(all(test, target_arch = "x86_64"))]
 use flush::{mxcsr, MXCSR_DAZ_FTZ};
-use micro::Tile;
 pub use micro::{kernel_name, Kernel};
+use micro::{RowsTile, Tile};
 pub(crate) use pack::Operand;
 use pack::{mat, pack_a, pack_b, pack_b_block};
 pub(crate) use plan::Options;
@@ -207,9 +207,19 @@ pub(crate) fn gathered_into(
     };
     let strides = (cs(&a.1), cs(&b.1));
     let mut s = plan(1, n, k, m, strides, opts);
-    if matches!(a.1, Operand::Gathered { .. }) {
-        s.pack_a = true;
-    }
+    // A gathered A is packed, unless its depth comes in long runs of consecutive positions
+    // and the kernel can read it in place through its rows' positions (a convolution's
+    // window with the pixels along the depth: its weight gradient).
+    let a_packed = match a.1 {
+        Operand::Gathered { cols, .. } => {
+            opts.kernel.rows_kernel(1).is_none()
+                || opts
+                    .pack_a
+                    .unwrap_or_else(|| mean_run(cols) < MIN_IN_PLACE_RUN)
+        }
+        Operand::Strided(_) => false,
+    };
+    s.pack_a |= a_packed;
     if s.row {
         // Only a strided B with contiguous rows takes the row kernel.
         s = plan(
@@ -223,9 +233,30 @@ pub(crate) fn gathered_into(
                 ..*opts
             },
         );
-        s.pack_a |= matches!(a.1, Operand::Gathered { .. });
+        s.pack_a |= a_packed;
     }
     blocked(out, a, b, (1, n, k, m), &s, opts, finish);
+}
+
+/// A gathered A whose depth runs are at least this long on average is read in place.
+const MIN_IN_PLACE_RUN: usize = 8;
+
+/// The mean length of the runs of consecutive positions in `pos`.
+fn mean_run(pos: &[usize]) -> usize {
+    let runs = 1 + pos.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    pos.len() / runs
+}
+
+/// `pos` as runs of consecutive positions, `(first, length)`.
+fn runs_of(pos: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &p in pos {
+        match out.last_mut() {
+            Some((first, len)) if *first + *len == p => *len += 1,
+            _ => out.push((p, 1)),
+        }
+    }
+    out
 }
 
 /// A product with at most this many outputs and a deep depth is split along the depth
@@ -398,6 +429,19 @@ fn blocked(
     let kern = opts.kernel;
     let (mr, nr) = (kern.mr(), kern.nr());
     let (rp, cp) = (n.div_ceil(mr), m.div_ceil(nr));
+    // A gathered and not packed: read in place through its rows' positions.
+    let a_rows = match ao {
+        Operand::Gathered { rows, cols } if !s.pack_a => {
+            let (rmax, cmax) = (rows.iter().max(), cols.iter().max());
+            assert!(
+                kern.rows_kernel(1).is_some()
+                    && rmax.zip(cmax).is_none_or(|(r, c)| r + c < a.len()),
+                "an A read in place lies inside its storage"
+            );
+            Some((rows, cols))
+        }
+        _ => None,
+    };
     let (a_shared, b_shared) = (ao.shared(), bo.shared());
     // Depth blocks of equal size, at most KC (288 = 144 + 144, not 256 + 32: a short
     // last block pays a whole tile's load and store for a few steps).
@@ -486,8 +530,48 @@ fn blocked(
                 let rows = bm.skip_rows(p0);
                 pack_b_block(b, &rows, (j0 * nr, (j1 * nr).min(m)), kc, nr, &mut bblock);
             }
+            // Column panel jp (w columns) of B for this depth block: packed, or in place.
+            let b_panel = |jp: usize, w: usize| {
+                if in_task {
+                    let off = (jp - j0) * kc * nr;
+                    (bblock[off..off + kc * nr].as_ptr(), nr)
+                } else if s.pack_b {
+                    let off = b_z * b_len + jp * k * nr + p0 * nr;
+                    (bpack[off..off + kc * nr].as_ptr(), nr)
+                } else {
+                    let first = bm.base + p0 * bm.rs + jp * nr;
+                    // The tile reads rows p0..p0+kc, columns jp*nr..+w of B.
+                    assert!(first + (kc - 1) * bm.rs + w <= b.len());
+                    (b[first..].as_ptr(), bm.rs)
+                }
+            };
+            // This depth block's runs of A's positions, for an A read through its rows.
+            let runs = a_rows.map(|(_, cols)| runs_of(&cols[p0..p0 + kc]));
             for ip in bi * rb..((bi + 1) * rb).min(rp) {
                 let h = mr.min(n - ip * mr);
+                if let (Some((rows, _)), Some(runs)) = (a_rows, &runs) {
+                    for jp in j0..j1 {
+                        let w = nr.min(m - jp * nr);
+                        let (bptr, b_rs) = b_panel(jp, w);
+                        let tile = RowsTile {
+                            a: a.as_ptr(),
+                            rows: &rows[ip * mr..ip * mr + h],
+                            runs,
+                            b: bptr,
+                            b_rs,
+                            c: outp.at(z * n * m + ip * mr * m + jp * nr),
+                            c_rs: m,
+                            w,
+                            accumulate: p0 > 0,
+                        };
+                        let f = kern.rows_kernel(h).expect("checked above");
+                        // SAFETY: the kernel is available; every position of A the tile
+                        // reads (a row's position plus a column's) lies inside `a`
+                        // (asserted above); B and C as for `micro` below.
+                        unsafe { f(&tile) };
+                    }
+                    continue;
+                }
                 let (aptr, a_rs, a_cs) = if s.pack_a {
                     let off = a_z * a_len + ip * k * mr + p0 * mr;
                     (apack[off..off + kc * mr].as_ptr(), 1, mr)
@@ -499,18 +583,7 @@ fn blocked(
                 };
                 for jp in j0..j1 {
                     let w = nr.min(m - jp * nr);
-                    let (bptr, b_rs) = if in_task {
-                        let off = (jp - j0) * kc * nr;
-                        (bblock[off..off + kc * nr].as_ptr(), nr)
-                    } else if s.pack_b {
-                        let off = b_z * b_len + jp * k * nr + p0 * nr;
-                        (bpack[off..off + kc * nr].as_ptr(), nr)
-                    } else {
-                        let first = bm.base + p0 * bm.rs + jp * nr;
-                        // The tile reads rows p0..p0+kc, columns jp*nr..+w of B.
-                        assert!(first + (kc - 1) * bm.rs + w <= b.len());
-                        (b[first..].as_ptr(), bm.rs)
-                    };
+                    let (bptr, b_rs) = b_panel(jp, w);
                     let tile = Tile {
                         kc,
                         a: aptr,

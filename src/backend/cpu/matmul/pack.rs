@@ -163,6 +163,12 @@ pub(super) fn pack_b(
             let s = base + p * mb.rs;
             panel[p * nr..p * nr + w].copy_from_slice(&b[s..s + w]);
         }
+    } else if mb.rs < mb.cs && nr == 32 && k >= 16 && Kernel::Avx512.is_available() {
+        // Transposed B, the AVX-512 kernel's panels: as a gathered operand, which packs
+        // 16 rows down each column at a time with a register transpose.
+        let rows: Vec<usize> = (0..k).map(|p| base + p * mb.rs).collect();
+        let cols: Vec<usize> = (0..w).map(|j| j * mb.cs).collect();
+        gather::pack_b(b, &rows, &cols, nr, panel);
     } else if mb.rs < mb.cs {
         // Transposed B: read down its columns, which are contiguous, in blocks of rows
         // so the panel rows written stay in L1.

@@ -449,11 +449,19 @@ fn gathered_operands_match_f64_reference() {
         window(40, 2, (12, 11), (3, 3), 1),
         window(1, 1, (3, 3), (3, 3), 1),
     ];
+    // A gathered A packed, read in place through its rows (where the kernel can), or as
+    // its runs decide.
+    let choices = [
+        (Some(false), None),
+        (Some(true), Some(true)),
+        (Some(true), Some(false)),
+    ];
     for kernel in kernels() {
-        for parallel in [Some(false), Some(true)] {
+        for (parallel, pack_a) in choices {
             let opts = Options {
                 kernel,
                 parallel,
+                pack_a,
                 ..Options::auto()
             };
             for (data, v) in &cases {
