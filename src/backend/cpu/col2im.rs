@@ -40,6 +40,9 @@ fn panels_per_block(mr: usize, kk: usize) -> usize {
 /// The input gradient `[B, Cin, H, W]` (contiguous) from the output's gradient `go`
 /// (`[Cout, B, OH, OW]`) and the weight `w` (`[Cout, Cin*KH*KW]`), both contiguous.
 pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
+    if let Some(dx) = super::transposed::input_grad(go, w, g) {
+        return dx;
+    }
     input_grad_with(go, w, g, Kernel::detect() == Kernel::Avx512)
 }
 
@@ -287,6 +290,40 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_infinite_weight_reaches_only_the_positions_it_touches() {
+        // The direct transposed convolution leaves masked lanes out of its sums: an
+        // infinite weight makes a position infinite only where the plain loops (which add
+        // only real products) do, never NaN at the edges.
+        let g = ConvGeometry::new(
+            "test",
+            &[2, 9, 5, 7],
+            &[3, 9, 3, 3],
+            [1, 1],
+            [(1, 1), (1, 1)],
+        )
+        .unwrap();
+        let go = vec![1.0f32; g.cout * g.b * g.oh * g.ow];
+        let mut w = vec![0.5f32; g.cout * g.ckk()];
+        w[0] = f32::INFINITY;
+        let plain = input_grad_with(&go, &w, &g, false);
+        let Some(direct) = super::super::transposed::input_grad(&go, &w, &g) else {
+            eprintln!("skipped: this CPU has no AVX-512F, so the direct path does not run");
+            return;
+        };
+        let kind = |v: f32| (v.is_nan(), v.is_infinite(), v.is_finite());
+        assert!(plain.iter().any(|v| v.is_infinite()) && plain.iter().any(|v| v.is_finite()));
+        for (i, (p, d)) in plain.iter().zip(direct.iter()).enumerate() {
+            assert_eq!(kind(*p), kind(*d), "element {i}: {p} vs {d}");
+            if p.is_finite() {
+                assert!(
+                    (p - d).abs() <= 1e-5 * (1.0 + p.abs()),
+                    "element {i}: {p} vs {d}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_vector_rows_give_the_plain_loops_bits() {

@@ -27,6 +27,7 @@ pub mod matmul;
 pub mod pool;
 pub mod pooling;
 mod strided;
+pub mod transposed;
 #[cfg(test)]
 mod zip_tests;
 

@@ -4,7 +4,7 @@
 
 /// Sets DAZ and FTZ in MXCSR for its lifetime on the current thread, then restores the
 /// previous value (see the module docs). A no-op off x86-64.
-pub(super) struct FlushSubnormals {
+pub(crate) struct FlushSubnormals {
     #[cfg(target_arch = "x86_64")]
     saved: u32,
 }
@@ -36,7 +36,7 @@ pub(super) fn set_mxcsr(v: u32) {
 
 impl FlushSubnormals {
     #[inline]
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             let saved = mxcsr();

@@ -50,7 +50,7 @@ mod pack;
 mod plan;
 mod row;
 
-use flush::FlushSubnormals;
+pub(crate) use flush::FlushSubnormals;
 #[cfg(all(test, target_arch = "x86_64"))]
 use flush::{mxcsr, MXCSR_DAZ_FTZ};
 pub use micro::{kernel_name, Kernel};
