@@ -19,6 +19,7 @@ use crate::backend::conv2d::ConvGeometry;
 use crate::layout::Layout;
 
 /// Kernel heights the vector row path takes (taller kernels take the plain loops).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const MAX_KH: usize = 8;
 
 /// Product columns one task aims for (a few images of a small layer, one of a large).

@@ -29,6 +29,7 @@ pub const MIN_CHANNELS: usize = 8;
 /// weight), where lane 0 reads the gradient (relative to the image's start), and the
 /// lanes of each vector that read a column of the gradient inside the row.
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Step {
     k: u32,
     lo: u16,
@@ -165,6 +166,7 @@ fn lanes(lo: isize, hi: isize) -> u16 {
 }
 
 /// One tile: `h` input channel rows of up to [`NR`] columns.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Tile<'s> {
     /// The packed weight panel: step k's `MR` values at `a[k * MR..]`.
     a: *const f32,

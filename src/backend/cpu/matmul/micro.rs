@@ -246,6 +246,7 @@ unsafe fn body<V: Lanes, const H: usize, const MR: usize, const FULL: bool, cons
 /// One micro-kernel call whose A is gathered and read in place (no packing): row `i` of
 /// step `p` lies at `a[rows[i] + pos(p)]`, where the depth's positions come in `runs` of
 /// consecutive ones, `(first position, length)`. B and C as in [`Tile`] (B packed).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct RowsTile<'r> {
     pub(super) a: *const f32,
     /// The tile's rows' positions (`h` of them).
@@ -269,6 +270,7 @@ pub(super) type RowsFn = unsafe fn(&RowsTile);
 /// As [`Lanes`] says for `V`; every position `rows[i] + pos` of each run inside `a`, and B
 /// and C as [`Tile`] describes.
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 unsafe fn body_rows<V: Lanes, const H: usize>(t: &RowsTile) {
     let n = V::N;
     let (m0, m1) = (V::mask(t.w), V::mask(t.w.saturating_sub(n)));
