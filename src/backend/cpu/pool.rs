@@ -56,11 +56,7 @@ fn fresh(c: usize) -> Vec<f32> {
             // only changes how the kernel backs it (contents and validity are unchanged),
             // and a refusal (no THP support) is harmless, so the result is ignored.
             unsafe {
-                libc::madvise(
-                    start as *mut libc::c_void,
-                    end - start,
-                    libc::MADV_HUGEPAGE,
-                );
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
             }
         }
     }
