@@ -470,12 +470,12 @@ fn cpu_input_gradient_matches_the_transposed_convolution() {
         ([5, 3, 12, 9], [4, 3, 3, 3], [1, 1], [(1, 1), (1, 1)]),
         ([3, 2, 11, 10], [5, 2, 3, 2], [2, 3], [(0, 2), (1, 0)]),
         ([7, 1, 40, 50], [2, 1, 5, 4], [1, 2], [(2, 1), (0, 3)]),
-        // Enough input channels for the direct transposed convolution (AVX-512): rows
-        // wider than 32, a height stride, asymmetric and wide padding, a channel tile
-        // left part empty.
-        ([3, 13, 9, 37], [5, 13, 3, 5], [2, 1], [(0, 2), (2, 1)]),
-        ([2, 8, 12, 40], [9, 8, 3, 3], [1, 1], [(1, 1), (1, 1)]),
-        ([2, 30, 5, 6], [4, 30, 5, 6], [1, 1], [(0, 0), (4, 4)]),
+        // Enough input channels and wide enough rows for the direct transposed convolution
+        // (AVX-512): rows of two tiles, a height stride, asymmetric and wide padding, a
+        // channel tile left part empty.
+        ([3, 13, 9, 29], [5, 13, 3, 5], [2, 1], [(0, 2), (2, 1)]),
+        ([2, 8, 12, 60], [9, 8, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ([2, 30, 5, 28], [4, 30, 5, 6], [1, 1], [(0, 0), (4, 4)]),
     ]
     .into_iter()
     .enumerate()

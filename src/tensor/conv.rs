@@ -208,6 +208,10 @@ fn conv_raw(
     Ok((out, src, window))
 }
 
+/// Output rows at least this long give the weight gradient's product the pixels of each
+/// row as a run of its depth (see [`Conv2d::backward`]).
+const LONG_ROWS: usize = 16;
+
 /// The recorded convolution: its geometry and the columns its weight gradient reads (the
 /// padded input and the window view over it).
 struct Conv2d {
@@ -238,25 +242,40 @@ impl Function for Conv2d {
         let go2 = go.view(&[g.cout, g.b * g.oh * g.ow])?;
         let mut grads: Grads = smallvec![None, None];
         if w.needs_grad() {
-            // One product over the whole batch, with the pixels along the depth:
-            // dW^T = cols [CKK, B*OHW] @ grad^T [B*OHW, Cout] (the columns are the window
-            // view, whose depth runs along output rows: the CPU reads it in place), then
-            // transposed (small).
+            // One product over the whole batch, the pixels along its depth. Where output
+            // rows are long, dW^T = cols [CKK, B*OHW] @ grad^T [B*OHW, Cout], then
+            // transposed (small): the columns (the window view) run along output rows,
+            // and the CPU reads them in place row by row. Short rows (a 14-wide map) make
+            // short runs: there dW = grad [Cout, B*OHW] @ cols^T, the window packed as B.
             let backend = go.backend();
-            let dwt = backend.matmul_view(
-                self.src.storage(),
-                &self.window,
-                go2.storage(),
-                &MatrixView::matrix(go2.layout())?.transpose(),
-                epilogue(Activation::Identity, false),
-                &[],
-                &[],
-            )?;
             let ckk = g.cin * g.kh * g.kw;
-            let dw = backend.copy(
-                &dwt,
-                &Layout::new(smallvec![g.cout, ckk], smallvec![1, g.cout], 0)?,
-            )?;
+            let identity = epilogue(Activation::Identity, false);
+            let grad = MatrixView::matrix(go2.layout())?;
+            let dw = if g.ow >= LONG_ROWS {
+                let (src, window) = (self.src.storage(), &self.window);
+                let dwt = backend.matmul_view(
+                    src,
+                    window,
+                    go2.storage(),
+                    &grad.transpose(),
+                    identity,
+                    &[],
+                    &[],
+                )?;
+                let transposed = Layout::new(smallvec![g.cout, ckk], smallvec![1, g.cout], 0)?;
+                backend.copy(&dwt, &transposed)?
+            } else {
+                let cols = self.window.transpose();
+                backend.matmul_view(
+                    go2.storage(),
+                    &grad,
+                    self.src.storage(),
+                    &cols,
+                    identity,
+                    &[],
+                    &[],
+                )?
+            };
             let dw = Tensor::from_storage(dw, Layout::contiguous(w.shape()), backend.clone());
             grads[1] = Some(dw);
         }

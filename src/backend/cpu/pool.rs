@@ -7,11 +7,6 @@
 //! of its size. A pooled buffer keeps its old contents: every user overwrites all of it.
 //! Each thread keeps at most [`POOL_MAX_BYTES`] of idle buffers; past that, a dropped buffer
 //! is freed.
-//!
-//! On Linux a new buffer of at least [`HUGE_PAGE_MIN_BYTES`] asks for transparent huge
-//! pages (`madvise`, before its pages are touched): a convolution reads its input and
-//! gradient planes far apart (one page per channel with 4 KiB pages), and a fresh buffer
-//! faults in a 2 MiB page at a time instead of 512 small ones.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,8 +18,6 @@ use crate::backend::pool_size_class;
 /// and those of its transposed convolution (batch 64, 32 -> 64 channels, 28x28: about
 /// 180 MB), which would otherwise be unmapped and faulted in again every step.
 pub const POOL_MAX_BYTES: usize = 512 << 20;
-/// New buffers at least this big ask for transparent huge pages (Linux).
-pub const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 /// Smallest class, in values.
 const MIN_CLASS: usize = 16;
 
@@ -40,27 +33,6 @@ thread_local! {
 
 fn class(len: usize) -> usize {
     pool_size_class(len, MIN_CLASS, MIN_CLASS)
-}
-
-/// A new buffer of `c` zeros, advised to use huge pages when big (see the module docs).
-fn fresh(c: usize) -> Vec<f32> {
-    let v = vec![0.0f32; c];
-    #[cfg(target_os = "linux")]
-    if c * 4 >= HUGE_PAGE_MIN_BYTES {
-        // The whole pages inside the buffer.
-        let page = 4096;
-        let start = (v.as_ptr() as usize).div_ceil(page) * page;
-        let end = (v.as_ptr() as usize + c * 4) / page * page;
-        if end > start {
-            // SAFETY: the range lies inside `v`'s allocation, page-aligned; MADV_HUGEPAGE
-            // only changes how the kernel backs it (contents and validity are unchanged),
-            // and a refusal (no THP support) is harmless, so the result is ignored.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    v
 }
 
 /// A host buffer of `len` f32 values whose memory goes back to the pool on drop.
@@ -90,7 +62,7 @@ impl HostBuf {
             .ok()
             .flatten();
         HostBuf {
-            vec: reused.unwrap_or_else(|| fresh(c)),
+            vec: reused.unwrap_or_else(|| vec![0.0; c]),
             len,
         }
     }

@@ -42,7 +42,11 @@ struct Step {
 /// path does not apply (no AVX-512F, a width stride above 1, or fewer than
 /// [`MIN_CHANNELS`] input channels).
 pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
-    if Kernel::detect() != Kernel::Avx512 || g.stride[1] != 1 || g.cin < MIN_CHANNELS {
+    // Rows that leave most of a tile's 32 lanes empty (a 14-wide image fills 14) are
+    // cheaper through the product.
+    let lanes_used = g.w * 5 >= 4 * NR * g.w.div_ceil(NR);
+    if Kernel::detect() != Kernel::Avx512 || g.stride[1] != 1 || g.cin < MIN_CHANNELS || !lanes_used
+    {
         return None;
     }
     let (kk, per_image) = (g.kh * g.kw, g.oh * g.ow);

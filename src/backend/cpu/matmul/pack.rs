@@ -163,11 +163,8 @@ pub(super) fn pack_b(
             let s = base + p * mb.rs;
             panel[p * nr..p * nr + w].copy_from_slice(&b[s..s + w]);
         }
-    } else if mb.rs < mb.cs && nr == 32 && k >= 16 && Kernel::Avx512.is_available() {
-        // Transposed B, the AVX-512 kernel's panels: as a gathered operand, which packs
-        // 16 rows down each column at a time with a register transpose.
-        let rows: Vec<usize> = (0..k).map(|p| base + p * mb.rs).collect();
-        let cols: Vec<usize> = (0..w).map(|j| j * mb.cs).collect();
+    } else if transposed_by_gather(mb, nr, k) {
+        let (rows, cols) = positions(mb, c0, w, k);
         gather::pack_b(b, &rows, &cols, nr, panel);
     } else if mb.rs < mb.cs {
         // Transposed B: read down its columns, which are contiguous, in blocks of rows
@@ -191,6 +188,27 @@ pub(super) fn pack_b(
     }
 }
 
+/// Whether a transposed B (columns contiguous) with `k` rows packs as a gathered operand:
+/// the AVX-512 kernel's panels, 16 rows down each column at a time with a register
+/// transpose, where the rows are enough to pay for listing the positions.
+fn transposed_by_gather(mb: &Mat, nr: usize, k: usize) -> bool {
+    mb.gather.is_none()
+        && mb.cs != 1
+        && mb.rs < mb.cs
+        && nr == 32
+        && k >= 64
+        && Kernel::Avx512.is_available()
+}
+
+/// The positions of rows `0..k` and columns `c0..c0 + w` of a strided B.
+fn positions(mb: &Mat, c0: usize, w: usize, k: usize) -> (Vec<usize>, Vec<usize>) {
+    let base = mb.base + c0 * mb.cs;
+    (
+        (0..k).map(|p| base + p * mb.rs).collect(),
+        (0..w).map(|j| j * mb.cs).collect(),
+    )
+}
+
 /// Pack rows `0..kc` of the column panels `c0 / nr ..` covering columns `c0..c1` of B
 /// into `block`, panel after panel (each `kc x nr`, stored row by row like [`pack_b`]).
 /// Rows of B contiguous: each row is read once, front to back, so the hardware
@@ -206,6 +224,12 @@ pub(super) fn pack_b_block(
 ) {
     if let Some((rows, cols)) = mb.gather {
         gather::pack_b(b, &rows[..kc], &cols[c0..c1], nr, block);
+        return;
+    }
+    if transposed_by_gather(mb, nr, kc) {
+        // The whole block at once (one set of positions for all its panels).
+        let (rows, cols) = positions(mb, c0, c1 - c0, kc);
+        gather::pack_b(b, &rows, &cols, nr, block);
         return;
     }
     if mb.cs != 1 {
