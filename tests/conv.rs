@@ -476,6 +476,10 @@ fn cpu_input_gradient_matches_the_transposed_convolution() {
         ([3, 13, 9, 29], [5, 13, 3, 5], [2, 1], [(0, 2), (2, 1)]),
         ([2, 8, 12, 60], [9, 8, 3, 3], [1, 1], [(1, 1), (1, 1)]),
         ([2, 30, 5, 28], [4, 30, 5, 6], [1, 1], [(0, 0), (4, 4)]),
+        // Stride 1 with the output as wide as the input: tiles of 32 positions across
+        // rows (a 14-wide map, a plane of 91, padding all on one side).
+        ([2, 12, 14, 14], [5, 12, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ([2, 10, 7, 13], [3, 10, 5, 3], [1, 1], [(4, 0), (0, 2)]),
     ]
     .into_iter()
     .enumerate()

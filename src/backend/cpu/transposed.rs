@@ -42,9 +42,13 @@ struct Step {
 /// path does not apply (no AVX-512F, a width stride above 1, or fewer than
 /// [`MIN_CHANNELS`] input channels).
 pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
-    // Rows that leave most of a tile's 32 lanes empty (a 14-wide image fills 14) are
-    // cheaper through the product.
-    let lanes_used = g.w * 5 >= 4 * NR * g.w.div_ceil(NR);
+    // A stride-1 convolution whose output is as wide as its input (padding K-1 in all
+    // along the width) reads the gradient at a fixed offset from each input position,
+    // so a tile runs over 32 consecutive positions of the plane, across rows. Otherwise a
+    // tile is 32 columns of one row, and rows that leave most of its lanes empty (a
+    // 14-wide image fills 14) are cheaper through the product.
+    let flat = g.stride == [1, 1] && g.ow == g.w;
+    let lanes_used = flat || g.w * 5 >= 4 * NR * g.w.div_ceil(NR);
     if Kernel::detect() != Kernel::Avx512 || g.stride[1] != 1 || g.cin < MIN_CHANNELS || !lanes_used
     {
         return None;
@@ -74,69 +78,107 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
             }
         }
     }
-    // For each input row y and run of NR columns c: its steps, in the order of k.
-    let chunks = g.w.div_ceil(NR);
+    // Each tile: where it starts in an input plane, its width, and its steps (in the
+    // order of k).
     let (pt, pl) = (g.pad[0].0 as isize, g.pad[1].0 as isize);
     let plane_go = g.b * per_image;
+    let plane = g.h * g.w;
     let mut steps: Vec<Step> = Vec::new();
-    let mut spans = Vec::with_capacity(g.h * chunks);
-    for y in 0..g.h {
-        for c in 0..chunks {
-            let first = steps.len();
-            let x0 = (c * NR) as isize;
-            let width = NR.min(g.w - c * NR) as isize;
+    let mut tiles: Vec<(usize, usize, usize, usize)> = Vec::new();
+    if flat {
+        for o0 in (0..plane).step_by(NR) {
+            let (first, width) = (steps.len(), NR.min(plane - o0));
+            // Per kernel position: the lanes whose input position reads a gradient value
+            // (oh = y + pt - kh in 0..OH, ow = x + pl - kw in 0..OW).
+            let masks: Vec<(u16, u16)> = (0..kk)
+                .map(|pos| {
+                    let (kh, kw) = ((pos / g.kw) as isize, (pos % g.kw) as isize);
+                    let mut m = 0u32;
+                    for j in 0..width {
+                        let (y, x) = (((o0 + j) / g.w) as isize, ((o0 + j) % g.w) as isize);
+                        let (oh, ow) = (y + pt - kh, x + pl - kw);
+                        if (0..g.oh as isize).contains(&oh) && (0..g.ow as isize).contains(&ow) {
+                            m |= 1 << j;
+                        }
+                    }
+                    (m as u16, (m >> 16) as u16)
+                })
+                .collect();
             for co in 0..g.cout {
-                for kh in 0..g.kh {
-                    // The output row oh with oh*sh + kh - pt == y, if any.
-                    let t = y as isize + pt - kh as isize;
-                    let sh = g.stride[0] as isize;
-                    if t < 0 || t % sh != 0 || t / sh >= g.oh as isize {
+                for (pos, &(m0, m1)) in masks.iter().enumerate() {
+                    if m0 | m1 == 0 {
                         continue;
                     }
-                    let oh = (t / sh) as usize;
-                    for kw in 0..g.kw {
-                        // Lane j reads the gradient's column s + j, inside 0..OW.
-                        let s = x0 + pl - kw as isize;
-                        let (lo, hi) = (-s, (g.ow as isize - s).min(width));
-                        let (m0, m1) = (lanes(lo, hi), lanes(lo - 16, hi - 16));
-                        if m0 | m1 == 0 {
-                            continue;
-                        }
-                        steps.push(Step {
-                            k: ((co * g.kh + kh) * g.kw + kw) as u32,
-                            lo: m0,
-                            hi: m1,
-                            at: (co * plane_go + oh * g.ow) as isize + s,
-                        });
-                    }
+                    let (kh, kw) = ((pos / g.kw) as isize, (pos % g.kw) as isize);
+                    // Input position p reads the gradient at p + (pt - kh)*OW + pl - kw.
+                    let shift = (pt - kh) * g.ow as isize + pl - kw;
+                    steps.push(Step {
+                        k: (co * kk + pos) as u32,
+                        lo: m0,
+                        hi: m1,
+                        at: (co * plane_go + o0) as isize + shift,
+                    });
                 }
             }
-            spans.push((first, steps.len()));
+            tiles.push((o0, width, first, steps.len()));
+        }
+    } else {
+        // Runs of NR columns of each input row y.
+        let chunks = g.w.div_ceil(NR);
+        for y in 0..g.h {
+            for c in 0..chunks {
+                let first = steps.len();
+                let x0 = (c * NR) as isize;
+                let width = NR.min(g.w - c * NR) as isize;
+                for co in 0..g.cout {
+                    for kh in 0..g.kh {
+                        // The output row oh with oh*sh + kh - pt == y, if any.
+                        let t = y as isize + pt - kh as isize;
+                        let sh = g.stride[0] as isize;
+                        if t < 0 || t % sh != 0 || t / sh >= g.oh as isize {
+                            continue;
+                        }
+                        let oh = (t / sh) as usize;
+                        for kw in 0..g.kw {
+                            // Lane j reads the gradient's column s + j, inside 0..OW.
+                            let s = x0 + pl - kw as isize;
+                            let (lo, hi) = (-s, (g.ow as isize - s).min(width));
+                            let (m0, m1) = (lanes(lo, hi), lanes(lo - 16, hi - 16));
+                            if m0 | m1 == 0 {
+                                continue;
+                            }
+                            steps.push(Step {
+                                k: ((co * g.kh + kh) * g.kw + kw) as u32,
+                                lo: m0,
+                                hi: m1,
+                                at: (co * plane_go + oh * g.ow) as isize + s,
+                            });
+                        }
+                    }
+                }
+                tiles.push((y * g.w + c * NR, width as usize, first, steps.len()));
+            }
         }
     }
     let image = |(b, dxb): (usize, &mut [f32])| {
         let _flush = FlushSubnormals::new();
-        for y in 0..g.h {
-            for c in 0..chunks {
-                let (s0, s1) = spans[y * chunks + c];
-                let width = NR.min(g.w - c * NR);
-                for p in 0..panels {
-                    let h = MR.min(g.cin - p * MR);
-                    let t = Tile {
-                        a: apack[p * depth * MR..].as_ptr(),
-                        steps: &steps[s0..s1],
-                        go: go.as_ptr().wrapping_add(b * per_image),
-                        c: dxb[p * MR * g.h * g.w + y * g.w + c * NR..].as_mut_ptr(),
-                        c_rs: g.h * g.w,
-                        width: (lanes(0, width as isize), lanes(-16, width as isize - 16)),
-                    };
-                    // SAFETY: AVX-512F is available (checked above); each step's lanes
-                    // read columns 0..OW of row oh of channel co of image b, inside `go`
-                    // (asserted above), and its k is below the depth of the packed panel;
-                    // the tile writes h channel rows of `width` values of this image's
-                    // gradient, inside `dxb`.
-                    unsafe { run_tile(h, &t) };
-                }
+        for &(o0, width, s0, s1) in &tiles {
+            for p in 0..panels {
+                let h = MR.min(g.cin - p * MR);
+                let t = Tile {
+                    a: apack[p * depth * MR..].as_ptr(),
+                    steps: &steps[s0..s1],
+                    go: go.as_ptr().wrapping_add(b * per_image),
+                    c: dxb[p * MR * plane + o0..].as_mut_ptr(),
+                    c_rs: plane,
+                    width: (lanes(0, width as isize), lanes(-16, width as isize - 16)),
+                };
+                // SAFETY: AVX-512F is available (checked above); each step's lanes read
+                // gradient values (row oh in 0..OH, column ow in 0..OW) of channel co of
+                // image b, inside `go` (asserted above), and its k is below the depth of
+                // the packed panel; the tile writes h channel planes' `width` values from
+                // o0 (inside the plane) of this image's gradient, inside `dxb`.
+                unsafe { run_tile(h, &t) };
             }
         }
     };
