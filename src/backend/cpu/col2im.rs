@@ -223,14 +223,8 @@ fn write_channels(dx: &mut [f32], rect: &Finished, g: &ConvGeometry, vector: boo
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::super::transposed::lanes;
     use super::{ConvGeometry, MAX_KH};
-
-    /// Lanes `lo..hi` of 16.
-    fn lanes(lo: isize, hi: isize) -> __mmask16 {
-        let (lo, hi) = (lo.clamp(0, 16) as u32, hi.clamp(0, 16) as u32);
-        let upto = |n: u32| if n >= 16 { 0xffffu32 } else { (1u32 << n) - 1 };
-        (upto(hi) & !upto(lo)) as __mmask16
-    }
 
     /// For each run of 16 columns of an input row (`x0 = 16c`) and kernel column `kw`
     /// (entry `c * KW + kw`): the output column `s` its lane 0 reads, and the lanes whose

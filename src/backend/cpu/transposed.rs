@@ -68,8 +68,7 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
     // The weight transposed into panels of MR input channels: panel p, step k holds
     // W[co, p*MR + i, kh, kw] for i in 0..MR (zeros past the last channel).
     let panels = g.cin.div_ceil(MR);
-    let mut apack = HostBuf::take(panels * depth * MR);
-    apack.fill(0.0);
+    let mut apack = HostBuf::full(panels * depth * MR, 0.0);
     for (p, panel) in apack.chunks_mut(depth * MR).enumerate() {
         for k in 0..depth {
             let (co, pos) = (k / kk, k % kk);
@@ -204,8 +203,8 @@ unsafe fn run_tile(h: usize, t: &Tile) {
     );
 }
 
-/// Lanes `lo..hi` of 16.
-fn lanes(lo: isize, hi: isize) -> u16 {
+/// Lanes `lo..hi` of 16 (clamped to `0..16`), as an AVX-512 mask.
+pub(super) fn lanes(lo: isize, hi: isize) -> u16 {
     let (lo, hi) = (lo.clamp(0, 16) as u32, hi.clamp(0, 16) as u32);
     let upto = |n: u32| if n >= 16 { 0xffffu32 } else { (1u32 << n) - 1 };
     (upto(hi) & !upto(lo)) as u16

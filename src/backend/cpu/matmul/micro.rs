@@ -230,11 +230,27 @@ unsafe fn body<V: Lanes, const H: usize, const MR: usize, const FULL: bool, cons
         a = a.wrapping_add(a_cs);
         b = b.wrapping_add(t.b_rs);
     }
-    for (i, c) in acc.iter().enumerate() {
-        let o = t.c.add(i * t.c_rs);
-        let o1 = o.wrapping_add(n);
-        let (mut v0, mut v1) = (c[0], c[1]);
-        if t.accumulate {
+    store_tile(&acc, t.c, t.c_rs, (m0, m1), t.accumulate);
+}
+
+/// Write (or, for later depth blocks, add) a tile's accumulators to C: row `i` at
+/// `c + i * c_rs`, the lanes of `masks`.
+///
+/// # Safety
+/// As [`Lanes`] says for `V`; every row's masked lanes lie inside C.
+#[inline(always)]
+unsafe fn store_tile<V: Lanes, const H: usize>(
+    acc: &[[V; 2]; H],
+    c: *mut f32,
+    c_rs: usize,
+    (m0, m1): (V::Mask, V::Mask),
+    accumulate: bool,
+) {
+    for (i, r) in acc.iter().enumerate() {
+        let o = c.add(i * c_rs);
+        let o1 = o.wrapping_add(V::N);
+        let (mut v0, mut v1) = (r[0], r[1]);
+        if accumulate {
             v0 = V::add(v0, V::load(o, m0));
             v1 = V::add(v1, V::load(o1, m1));
         }
@@ -289,17 +305,7 @@ unsafe fn body_rows<V: Lanes, const H: usize>(t: &RowsTile) {
             b = b.wrapping_add(t.b_rs);
         }
     }
-    for (i, c) in acc.iter().enumerate() {
-        let o = t.c.add(i * t.c_rs);
-        let o1 = o.wrapping_add(n);
-        let (mut v0, mut v1) = (c[0], c[1]);
-        if t.accumulate {
-            v0 = V::add(v0, V::load(o, m0));
-            v1 = V::add(v1, V::load(o1, m1));
-        }
-        v0.store(o, m0);
-        v1.store(o1, m1);
-    }
+    store_tile(&acc, t.c, t.c_rs, (m0, m1), t.accumulate);
 }
 
 /// Prefetch the tile's `2N` columns of the B row at `row`.
