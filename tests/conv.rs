@@ -192,6 +192,12 @@ fn conv2d_matches_direct_loop_forward_and_backward() {
         // Enough images that the CPU's input gradient splits them among several tasks
         // (two 30x31 images each), the last one short.
         ([9, 2, 30, 31], [3, 2, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        // Enough output channels for the CPU's direct forward (AVX-512): tiles across
+        // rows ("same" convolutions, a plane of 91, panels of 9 + 8), and tiles of one
+        // row (a height stride, asymmetric padding).
+        ([2, 5, 7, 13], [17, 5, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ([3, 3, 6, 9], [8, 3, 2, 4], [1, 1], [(0, 1), (0, 3)]),
+        ([2, 4, 9, 30], [9, 4, 3, 5], [2, 1], [(0, 2), (2, 1)]),
     ];
     for (k, (x, w, stride, pad)) in cases.into_iter().enumerate() {
         let case = Conv {
@@ -516,4 +522,178 @@ fn cpu_input_gradient_matches_the_transposed_convolution() {
     let short = cpu.upload(&[0.0; 10]).unwrap();
     let wt = cpu.upload(&random(&[4, 3, 3, 3], 1)).unwrap();
     assert!(cpu.conv2d_input_grad(&short, &wt, &g).is_err());
+}
+
+/// One 2-D convolution's forward through the CPU backend and through the composition
+/// every other backend runs, with `program` as the epilogue (input 1 the bias).
+fn cpu_forward_pair(
+    x: &[f32],
+    xl: &minitorch::Layout,
+    w: &[f32],
+    bias: &[f32],
+    g: &minitorch::backend::conv2d::ConvGeometry,
+    program: &minitorch::backend::fused::Program,
+) -> (Vec<f32>, Vec<f32>) {
+    use minitorch::backend::conv2d;
+    use minitorch::backend::cpu::CpuBackend;
+    use minitorch::backend::Backend;
+    let cpu = CpuBackend;
+    let (xs, ws, bs) = (
+        cpu.upload(x).unwrap(),
+        cpu.upload(w).unwrap(),
+        cpu.upload(bias).unwrap(),
+    );
+    let m = g.b * g.oh * g.ow;
+    let bl = minitorch::Layout::new(vec![g.cout, m], vec![1, 0], 0).unwrap();
+    let extra = [(&bs, &bl)];
+    let extra = &extra[..program.inputs() - 1];
+    let params = [0.25f32];
+    let params = &params[..program.params()];
+    let ours = cpu.conv2d(&xs, xl, &ws, g, program, extra, params).unwrap();
+    let theirs = conv2d::forward(&cpu, &xs, xl, &ws, g, program, extra, params).unwrap();
+    (cpu.download(&ours).unwrap(), cpu.download(&theirs).unwrap())
+}
+
+#[test]
+fn cpu_forward_matches_the_composed_convolution() {
+    // The CPU's forward (a direct convolution where it applies) against the columns and
+    // one matmul, with each kind of epilogue: none, bias, bias and relu, bias and
+    // sigmoid, and a general program (through the interpreter, on each finished run).
+    use minitorch::backend::conv2d::ConvGeometry;
+    use minitorch::backend::fused::{Program, ProgramBuilder};
+    use minitorch::backend::{BinaryOp, UnaryOp};
+    let bias_act = |act: Option<UnaryOp>| {
+        let mut p = ProgramBuilder::new();
+        let (z, b) = (p.input(0), p.input(1));
+        let mut y = p.add(z, b);
+        if let Some(op) = act {
+            y = p.unary(op, y);
+        }
+        p.build(&[y])
+    };
+    let general = {
+        // z * param * bias: not the bias-and-activation shape.
+        let mut p = ProgramBuilder::new();
+        let (z, b, k) = (p.input(0), p.input(1), p.param(0));
+        let zk = p.binary(BinaryOp::Mul, z, k);
+        let y = p.binary(BinaryOp::Mul, zk, b);
+        p.build(&[y])
+    };
+    let programs = [
+        Program::identity(),
+        bias_act(None),
+        bias_act(Some(UnaryOp::Relu)),
+        bias_act(Some(UnaryOp::Sigmoid)),
+        general,
+    ];
+    for (k, (x, w, stride, pad)) in [
+        // Tiles across rows: a 28x28 "same" layer, 64 channels in panels of 13 and 12.
+        ([3, 6, 28, 28], [64, 6, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        // The course's padding; a plane of 5x7 (one short tile); a 1x1 kernel.
+        ([2, 3, 5, 7], [9, 3, 2, 4], [1, 1], [(0, 1), (0, 3)]),
+        ([2, 8, 4, 33], [10, 8, 1, 1], [1, 1], [(0, 0), (0, 0)]),
+        // Tiles of one row: a height stride, rows of two tiles, padding wider than the
+        // kernel, an output narrower than the input.
+        ([2, 4, 9, 60], [9, 4, 3, 5], [2, 1], [(0, 2), (2, 1)]),
+        ([1, 2, 6, 30], [8, 2, 3, 3], [1, 1], [(4, 4), (0, 0)]),
+        // Paths the direct forward leaves to the product: a width stride, few channels,
+        // short rows.
+        ([2, 3, 8, 9], [9, 3, 3, 3], [1, 2], [(1, 1), (1, 1)]),
+        ([2, 3, 8, 9], [4, 3, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ([2, 3, 6, 14], [9, 3, 3, 3], [2, 1], [(1, 1), (1, 1)]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let g = ConvGeometry::new("test", &x, &w, stride, pad).unwrap();
+        let xs = random(&x, 90 + k as u64);
+        let ws = random(&w, 95 + k as u64);
+        let bias = random(&[g.cout], 99 + k as u64);
+        // Channel-major through a permuted view of the batch-major input, and contiguous
+        // channel-major with an offset and a gap between channels.
+        let [bn, c, h, wd] = x;
+        let batch_major = minitorch::Layout::contiguous(&x)
+            .permute(&[1, 0, 2, 3])
+            .unwrap();
+        let gap = 5;
+        let mut padded = vec![f32::NAN; 3 + c * (bn * h * wd + gap)];
+        for ci in 0..c {
+            for n in 0..bn {
+                for i in 0..h * wd {
+                    padded[3 + ci * (bn * h * wd + gap) + n * h * wd + i] =
+                        xs[(n * c + ci) * h * wd + i];
+                }
+            }
+        }
+        let gapped = minitorch::Layout::new(
+            vec![c, bn, h, wd],
+            vec![bn * h * wd + gap, h * wd, wd, 1],
+            3,
+        )
+        .unwrap();
+        for (src, xl) in [(&xs, &batch_major), (&padded, &gapped)] {
+            for (j, program) in programs.iter().enumerate() {
+                let (ours, theirs) = cpu_forward_pair(src, xl, &ws, &bias, &g, program);
+                assert_eq!(ours.len(), theirs.len());
+                for (i, (p, q)) in ours.iter().zip(&theirs).enumerate() {
+                    assert!(
+                        (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
+                        "case {k}, program {j}, element {i}: {p} vs {q}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_infinite_weight_reaches_only_the_outputs_it_touches() {
+    // The CPU's direct forward leaves masked lanes (the padding) out of its sums, as the
+    // plain loops do: an infinite weight makes an output infinite, never NaN at an edge.
+    // (The product over padded columns multiplies the padding's zeros: NaN there.)
+    #[cfg(target_arch = "x86_64")]
+    let direct = std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let direct = false;
+    if !direct {
+        eprintln!("skipped: this CPU has no AVX-512F, so the direct forward does not run");
+        return;
+    }
+    use minitorch::backend::conv2d::ConvGeometry;
+    use minitorch::backend::fused::Program;
+    let (x, w) = ([2, 3, 6, 28], [9, 3, 3, 3]);
+    let pad = [(1, 1), (1, 1)];
+    let g = ConvGeometry::new("test", &x, &w, [1, 1], pad).unwrap();
+    let xs = vec![1.0f32; x.iter().product()];
+    let mut ws = vec![0.5f32; w.iter().product()];
+    ws[0] = f32::INFINITY;
+    let xl = minitorch::Layout::contiguous(&x)
+        .permute(&[1, 0, 2, 3])
+        .unwrap();
+    let (ours, _) = cpu_forward_pair(&xs, &xl, &ws, &[], &g, &Program::identity());
+    let case = Conv {
+        x: x.to_vec(),
+        w: w.to_vec(),
+        stride: [1, 1],
+        pad,
+    };
+    let want = case.run(&xs, &ws, &[], &vec![0.0; ours.len()]).0;
+    // `ours` is channel-major [Cout, B, OH, OW], the loops' result batch-major.
+    let plane = g.oh * g.ow;
+    for (i, &o) in ours.iter().enumerate() {
+        let (co, n, p) = (i / (g.b * plane), i / plane % g.b, i % plane);
+        let v = want[(n * g.cout + co) * plane + p];
+        assert_eq!(
+            (o.is_nan(), o.is_infinite()),
+            (v.is_nan(), v.is_infinite()),
+            "element {i}: {o} vs {v}"
+        );
+        if v.is_finite() {
+            assert!(
+                (o as f64 - v).abs() <= 1e-4 * (1.0 + v.abs()),
+                "element {i}"
+            );
+        }
+    }
+    assert!(ours.iter().any(|v| v.is_infinite()) && ours.iter().any(|v| v.is_finite()));
 }

@@ -1,9 +1,11 @@
 //! The convolution's description shared by the tensor layer and the backends
 //! ([`ConvGeometry`]), the window view that reads an input as its im2col columns
-//! ([`window`]), and the input gradient ([`Backend::conv2d_input_grad`]): by default the
-//! transposed convolution composed from the primitives ([`input_grad`]), which every
-//! backend runs; the CPU overrides it.
+//! ([`window`], [`unfold`]), the forward ([`Backend::conv2d`]) and the input gradient
+//! ([`Backend::conv2d_input_grad`]): by default both composed from the primitives
+//! ([`forward`], [`input_grad`]), which every backend runs; the CPU overrides them with
+//! direct convolutions where those apply.
 //!
+//! [`Backend::conv2d`]: super::Backend::conv2d
 //! [`Backend::conv2d_input_grad`]: super::Backend::conv2d_input_grad
 
 use smallvec::smallvec;
@@ -122,6 +124,69 @@ pub fn window(src: &Layout, g: &ConvGeometry) -> Result<MatrixView> {
         src.offset(),
     )?;
     MatrixView::new(l, 3)
+}
+
+/// The columns `[Cin*KH*KW, B*OH*OW]` of `x`, read channel-major as `[Cin, B, H, W]`
+/// through `xl` (im2col, with the batch inside the columns so that one matmul serves the
+/// whole batch), as a matrix view over a source: `x` itself where no window reads the
+/// padding, else `x` padded (one [`Backend::pad`]). Nothing copies the columns out unless
+/// the backend's [`matmul_view`](Backend::matmul_view) does.
+pub fn unfold<B: Backend + ?Sized>(
+    backend: &B,
+    x: &Storage,
+    xl: &Layout,
+    g: &ConvGeometry,
+) -> Result<(Storage, MatrixView)> {
+    let [sh, sw] = g.stride;
+    let [(pt, _), (pl, _)] = g.pad;
+    // Only the rows and columns some window reads: (O-1)*stride + K.
+    let (hp, wp) = ((g.oh - 1) * sh + g.kh, (g.ow - 1) * sw + g.kw);
+    if pt == 0 && pl == 0 && hp <= g.h && wp <= g.w {
+        return Ok((x.clone(), window(xl, g)?));
+    }
+    let spec = PadSpec {
+        out_shape: smallvec![g.cin, g.b, hp, wp],
+        lo: smallvec![0, 0, pt as i64, pl as i64],
+        step: smallvec![1, 1, 1, 1],
+    };
+    let padded = backend.pad(x, xl, &spec)?;
+    let view = window(&Layout::contiguous(&spec.out_shape), g)?;
+    Ok((padded, view))
+}
+
+/// The forward from the primitives: the columns of `x` ([`unfold`]: a pad, and a window
+/// view) and one [`matmul_view`](Backend::matmul_view) `w [Cout, Cin*KH*KW] @ cols`, with
+/// `epilogue` on the product (its inputs 1.. are `extra`, each read as `[Cout, B*OH*OW]`).
+/// Returns the product `[Cout, B*OH*OW]`, contiguous.
+#[allow(clippy::too_many_arguments)]
+pub fn forward<B: Backend + ?Sized>(
+    backend: &B,
+    x: &Storage,
+    xl: &Layout,
+    w: &Storage,
+    g: &ConvGeometry,
+    epilogue: &super::fused::Program,
+    extra: &[(&Storage, &Layout)],
+    params: &[f32],
+) -> Result<Storage> {
+    let (src, cols) = unfold(backend, x, xl, g)?;
+    let wv = MatrixView::matrix(&Layout::contiguous(&[g.cout, g.ckk()]))?;
+    backend.matmul_view(w, &wv, &src, &cols, epilogue, extra, params)
+}
+
+/// Inputs of [`Backend::conv2d`]: `x` read as `[Cin, B, H, W]` through `xl` inside its
+/// storage, `w` holding `[Cout, Cin*KH*KW]`.
+pub fn check_forward(x: &Storage, xl: &Layout, w: &Storage, g: &ConvGeometry) -> Result<()> {
+    let (want, n_w) = ([g.cin, g.b, g.h, g.w], g.cout * g.ckk());
+    if xl.shape() != want || w.len() < n_w {
+        return Err(Error::shape(
+            "conv2d",
+            &[xl.shape(), &want, &[w.len()], &[n_w]],
+            "the input or the weight does not match the geometry",
+        ));
+    }
+    super::check::fits("conv2d", x, xl)?;
+    super::check::host_alloc("conv2d", g.b * g.cout * g.oh * g.ow)
 }
 
 /// Inputs of [`Backend::conv2d_input_grad`]: `go`

@@ -311,6 +311,26 @@ pub trait Backend: Send + Sync + fmt::Debug {
         }
         self.matmul_fused(&a, &al, &b, &bl, epilogue, extra, params)
     }
+    /// The forward of a 2-D convolution of geometry `g`, then `epilogue`: `x` is the
+    /// input read channel-major as `[Cin, B, H, W]` through `xl`, `w` the weight,
+    /// contiguous `[Cout, Cin*KH*KW]`, and the epilogue's inputs 1.. are `extra`, each
+    /// read as `[Cout, B*OH*OW]` (a bias broadcast along rows). Returns the result
+    /// `[Cout, B, OH, OW]`, contiguous. The default is the columns and one matmul
+    /// ([`conv2d::forward`]); the CPU runs a direct convolution where it applies.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d(
+        &self,
+        x: &Storage,
+        xl: &Layout,
+        w: &Storage,
+        g: &conv2d::ConvGeometry,
+        epilogue: &fused::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Storage> {
+        conv2d::check_forward(x, xl, w, g)?;
+        conv2d::forward(self, x, xl, w, g, epilogue, extra, params)
+    }
     /// The input gradient of a 2-D convolution of geometry `g`: `go` is the output's
     /// gradient, contiguous channel-major `[Cout, B, OH, OW]`, `w` the weight, contiguous
     /// `[Cout, Cin*KH*KW]`; returns the gradient's storage and its layout, of shape

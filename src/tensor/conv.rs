@@ -29,7 +29,6 @@ use std::sync::OnceLock;
 use smallvec::smallvec;
 
 use crate::backend::fused::{Program, ProgramBuilder};
-use crate::backend::pad::PadSpec;
 use crate::backend::MatrixView;
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::error::{Error, Result};
@@ -38,7 +37,7 @@ use crate::layout::Layout;
 use super::{Activation, Function, Grads, Tensor};
 
 pub use crate::backend::conv2d::Padding;
-use crate::backend::conv2d::{window, ConvGeometry as Geometry};
+use crate::backend::conv2d::{unfold, ConvGeometry as Geometry};
 
 /// The matmul epilogue of a convolution: `act(in0 + in1)` with a bias, `act(in0)`
 /// without; one program per case, built once.
@@ -133,91 +132,43 @@ fn batch_first(t: &Tensor, spatial: &[usize]) -> Result<Layout> {
     Layout::new(shape, strides, t.layout().offset())
 }
 
-impl Tensor {
-    /// `self` padded and dilated as `spec` says (no history; see [`PadSpec`]).
-    pub(crate) fn pad_raw(&self, spec: &PadSpec) -> Result<Tensor> {
-        let s = self.backend().pad(self.storage(), self.layout(), spec)?;
-        Ok(Tensor::from_storage(
-            s,
-            Layout::contiguous(&spec.out_shape),
-            self.backend().clone(),
-        ))
-    }
-}
-
-/// The columns `[Cin*KH*KW, B*OH*OW]` of `x`, given channel-major as `[Cin, B, H, W]`
-/// (im2col, with the batch inside the columns so that one matmul serves the whole batch),
-/// as a matrix view: `x` padded when there is padding (no history), and the strided window
-/// view over it, `[Cin, KH, KW | B, OH, OW]`. Nothing copies the columns out unless the
-/// backend's [`matmul_view`](crate::backend::Backend::matmul_view) does.
-fn unfold(x: &Tensor, g: &Geometry) -> Result<(Tensor, MatrixView)> {
-    let [sh, sw] = g.stride;
-    let [(pt, _), (pl, _)] = g.pad;
-    // Only the rows and columns some window reads: (O-1)*stride + K.
-    let (hp, wp) = ((g.oh - 1) * sh + g.kh, (g.ow - 1) * sw + g.kw);
-    let src = if pt == 0 && pl == 0 && hp <= g.h && wp <= g.w {
-        x.clone()
-    } else {
-        x.pad_raw(&PadSpec {
-            out_shape: smallvec![g.cin, g.b, hp, wp],
-            lo: smallvec![0, 0, pt as i64, pl as i64],
-            step: smallvec![1, 1, 1, 1],
-        })?
-    };
-    let view = window(src.layout(), g)?;
-    Ok((src, view))
-}
-
-/// The convolution without history: `(out [Cout, B, OH, OW], src, window)`, channel-major;
-/// `x` is `[Cin, B, H, W]`, `w2` the weight as `[Cout, Cin*KH*KW]`, `bias` `[Cout]`, `act`
-/// applied in the matmul's epilogue; `window` reads `src` as the columns ([`unfold`]).
+/// The convolution without history: `out [Cout, B, OH, OW]`, channel-major; `x` is
+/// `[Cin, B, H, W]`, `w2` the weight as `[Cout, Cin*KH*KW]` (contiguous), `bias` `[Cout]`,
+/// `act` applied in the epilogue ([`Backend::conv2d`](crate::backend::Backend::conv2d)).
 fn conv_raw(
     x: &Tensor,
     w2: &Tensor,
     bias: Option<&Tensor>,
     act: Activation,
     g: &Geometry,
-) -> Result<(Tensor, Tensor, MatrixView)> {
-    let (src, window) = unfold(x, g)?;
+) -> Result<Tensor> {
     let backend = x.backend();
-    let av = MatrixView::matrix(w2.layout())?;
-    let (a, b) = (w2.storage(), src.storage());
+    let (xs, xl, w) = (x.storage(), x.layout(), w2.storage());
     let s = match bias {
-        None => backend.matmul_view(a, &av, b, &window, epilogue(act, false), &[], &[])?,
+        None => backend.conv2d(xs, xl, w, g, epilogue(act, false), &[], &[])?,
         Some(bias) => {
             let l = bias
                 .layout()
                 .view(&[g.cout, 1])?
                 .broadcast_to(&[g.cout, g.b * g.oh * g.ow])?;
-            backend.matmul_view(
-                a,
-                &av,
-                b,
-                &window,
-                epilogue(act, true),
-                &[(bias.storage(), &l)],
-                &[],
-            )?
+            let extra = [(bias.storage(), &l)];
+            backend.conv2d(xs, xl, w, g, epilogue(act, true), &extra, &[])?
         }
     };
-    let out = Tensor::from_storage(
+    Ok(Tensor::from_storage(
         s,
         Layout::contiguous(&[g.cout, g.b, g.oh, g.ow]),
         backend.clone(),
-    );
-    Ok((out, src, window))
+    ))
 }
 
 /// Output rows at least this long give the weight gradient's product the pixels of each
 /// row as a run of its depth (see [`Conv2d::backward`]).
 const LONG_ROWS: usize = 16;
 
-/// The recorded convolution: its geometry and the columns its weight gradient reads (the
-/// padded input and the window view over it).
+/// The recorded convolution: its geometry and activation.
 struct Conv2d {
     g: Geometry,
-    src: Tensor,
-    window: MatrixView,
     act: Activation,
     /// The activated output (no history, channel-major), for the activation's derivative.
     out: Option<Tensor>,
@@ -251,11 +202,12 @@ impl Function for Conv2d {
             let ckk = g.cin * g.kh * g.kw;
             let identity = epilogue(Activation::Identity, false);
             let grad = MatrixView::matrix(go2.layout())?;
+            let xc = channels_first(x)?;
+            let (src, window) = unfold(backend.as_ref(), xc.storage(), xc.layout(), g)?;
             let dw = if g.ow >= LONG_ROWS {
-                let (src, window) = (self.src.storage(), &self.window);
                 let dwt = backend.matmul_view(
-                    src,
-                    window,
+                    &src,
+                    &window,
                     go2.storage(),
                     &grad.transpose(),
                     identity,
@@ -265,12 +217,11 @@ impl Function for Conv2d {
                 let transposed = Layout::new(smallvec![g.cout, ckk], smallvec![1, g.cout], 0)?;
                 backend.copy(&dwt, &transposed)?
             } else {
-                let cols = self.window.transpose();
                 backend.matmul_view(
                     go2.storage(),
                     &grad,
-                    self.src.storage(),
-                    &cols,
+                    &src,
+                    &window.transpose(),
                     identity,
                     &[],
                     &[],
@@ -369,7 +320,7 @@ impl Tensor {
         let w2 = weight.contiguous()?;
         let w2 = raw_view(&w2, Layout::contiguous(&[g.cout, g.ckk()]));
         let bias_c = bias.map(|b| b.contiguous()).transpose()?;
-        let (out, src, window) = conv_raw(&channels_first(self)?, &w2, bias_c.as_ref(), act, &g)?;
+        let out = conv_raw(&channels_first(self)?, &w2, bias_c.as_ref(), act, &g)?;
         let spatial: &[usize] = if self.dims() == 4 {
             &[g.oh, g.ow]
         } else {
@@ -383,13 +334,7 @@ impl Tensor {
             out.storage().clone(),
             layout,
             self.backend().clone(),
-            Conv2d {
-                g,
-                src,
-                window,
-                act,
-                out: saved,
-            },
+            Conv2d { g, act, out: saved },
             &inputs,
         ))
     }

@@ -41,7 +41,7 @@ fn panels_per_block(mr: usize, kk: usize) -> usize {
 /// The input gradient `[B, Cin, H, W]` (contiguous) from the output's gradient `go`
 /// (`[Cout, B, OH, OW]`) and the weight `w` (`[Cout, Cin*KH*KW]`), both contiguous.
 pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> HostBuf {
-    if let Some(dx) = super::transposed::input_grad(go, w, g) {
+    if let Some(dx) = super::direct::input_grad(go, w, g) {
         return dx;
     }
     input_grad_with(go, w, g, Kernel::detect() == Kernel::Avx512)
@@ -223,7 +223,7 @@ fn write_channels(dx: &mut [f32], rect: &Finished, g: &ConvGeometry, vector: boo
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::super::transposed::lanes;
+    use super::super::direct::lanes;
     use super::{ConvGeometry, MAX_KH};
 
     /// For each run of 16 columns of an input row (`x0 = 16c`) and kernel column `kw`
@@ -303,7 +303,7 @@ mod tests {
         let mut w = vec![0.5f32; g.cout * g.ckk()];
         w[0] = f32::INFINITY;
         let plain = input_grad_with(&go, &w, &g, false);
-        let Some(direct) = super::super::transposed::input_grad(&go, &w, &g) else {
+        let Some(direct) = super::super::direct::input_grad(&go, &w, &g) else {
             assert_ne!(
                 Kernel::detect(),
                 Kernel::Avx512,

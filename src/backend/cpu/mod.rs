@@ -21,13 +21,13 @@ use crate::operators as ops;
 
 pub mod col2im;
 pub mod copy;
+pub mod direct;
 mod elementwise;
 pub mod interpreter;
 pub mod matmul;
 pub mod pool;
 pub mod pooling;
 mod strided;
-pub mod transposed;
 #[cfg(test)]
 mod zip_tests;
 
@@ -350,6 +350,33 @@ impl Backend for CpuBackend {
         })
     }
 
+    fn conv2d(
+        &self,
+        x: &Storage,
+        xl: &Layout,
+        w: &Storage,
+        g: &super::conv2d::ConvGeometry,
+        epilogue: &fusion::Program,
+        extra: &[(&Storage, &Layout)],
+        params: &[f32],
+    ) -> Result<Storage> {
+        use super::conv2d;
+        conv2d::check_forward(x, xl, w, g)?;
+        let m = g.b * g.oh * g.ow;
+        check::matmul_epilogue("conv2d", &[g.cout, m], epilogue, extra, params)?;
+        let product = Layout::contiguous(&[g.cout, m]);
+        let mut ins: SmallVec<[(&[f32], &Layout); 4]> = smallvec::smallvec![(&[][..], &product)];
+        for (e, l) in extra {
+            ins.push((host(e)?, *l));
+        }
+        let runs = epilogue_runs(epilogue, &ins, params, m);
+        let finish: Option<direct::Finish> = (!epilogue.is_identity()).then_some(&runs);
+        match direct::forward(host(x)?, xl, host(w)?, g, finish) {
+            Some(out) => Ok(Self::wrap(out)),
+            None => conv2d::forward(self, x, xl, w, g, epilogue, extra, params),
+        }
+    }
+
     fn conv2d_input_grad(
         &self,
         go: &Storage,
@@ -466,27 +493,10 @@ impl Backend for CpuBackend {
         for (x, l) in extra {
             ins.push((host(x)?, *l));
         }
-        // A bias per row and an activation (a convolution's epilogue): plain loops, with
-        // the same operations the interpreter would run.
-        let row_bias = match (epilogue.as_bias_act(), ins.get(1)) {
-            (Some(act), Some(&(b, bl))) if bl.strides()[1] == 0 => Some((act, b, bl)),
-            _ => None,
-        };
+        let runs = epilogue_runs(epilogue, &ins, params, m);
         let apply = |t: &mut matmul::Finished| {
             for i in 0..t.rows {
-                let at = t.at(i);
-                if let Some((act, b, bl)) = row_bias {
-                    let bias = b[bl.offset() + (t.row0 + i) * bl.strides()[0]];
-                    let row = t.row_mut(i);
-                    match act {
-                        None => row.iter_mut().for_each(|v| *v += bias),
-                        Some(op) => with_unary!(op, f => row
-                            .iter_mut()
-                            .for_each(|v| *v = f(*v + bias))),
-                    }
-                    continue;
-                }
-                interpreter::apply_in_place(epilogue, &ins, params, at, t.row_mut(i));
+                runs(t.at(i), t.row_mut(i));
             }
         };
         let finish: Option<matmul::Finish> = (!epilogue.is_identity()).then_some(&apply);
@@ -500,6 +510,33 @@ impl Backend for CpuBackend {
             finish,
         );
         Ok(Self::wrap(out))
+    }
+}
+
+/// `epilogue` applied in place to runs of its result, a product with `m` columns:
+/// `f(at, run)` for the run of one row that starts at position `at` (input 0 is the run
+/// itself; inputs 1.. are `ins[1..]`). A bias per row and an activation (a convolution's
+/// epilogue) take plain loops with the same operations the interpreter would run.
+fn epilogue_runs<'a>(
+    epilogue: &'a fusion::Program,
+    ins: &'a [(&'a [f32], &'a Layout)],
+    params: &'a [f32],
+    m: usize,
+) -> impl Fn(usize, &mut [f32]) + Sync + 'a {
+    let row_bias = match (epilogue.as_bias_act(), ins.get(1)) {
+        (Some(act), Some(&(b, bl))) if bl.strides()[1] == 0 => Some((act, b, bl)),
+        _ => None,
+    };
+    move |at: usize, run: &mut [f32]| {
+        if let Some((act, b, bl)) = row_bias {
+            let bias = b[bl.offset() + at / m * bl.strides()[0]];
+            match act {
+                None => run.iter_mut().for_each(|v| *v += bias),
+                Some(op) => with_unary!(op, f => run.iter_mut().for_each(|v| *v = f(*v + bias))),
+            }
+            return;
+        }
+        interpreter::apply_in_place(epilogue, ins, params, at, run);
     }
 }
 

@@ -108,14 +108,15 @@ pub fn batched_into(
 
 /// Raw output pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint rectangles of the output (see `batched_into`).
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: tasks write disjoint rectangles of the output (see `batched_into`; the direct
+// convolution's tasks write disjoint images).
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The address `off` values in (a method, so closures capture the whole `OutPtr`).
-    fn at(self, off: usize) -> *mut f32 {
+    pub(crate) fn at(self, off: usize) -> *mut f32 {
         self.0.wrapping_add(off)
     }
 }

@@ -1,0 +1,481 @@
+//! Direct convolutions whose width stride is 1, on the CPU (AVX-512F), both ways round:
+//! the forward (`out[co] = Σ W[co, ci, kh, kw] · x[ci, oh*s + kh - pad, ow + kw - pad]`)
+//! and the input gradient, the transposed convolution
+//! (`dx[ci] = Σ W[co, ci, kh, kw] · go[co, (h + pad - kh)/s, w + pad - kw]`).
+//!
+//! One engine serves both. An output tile is up to [`MAX_MR`] channels by 32 positions;
+//! each of its steps is one kernel position `k` of the depth (a source channel and a tap
+//! `(kh, kw)`): one broadcast of the packed weight per tile channel, times the source row
+//! read in place (two vectors, masked where the columns fall outside the source).
+//! Nothing is packed but the weight (a few KiB), no im2col columns are written, and each
+//! output value is written once, by one tile. Where the output rows are as long as the
+//! source's and the height stride is 1 (a "same" convolution: 3x3 with padding 1), a tap
+//! reads at a fixed offset from each output position, so a tile runs over 32 consecutive
+//! positions of the plane, across rows; otherwise a tile is 32 columns of one row.
+//!
+//! Masked lanes are left out of the sums (masked multiply-adds), so an infinite weight
+//! meets only the values that reach a position, as in the plain loops. Images go to rayon
+//! tasks and each value is summed by one tile in a fixed order: the same bits on any
+//! number of threads.
+
+use rayon::prelude::*;
+
+use super::matmul::{FlushSubnormals, Kernel, OutPtr};
+use super::pool::HostBuf;
+use crate::backend::conv2d::ConvGeometry;
+use crate::layout::Layout;
+
+/// Output channels per tile at most: 28 accumulators, two source vectors and a broadcast
+/// fill the 32 vector registers.
+const MAX_MR: usize = 14;
+/// Output positions per tile (two 16-lane vectors).
+const NR: usize = 32;
+/// Fewer output channels than this take the product (a tile would be mostly empty).
+pub const MIN_CHANNELS: usize = 8;
+
+/// A finished run of output values and its offset in the output: the forward's epilogue.
+pub type Finish<'f> = &'f (dyn Fn(usize, &mut [f32]) + Sync);
+
+/// Which way round a convolution reads its source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Output row `y` reads source row `y*stride + kh - pad` (the forward).
+    Forward,
+    /// Output row `y` reads source row `(y + pad - kh)/stride` where that divides (the
+    /// input gradient).
+    Transposed,
+}
+
+/// Where each tap of a direct convolution reads: source planes `src` (height, width) to
+/// output planes `out`, a `kh x kw` kernel, the height stride and the padding before
+/// (top, left) of the forward convolution.
+struct Taps {
+    dir: Direction,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: (isize, isize),
+    src: (usize, usize),
+    out: (usize, usize),
+}
+
+impl Taps {
+    /// The source row that output row `y` reads through kernel row `r`, if any.
+    fn src_row(&self, y: usize, r: usize) -> Option<usize> {
+        let (s, (y, r)) = (self.stride as isize, (y as isize, r as isize));
+        let row = match self.dir {
+            Direction::Forward => y * s + r - self.pad.0,
+            Direction::Transposed => {
+                let t = y + self.pad.0 - r;
+                if t < 0 || t % s != 0 {
+                    return None;
+                }
+                t / s
+            }
+        };
+        (0..self.src.0 as isize)
+            .contains(&row)
+            .then_some(row as usize)
+    }
+
+    /// The source column minus the output column, through kernel column `c`.
+    fn col_shift(&self, c: usize) -> isize {
+        match self.dir {
+            Direction::Forward => c as isize - self.pad.1,
+            Direction::Transposed => self.pad.1 - c as isize,
+        }
+    }
+
+    /// Whether tiles run across rows: height stride 1 and rows as long as the source's,
+    /// so that each tap reads at one offset from every output position.
+    fn flat(&self) -> bool {
+        self.stride == 1 && self.src.1 == self.out.1
+    }
+
+    /// Whether tiles keep most lanes busy: across rows, or rows filling 80% of theirs (a
+    /// 14-wide row fills 14 of 32: cheaper through the product).
+    fn lanes_used(&self) -> bool {
+        let w = self.out.1;
+        self.flat() || w * 5 >= 4 * NR * w.div_ceil(NR)
+    }
+}
+
+/// One step of a tile: kernel position `k` (its row of the packed weight), where lane 0
+/// reads the source (relative to the image's start), and the lanes of each vector that
+/// read a value inside the source's plane.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Step {
+    k: u32,
+    lo: u16,
+    hi: u16,
+    at: isize,
+}
+
+/// A tile's place: its first output position in the plane, its width and its steps.
+struct Span {
+    p0: usize,
+    width: usize,
+    steps: std::ops::Range<usize>,
+}
+
+/// A direct convolution, planned once for every image: the weight in panels of output
+/// channels, and each tile's steps.
+struct Plan {
+    /// Per panel: its first output channel, its height and where it starts in `apack`.
+    panels: Vec<(usize, usize, usize)>,
+    /// Panel `p`, step `k`: the weights of its `h` channels at `apack[start + k*h..]`.
+    apack: HostBuf,
+    steps: Vec<Step>,
+    spans: Vec<Span>,
+}
+
+impl Plan {
+    /// `n_out` output channels from `n_in` source channels `src_cs` values apart;
+    /// `weight(o, k)` is output channel `o`'s weight at kernel position
+    /// `k = (i*KH + kh)*KW + kw`.
+    fn new(
+        t: &Taps,
+        n_out: usize,
+        n_in: usize,
+        src_cs: usize,
+        weight: impl Fn(usize, usize) -> f32,
+    ) -> Plan {
+        let kk = t.kh * t.kw;
+        let depth = n_in * kk;
+        // Balanced panels of at most MAX_MR channels (64 channels: five of 13 or 12).
+        let count = n_out.div_ceil(MAX_MR);
+        let mut panels = Vec::with_capacity(count);
+        let (mut o0, mut start) = (0, 0);
+        for p in 0..count {
+            let h = n_out / count + usize::from(p < n_out % count);
+            panels.push((o0, h, start));
+            (o0, start) = (o0 + h, start + depth * h);
+        }
+        let mut apack = HostBuf::take(start);
+        for &(o0, h, start) in &panels {
+            let panel = &mut apack[start..start + depth * h];
+            for k in 0..depth {
+                for i in 0..h {
+                    panel[k * h + i] = weight(o0 + i, k);
+                }
+            }
+        }
+        let (src_w, plane) = (t.src.1, t.out.0 * t.out.1);
+        let (mut steps, mut spans) = (Vec::new(), Vec::new());
+        let push = |steps: &mut Vec<Step>, k: usize, m: u32, at: isize| {
+            if m != 0 {
+                let (lo, hi) = (m as u16, (m >> 16) as u16);
+                steps.push(Step {
+                    k: k as u32,
+                    lo,
+                    hi,
+                    at,
+                });
+            }
+        };
+        if t.flat() {
+            for p0 in (0..plane).step_by(NR) {
+                let (first, width) = (steps.len(), NR.min(plane - p0));
+                // Per tap: the lanes whose output position reads a source value, and the
+                // offset it reads at (the same for every lane).
+                let taps: Vec<(u32, isize)> = (0..kk)
+                    .map(|pos| {
+                        let (r, c) = (pos / t.kw, pos % t.kw);
+                        let mut m = 0u32;
+                        for j in 0..width {
+                            let (y, x) = ((p0 + j) / t.out.1, (p0 + j) % t.out.1);
+                            let col = x as isize + t.col_shift(c);
+                            if t.src_row(y, r).is_some() && (0..src_w as isize).contains(&col) {
+                                m |= 1 << j;
+                            }
+                        }
+                        // Stride 1: the source row is y plus a constant.
+                        let dy = match t.dir {
+                            Direction::Forward => r as isize - t.pad.0,
+                            Direction::Transposed => t.pad.0 - r as isize,
+                        };
+                        (m, dy * src_w as isize + t.col_shift(c))
+                    })
+                    .collect();
+                for i in 0..n_in {
+                    for (pos, &(m, shift)) in taps.iter().enumerate() {
+                        let at = (i * src_cs + p0) as isize + shift;
+                        push(&mut steps, i * kk + pos, m, at);
+                    }
+                }
+                spans.push(Span {
+                    p0,
+                    width,
+                    steps: first..steps.len(),
+                });
+            }
+        } else {
+            for y in 0..t.out.0 {
+                for x0 in (0..t.out.1).step_by(NR) {
+                    let (first, width) = (steps.len(), NR.min(t.out.1 - x0) as isize);
+                    for i in 0..n_in {
+                        for r in 0..t.kh {
+                            let Some(row) = t.src_row(y, r) else {
+                                continue;
+                            };
+                            for c in 0..t.kw {
+                                // Lane j reads the source's column s + j, inside 0..W.
+                                let s = x0 as isize + t.col_shift(c);
+                                let (lo, hi) = (-s, (src_w as isize - s).min(width));
+                                let m =
+                                    lanes(lo, hi) as u32 | (lanes(lo - 16, hi - 16) as u32) << 16;
+                                let at = (i * src_cs + row * src_w) as isize + s;
+                                push(&mut steps, (i * t.kh + r) * t.kw + c, m, at);
+                            }
+                        }
+                    }
+                    spans.push(Span {
+                        p0: y * t.out.1 + x0,
+                        width: width as usize,
+                        steps: first..steps.len(),
+                    });
+                }
+            }
+        }
+        Plan {
+            panels,
+            apack,
+            steps,
+            spans,
+        }
+    }
+
+    /// Runs every tile of `images` images: image `b`'s source at `src[b * src_is..]`,
+    /// its output channel `o` at `out + o*out_cs + b*out_is` (planes contiguous);
+    /// `finish` on each finished row of a tile.
+    ///
+    /// # Safety
+    /// AVX-512F is available; every value a step's lanes read (inside the source planes,
+    /// as the plan was built) lies inside `src` for every image, and the output planes of
+    /// every channel and image lie inside one allocation behind `out`, written by nothing
+    /// else meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run(
+        &self,
+        src: &[f32],
+        src_is: usize,
+        images: usize,
+        out: OutPtr,
+        (out_cs, out_is): (usize, usize),
+        finish: Option<Finish>,
+    ) {
+        let image = |b: usize| {
+            let _flush = FlushSubnormals::new();
+            for &(o0, h, start) in &self.panels {
+                for span in &self.spans {
+                    let at = o0 * out_cs + b * out_is + span.p0;
+                    let t = Tile {
+                        a: self.apack[start..].as_ptr(),
+                        steps: &self.steps[span.steps.clone()],
+                        src: src.as_ptr().wrapping_add(b * src_is),
+                        c: out.at(at),
+                        c_rs: out_cs,
+                        width: (
+                            lanes(0, span.width as isize),
+                            lanes(-16, span.width as isize - 16),
+                        ),
+                    };
+                    // SAFETY: as this function's contract says; the tile writes `h`
+                    // channels' `width` values from `p0`, inside their planes.
+                    unsafe { run_tile(h, &t) };
+                    if let Some(f) = finish {
+                        for i in 0..h {
+                            let row = at + i * out_cs;
+                            // SAFETY: this image's run of channel o0 + i, written above
+                            // and by no other task.
+                            f(row, unsafe {
+                                std::slice::from_raw_parts_mut(out.at(row), span.width)
+                            });
+                        }
+                    }
+                }
+            }
+        };
+        if rayon::current_num_threads() > 1 && images > 1 {
+            (0..images).into_par_iter().for_each(image);
+        } else {
+            (0..images).for_each(image);
+        }
+    }
+}
+
+/// Whether the engine runs here at all (AVX-512F), for a width stride of `sw` and `n_out`
+/// output channels.
+fn available(sw: usize, n_out: usize) -> bool {
+    Kernel::detect() == Kernel::Avx512 && sw == 1 && n_out >= MIN_CHANNELS
+}
+
+/// The forward `[Cout, B, OH, OW]` (contiguous) of a convolution of geometry `g`: `x` is
+/// read channel-major as `[Cin, B, H, W]` through `xl` (rows contiguous, any channel and
+/// image strides), `w` is `[Cout, Cin*KH*KW]` contiguous, and `finish(at, run)` is the
+/// epilogue on each finished run of output values (`at` its offset in the output).
+/// `None` where this path does not apply (no AVX-512F, a width stride above 1, fewer than
+/// [`MIN_CHANNELS`] output channels, rows that leave most lanes empty, or rows that are
+/// not contiguous).
+pub fn forward(
+    x: &[f32],
+    xl: &Layout,
+    w: &[f32],
+    g: &ConvGeometry,
+    finish: Option<Finish>,
+) -> Option<HostBuf> {
+    let taps = Taps {
+        dir: Direction::Forward,
+        kh: g.kh,
+        kw: g.kw,
+        stride: g.stride[0],
+        pad: (g.pad[0].0 as isize, g.pad[1].0 as isize),
+        src: (g.h, g.w),
+        out: (g.oh, g.ow),
+    };
+    let st = xl.strides();
+    let rows_dense = (st[3] == 1 || g.w == 1) && (st[2] == g.w || g.h == 1);
+    if !available(g.stride[1], g.cout) || !taps.lanes_used() || !rows_dense {
+        return None;
+    }
+    let plane = g.oh * g.ow;
+    let mut out = HostBuf::take(g.cout * g.b * plane);
+    if out.is_empty() {
+        return Some(out);
+    }
+    let (depth, m) = (g.ckk(), g.b * plane);
+    if depth == 0 {
+        out.fill(0.0);
+        for (o, run) in out.chunks_mut(m).enumerate() {
+            finish.inspect(|f| f(o * m, run));
+        }
+        return Some(out);
+    }
+    assert!(w.len() >= g.cout * depth, "conv2d: the weight is too short");
+    // One past the last value any lane reads (the views' checks keep it inside `x`).
+    let last = xl.offset() + (g.cin - 1) * st[0] + (g.b - 1) * st[1] + g.h * g.w;
+    assert!(last <= x.len(), "conv2d: the input is too short");
+    let plan = Plan::new(&taps, g.cout, g.cin, st[0], |o, k| w[o * depth + k]);
+    let dst = OutPtr(out.as_mut_ptr());
+    // SAFETY: AVX-512F (checked); each lane reads a value of a channel below Cin in
+    // image b's plane, inside `x` (asserted above); the output planes lie in `out`.
+    unsafe { plan.run(&x[xl.offset()..], st[1], g.b, dst, (m, plane), finish) };
+    Some(out)
+}
+
+/// The input gradient `[B, Cin, H, W]` (contiguous) from the output's gradient `go`
+/// (`[Cout, B, OH, OW]`) and the weight `w` (`[Cout, Cin*KH*KW]`), both contiguous;
+/// `None` where this path does not apply (no AVX-512F, a width stride above 1, fewer than
+/// [`MIN_CHANNELS`] input channels, or rows that leave most lanes empty).
+pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
+    let taps = Taps {
+        dir: Direction::Transposed,
+        kh: g.kh,
+        kw: g.kw,
+        stride: g.stride[0],
+        pad: (g.pad[0].0 as isize, g.pad[1].0 as isize),
+        src: (g.oh, g.ow),
+        out: (g.h, g.w),
+    };
+    if !available(g.stride[1], g.cin) || !taps.lanes_used() {
+        return None;
+    }
+    let (kk, per_image) = (g.kh * g.kw, g.oh * g.ow);
+    let plane = g.h * g.w;
+    let mut dx = HostBuf::take(g.b * g.cin * plane);
+    if dx.is_empty() {
+        return Some(dx);
+    }
+    if per_image == 0 || g.cout == 0 {
+        dx.fill(0.0);
+        return Some(dx);
+    }
+    assert!(go.len() >= g.cout * g.b * per_image && w.len() >= g.cout * g.cin * kk);
+    // The depth runs over output channels: dx's channel ci, position k = (co, kh, kw).
+    let plan = Plan::new(&taps, g.cin, g.cout, g.b * per_image, |ci, k| {
+        w[(k / kk) * g.cin * kk + ci * kk + k % kk]
+    });
+    let dst = OutPtr(dx.as_mut_ptr());
+    // SAFETY: AVX-512F (checked); each lane reads a gradient value (row below OH, column
+    // below OW) of a channel below Cout of image b, inside `go` (asserted above); the
+    // input gradient's planes lie in `dx`.
+    unsafe { plan.run(go, per_image, g.b, dst, (plane, g.cin * plane), None) };
+    Some(dx)
+}
+
+/// The tile kernel for `h` channels.
+///
+/// # Safety
+/// As [`avx512::TILES`] says.
+unsafe fn run_tile(h: usize, t: &Tile) {
+    #[cfg(target_arch = "x86_64")]
+    avx512::TILES[h - 1](t);
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!(
+        "the direct convolution runs on x86-64 only ({h}, {})",
+        t.c_rs
+    );
+}
+
+/// Lanes `lo..hi` of 16 (clamped to `0..16`), as an AVX-512 mask.
+pub(super) fn lanes(lo: isize, hi: isize) -> u16 {
+    let (lo, hi) = (lo.clamp(0, 16) as u32, hi.clamp(0, 16) as u32);
+    let upto = |n: u32| if n >= 16 { 0xffffu32 } else { (1u32 << n) - 1 };
+    (upto(hi) & !upto(lo)) as u16
+}
+
+/// One tile: `h` output channels of up to [`NR`] positions.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Tile<'s> {
+    /// The packed weight panel: step k's `h` values at `a[k * h..]`.
+    a: *const f32,
+    steps: &'s [Step],
+    /// The source at this image's start.
+    src: *const f32,
+    /// The tile's first value in the output, channels `c_rs` apart.
+    c: *mut f32,
+    c_rs: usize,
+    /// The lanes of the two vectors inside the tile.
+    width: (u16, u16),
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Tile, MAX_MR};
+
+    /// An `H x 32` tile.
+    ///
+    /// # Safety
+    /// AVX-512F available; `t` as [`Plan::run`](super::Plan::run) builds it.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const H: usize>(t: &Tile) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; H];
+        for s in t.steps {
+            let p = t.src.wrapping_offset(s.at);
+            // Masked-off lanes are neither read nor faulted on, nor added.
+            let b0 = _mm512_maskz_loadu_ps(s.lo, p);
+            let b1 = _mm512_maskz_loadu_ps(s.hi, p.wrapping_add(16));
+            let a = t.a.add(s.k as usize * H);
+            for (i, c) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(i));
+                c[0] = _mm512_mask3_fmadd_ps(av, b0, c[0], s.lo);
+                c[1] = _mm512_mask3_fmadd_ps(av, b1, c[1], s.hi);
+            }
+        }
+        for (i, c) in acc.iter().enumerate() {
+            let o = t.c.add(i * t.c_rs);
+            _mm512_mask_storeu_ps(o, t.width.0, c[0]);
+            _mm512_mask_storeu_ps(o.wrapping_add(16), t.width.1, c[1]);
+        }
+    }
+
+    /// `TILES[h - 1]`: the tile for `h` channels (AVX-512F available; the tile as
+    /// [`Plan::run`](super::Plan::run) builds it).
+    pub(super) const TILES: [unsafe fn(&Tile); MAX_MR] = [
+        tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>, tile::<7>, tile::<8>,
+        tile::<9>, tile::<10>, tile::<11>, tile::<12>, tile::<13>, tile::<14>,
+    ];
+}
