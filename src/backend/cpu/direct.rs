@@ -33,8 +33,29 @@ const NR: usize = 32;
 /// Fewer output channels than this take the product (a tile would be mostly empty).
 pub const MIN_CHANNELS: usize = 8;
 
-/// A finished run of output values and its offset in the output: the forward's epilogue.
-pub type Finish<'f> = &'f (dyn Fn(usize, &mut [f32]) + Sync);
+/// What the forward does to its output values once summed.
+#[derive(Clone, Copy)]
+pub enum Epilogue<'f> {
+    /// A bias per output channel (where given), then relu (where `relu`), on the tile's
+    /// registers before they are stored: the same operations as the interpreter's.
+    BiasRelu {
+        /// One value per output channel.
+        bias: Option<&'f [f32]>,
+        /// Relu after the bias.
+        relu: bool,
+    },
+    /// Any other: `f(at, run)` on each finished run of output values, `at` its offset in
+    /// the output.
+    Runs(&'f (dyn Fn(usize, &mut [f32]) + Sync)),
+}
+
+impl Epilogue<'_> {
+    /// Nothing to do.
+    pub const NONE: Epilogue<'static> = Epilogue::BiasRelu {
+        bias: None,
+        relu: false,
+    };
+}
 
 /// Which way round a convolution reads its source.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -247,8 +268,8 @@ impl Plan {
     }
 
     /// Runs every tile of `images` images: image `b`'s source at `src[b * src_is..]`,
-    /// its output channel `o` at `out + o*out_cs + b*out_is` (planes contiguous);
-    /// `finish` on each finished row of a tile.
+    /// its output channel `o` at `out + o*out_cs + b*out_is` (planes contiguous), then
+    /// `epilogue` (a bias holds one value per output channel).
     ///
     /// # Safety
     /// AVX-512F is available; every value a step's lanes read (inside the source planes,
@@ -263,7 +284,7 @@ impl Plan {
         images: usize,
         out: OutPtr,
         (out_cs, out_is): (usize, usize),
-        finish: Option<Finish>,
+        epilogue: Epilogue,
     ) {
         let image = |b: usize| {
             let _flush = FlushSubnormals::new();
@@ -280,11 +301,16 @@ impl Plan {
                             lanes(0, span.width as isize),
                             lanes(-16, span.width as isize - 16),
                         ),
+                        bias: match epilogue {
+                            Epilogue::BiasRelu { bias: Some(b), .. } => b[o0..o0 + h].as_ptr(),
+                            _ => std::ptr::null(),
+                        },
+                        relu: matches!(epilogue, Epilogue::BiasRelu { relu: true, .. }),
                     };
                     // SAFETY: as this function's contract says; the tile writes `h`
                     // channels' `width` values from `p0`, inside their planes.
                     unsafe { run_tile(h, &t) };
-                    if let Some(f) = finish {
+                    if let Epilogue::Runs(f) = epilogue {
                         for i in 0..h {
                             let row = at + i * out_cs;
                             // SAFETY: this image's run of channel o0 + i, written above
@@ -313,8 +339,8 @@ fn available(sw: usize, n_out: usize) -> bool {
 
 /// The forward `[Cout, B, OH, OW]` (contiguous) of a convolution of geometry `g`: `x` is
 /// read channel-major as `[Cin, B, H, W]` through `xl` (rows contiguous, any channel and
-/// image strides), `w` is `[Cout, Cin*KH*KW]` contiguous, and `finish(at, run)` is the
-/// epilogue on each finished run of output values (`at` its offset in the output).
+/// image strides), `w` is `[Cout, Cin*KH*KW]` contiguous, and then `epilogue` (a bias of
+/// `Cout` values).
 /// `None` where this path does not apply (no AVX-512F, a width stride above 1, fewer than
 /// [`MIN_CHANNELS`] output channels, rows that leave most lanes empty, or rows that are
 /// not contiguous).
@@ -323,7 +349,7 @@ pub fn forward(
     xl: &Layout,
     w: &[f32],
     g: &ConvGeometry,
-    finish: Option<Finish>,
+    epilogue: Epilogue,
 ) -> Option<HostBuf> {
     let taps = Taps {
         dir: Direction::Forward,
@@ -345,10 +371,20 @@ pub fn forward(
         return Some(out);
     }
     let (depth, m) = (g.ckk(), g.b * plane);
+    if let Epilogue::BiasRelu { bias: Some(b), .. } = epilogue {
+        assert!(b.len() >= g.cout, "conv2d: the bias is too short");
+    }
     if depth == 0 {
+        // Sums of nothing: zeros, then the epilogue (in the same order of operations).
         out.fill(0.0);
         for (o, run) in out.chunks_mut(m).enumerate() {
-            finish.inspect(|f| f(o * m, run));
+            match epilogue {
+                Epilogue::Runs(f) => f(o * m, run),
+                Epilogue::BiasRelu { bias, relu } => {
+                    let v = bias.map_or(0.0, |b| 0.0 + b[o]);
+                    run.fill(if relu { crate::operators::relu(v) } else { v });
+                }
+            }
         }
         return Some(out);
     }
@@ -360,7 +396,7 @@ pub fn forward(
     let dst = OutPtr(out.as_mut_ptr());
     // SAFETY: AVX-512F (checked); each lane reads a value of a channel below Cin in
     // image b's plane, inside `x` (asserted above); the output planes lie in `out`.
-    unsafe { plan.run(&x[xl.offset()..], st[1], g.b, dst, (m, plane), finish) };
+    unsafe { plan.run(&x[xl.offset()..], st[1], g.b, dst, (m, plane), epilogue) };
     Some(out)
 }
 
@@ -400,7 +436,7 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
     // SAFETY: AVX-512F (checked); each lane reads a gradient value (row below OH, column
     // below OW) of a channel below Cout of image b, inside `go` (asserted above); the
     // input gradient's planes lie in `dx`.
-    unsafe { plan.run(go, per_image, g.b, dst, (plane, g.cin * plane), None) };
+    unsafe { plan.run(go, per_image, g.b, dst, (plane, g.cin * plane), Epilogue::NONE) };
     Some(dx)
 }
 
@@ -438,6 +474,9 @@ struct Tile<'s> {
     c_rs: usize,
     /// The lanes of the two vectors inside the tile.
     width: (u16, u16),
+    /// The tile's channels' bias (null: none), then relu where `relu`.
+    bias: *const f32,
+    relu: bool,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -465,7 +504,17 @@ mod avx512 {
                 c[1] = _mm512_mask3_fmadd_ps(av, b1, c[1], s.hi);
             }
         }
-        for (i, c) in acc.iter().enumerate() {
+        for (i, c) in acc.iter_mut().enumerate() {
+            if !t.bias.is_null() {
+                let b = _mm512_set1_ps(*t.bias.add(i));
+                *c = [_mm512_add_ps(c[0], b), _mm512_add_ps(c[1], b)];
+            }
+            if t.relu {
+                // max(x, +0) returns its second operand for NaN and for -0: relu's x > 0
+                // ? x : 0 exactly.
+                let z = _mm512_setzero_ps();
+                *c = [_mm512_max_ps(c[0], z), _mm512_max_ps(c[1], z)];
+            }
             let o = t.c.add(i * t.c_rs);
             _mm512_mask_storeu_ps(o, t.width.0, c[0]);
             _mm512_mask_storeu_ps(o.wrapping_add(16), t.width.1, c[1]);

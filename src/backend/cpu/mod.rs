@@ -370,7 +370,28 @@ impl Backend for CpuBackend {
             ins.push((host(e)?, *l));
         }
         let runs = epilogue_runs(epilogue, &ins, params, m);
-        let finish: Option<direct::Finish> = (!epilogue.is_identity()).then_some(&runs);
+        // A bias per channel and relu (or nothing) go on the tiles' registers; any other
+        // program on each finished run.
+        let bias_relu = match (epilogue.as_bias_act(), ins.get(1)) {
+            _ if epilogue.is_identity() => Some(None),
+            (Some(None), Some(&(b, bl))) if bl.strides()[1] == 0 => Some(Some((b, bl, false))),
+            (Some(Some(UnaryOp::Relu)), Some(&(b, bl))) if bl.strides()[1] == 0 => {
+                Some(Some((b, bl, true)))
+            }
+            _ => None,
+        };
+        let bias: Option<Vec<f32>> = bias_relu.flatten().map(|(b, bl, _)| {
+            (0..g.cout)
+                .map(|o| b[bl.offset() + o * bl.strides()[0]])
+                .collect()
+        });
+        let finish = match bias_relu {
+            Some(br) => direct::Epilogue::BiasRelu {
+                bias: bias.as_deref(),
+                relu: br.is_some_and(|(_, _, relu)| relu),
+            },
+            None => direct::Epilogue::Runs(&runs),
+        };
         match direct::forward(host(x)?, xl, host(w)?, g, finish) {
             Some(out) => Ok(Self::wrap(out)),
             None => conv2d::forward(self, x, xl, w, g, epilogue, extra, params),
