@@ -549,8 +549,23 @@ fn cpu_forward_pair(
     let extra = &extra[..program.inputs() - 1];
     let params = [0.25f32];
     let params = &params[..program.params()];
-    let ours = cpu.conv2d(&xs, xl, &ws, g, program, extra, params).unwrap();
-    let theirs = conv2d::forward(&cpu, &xs, xl, &ws, g, program, extra, params).unwrap();
+    let (ours, cols) = cpu
+        .conv2d(&xs, xl, &ws, g, program, extra, params, true)
+        .unwrap();
+    let (theirs, their_cols) =
+        conv2d::forward(&cpu, &xs, xl, &ws, g, program, extra, params, true).unwrap();
+    // The columns the weight gradient reads: the same source values through one view.
+    let (cols, their_cols) = (cols.unwrap(), their_cols.unwrap());
+    assert_eq!(cols.view, their_cols.view);
+    let bits = |s: &minitorch::backend::Storage| -> Vec<u32> {
+        cpu.download(s).unwrap().iter().map(|v| v.to_bits()).collect()
+    };
+    assert_eq!(bits(&cols.src), bits(&their_cols.src), "the columns' source");
+    let (none, no_cols) = cpu
+        .conv2d(&xs, xl, &ws, g, program, extra, params, false)
+        .unwrap();
+    assert!(no_cols.is_none());
+    assert_eq!(bits(&none), bits(&ours), "the same forward without the columns");
     (cpu.download(&ours).unwrap(), cpu.download(&theirs).unwrap())
 }
 

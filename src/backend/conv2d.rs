@@ -126,38 +126,61 @@ pub fn window(src: &Layout, g: &ConvGeometry) -> Result<MatrixView> {
     MatrixView::new(l, 3)
 }
 
-/// The columns `[Cin*KH*KW, B*OH*OW]` of `x`, read channel-major as `[Cin, B, H, W]`
-/// through `xl` (im2col, with the batch inside the columns so that one matmul serves the
-/// whole batch), as a matrix view over a source: `x` itself where no window reads the
-/// padding, else `x` padded (one [`Backend::pad`]). Nothing copies the columns out unless
-/// the backend's [`matmul_view`](Backend::matmul_view) does.
+/// A convolution's columns `[Cin*KH*KW, B*OH*OW]` (im2col, with the batch inside the
+/// columns so that one matmul serves the whole batch): the source a window view reads
+/// (the input, or a padded copy of it) and that view. The weight gradient's product
+/// reads them.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    /// The input, channel-major, padded where some window reads the padding.
+    pub src: Storage,
+    /// The strided window view over `src` ([`window`]).
+    pub view: MatrixView,
+}
+
+/// The padding [`unfold`] applies to an input `[Cin, B, H, W]`: only the rows and columns
+/// some window reads (`(O-1)*stride + K` of each); `None` where the windows read no
+/// padding.
+pub fn unfold_padding(g: &ConvGeometry) -> Option<PadSpec> {
+    let [sh, sw] = g.stride;
+    let [(pt, _), (pl, _)] = g.pad;
+    let (hp, wp) = ((g.oh - 1) * sh + g.kh, (g.ow - 1) * sw + g.kw);
+    if pt == 0 && pl == 0 && hp <= g.h && wp <= g.w {
+        return None;
+    }
+    Some(PadSpec {
+        out_shape: smallvec![g.cin, g.b, hp, wp],
+        lo: smallvec![0, 0, pt as i64, pl as i64],
+        step: smallvec![1, 1, 1, 1],
+    })
+}
+
+/// The columns of `x`, read channel-major as `[Cin, B, H, W]` through `xl`: `x` itself
+/// where no window reads the padding, else `x` padded (one [`Backend::pad`]), and the
+/// window view over it. Nothing copies the columns out unless the backend's
+/// [`matmul_view`](Backend::matmul_view) does.
 pub fn unfold<B: Backend + ?Sized>(
     backend: &B,
     x: &Storage,
     xl: &Layout,
     g: &ConvGeometry,
-) -> Result<(Storage, MatrixView)> {
-    let [sh, sw] = g.stride;
-    let [(pt, _), (pl, _)] = g.pad;
-    // Only the rows and columns some window reads: (O-1)*stride + K.
-    let (hp, wp) = ((g.oh - 1) * sh + g.kh, (g.ow - 1) * sw + g.kw);
-    if pt == 0 && pl == 0 && hp <= g.h && wp <= g.w {
-        return Ok((x.clone(), window(xl, g)?));
+) -> Result<Columns> {
+    match unfold_padding(g) {
+        None => Ok(Columns {
+            src: x.clone(),
+            view: window(xl, g)?,
+        }),
+        Some(spec) => Ok(Columns {
+            src: backend.pad(x, xl, &spec)?,
+            view: window(&Layout::contiguous(&spec.out_shape), g)?,
+        }),
     }
-    let spec = PadSpec {
-        out_shape: smallvec![g.cin, g.b, hp, wp],
-        lo: smallvec![0, 0, pt as i64, pl as i64],
-        step: smallvec![1, 1, 1, 1],
-    };
-    let padded = backend.pad(x, xl, &spec)?;
-    let view = window(&Layout::contiguous(&spec.out_shape), g)?;
-    Ok((padded, view))
 }
 
 /// The forward from the primitives: the columns of `x` ([`unfold`]: a pad, and a window
 /// view) and one [`matmul_view`](Backend::matmul_view) `w [Cout, Cin*KH*KW] @ cols`, with
 /// `epilogue` on the product (its inputs 1.. are `extra`, each read as `[Cout, B*OH*OW]`).
-/// Returns the product `[Cout, B*OH*OW]`, contiguous.
+/// Returns the product `[Cout, B*OH*OW]`, contiguous, and the columns where `keep`.
 #[allow(clippy::too_many_arguments)]
 pub fn forward<B: Backend + ?Sized>(
     backend: &B,
@@ -168,10 +191,12 @@ pub fn forward<B: Backend + ?Sized>(
     epilogue: &super::fused::Program,
     extra: &[(&Storage, &Layout)],
     params: &[f32],
-) -> Result<Storage> {
-    let (src, cols) = unfold(backend, x, xl, g)?;
+    keep: bool,
+) -> Result<(Storage, Option<Columns>)> {
+    let cols = unfold(backend, x, xl, g)?;
     let wv = MatrixView::matrix(&Layout::contiguous(&[g.cout, g.ckk()]))?;
-    backend.matmul_view(w, &wv, &src, &cols, epilogue, extra, params)
+    let out = backend.matmul_view(w, &wv, &cols.src, &cols.view, epilogue, extra, params)?;
+    Ok((out, keep.then_some(cols)))
 }
 
 /// Inputs of [`Backend::conv2d`]: `x` read as `[Cin, B, H, W]` through `xl` inside its

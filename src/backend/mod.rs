@@ -315,8 +315,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// input read channel-major as `[Cin, B, H, W]` through `xl`, `w` the weight,
     /// contiguous `[Cout, Cin*KH*KW]`, and the epilogue's inputs 1.. are `extra`, each
     /// read as `[Cout, B*OH*OW]` (a bias broadcast along rows). Returns the result
-    /// `[Cout, B, OH, OW]`, contiguous. The default is the columns and one matmul
-    /// ([`conv2d::forward`]); the CPU runs a direct convolution where it applies.
+    /// `[Cout, B, OH, OW]`, contiguous, and where `keep` the input's columns (for the
+    /// weight gradient). The default is the columns and one matmul
+    /// ([`conv2d::forward`]); the CPU runs a direct convolution where it applies, padding
+    /// each image's copy for the columns as it reads the image.
     #[allow(clippy::too_many_arguments)]
     fn conv2d(
         &self,
@@ -327,9 +329,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
         epilogue: &fused::Program,
         extra: &[(&Storage, &Layout)],
         params: &[f32],
-    ) -> Result<Storage> {
+        keep: bool,
+    ) -> Result<(Storage, Option<conv2d::Columns>)> {
         conv2d::check_forward(x, xl, w, g)?;
-        conv2d::forward(self, x, xl, w, g, epilogue, extra, params)
+        conv2d::forward(self, x, xl, w, g, epilogue, extra, params, keep)
     }
     /// The input gradient of a 2-D convolution of geometry `g`: `go` is the output's
     /// gradient, contiguous channel-major `[Cout, B, OH, OW]`, `w` the weight, contiguous

@@ -37,7 +37,7 @@ use crate::layout::Layout;
 use super::{Activation, Function, Grads, Tensor};
 
 pub use crate::backend::conv2d::Padding;
-use crate::backend::conv2d::{unfold, ConvGeometry as Geometry};
+use crate::backend::conv2d::{unfold, Columns, ConvGeometry as Geometry};
 
 /// The matmul epilogue of a convolution: `act(in0 + in1)` with a bias, `act(in0)`
 /// without; one program per case, built once.
@@ -132,44 +132,49 @@ fn batch_first(t: &Tensor, spatial: &[usize]) -> Result<Layout> {
     Layout::new(shape, strides, t.layout().offset())
 }
 
-/// The convolution without history: `out [Cout, B, OH, OW]`, channel-major; `x` is
-/// `[Cin, B, H, W]`, `w2` the weight as `[Cout, Cin*KH*KW]` (contiguous), `bias` `[Cout]`,
-/// `act` applied in the epilogue ([`Backend::conv2d`](crate::backend::Backend::conv2d)).
+/// The convolution without history: `out [Cout, B, OH, OW]`, channel-major, and where
+/// `keep` the input's columns (for the weight gradient); `x` is `[Cin, B, H, W]`, `w2` the
+/// weight as `[Cout, Cin*KH*KW]` (contiguous), `bias` `[Cout]`, `act` applied in the
+/// epilogue ([`Backend::conv2d`](crate::backend::Backend::conv2d)).
 fn conv_raw(
     x: &Tensor,
     w2: &Tensor,
     bias: Option<&Tensor>,
     act: Activation,
     g: &Geometry,
-) -> Result<Tensor> {
+    keep: bool,
+) -> Result<(Tensor, Option<Columns>)> {
     let backend = x.backend();
     let (xs, xl, w) = (x.storage(), x.layout(), w2.storage());
-    let s = match bias {
-        None => backend.conv2d(xs, xl, w, g, epilogue(act, false), &[], &[])?,
+    let (s, columns) = match bias {
+        None => backend.conv2d(xs, xl, w, g, epilogue(act, false), &[], &[], keep)?,
         Some(bias) => {
             let l = bias
                 .layout()
                 .view(&[g.cout, 1])?
                 .broadcast_to(&[g.cout, g.b * g.oh * g.ow])?;
             let extra = [(bias.storage(), &l)];
-            backend.conv2d(xs, xl, w, g, epilogue(act, true), &extra, &[])?
+            backend.conv2d(xs, xl, w, g, epilogue(act, true), &extra, &[], keep)?
         }
     };
-    Ok(Tensor::from_storage(
+    let out = Tensor::from_storage(
         s,
         Layout::contiguous(&[g.cout, g.b, g.oh, g.ow]),
         backend.clone(),
-    ))
+    );
+    Ok((out, columns))
 }
 
 /// Output rows at least this long give the weight gradient's product the pixels of each
 /// row as a run of its depth (see [`Conv2d::backward`]).
 const LONG_ROWS: usize = 16;
 
-/// The recorded convolution: its geometry and activation.
+/// The recorded convolution: its geometry, its activation, and the input's columns where
+/// the weight needs a gradient (the forward makes them as it reads the input).
 struct Conv2d {
     g: Geometry,
     act: Activation,
+    columns: Option<Columns>,
     /// The activated output (no history, channel-major), for the activation's derivative.
     out: Option<Tensor>,
 }
@@ -202,8 +207,13 @@ impl Function for Conv2d {
             let ckk = g.cin * g.kh * g.kw;
             let identity = epilogue(Activation::Identity, false);
             let grad = MatrixView::matrix(go2.layout())?;
-            let xc = channels_first(x)?;
-            let (src, window) = unfold(backend.as_ref(), xc.storage(), xc.layout(), g)?;
+            let Columns { src, view: window } = match &self.columns {
+                Some(c) => c.clone(),
+                None => {
+                    let xc = channels_first(x)?;
+                    unfold(backend.as_ref(), xc.storage(), xc.layout(), g)?
+                }
+            };
             let dw = if g.ow >= LONG_ROWS {
                 let dwt = backend.matmul_view(
                     &src,
@@ -320,7 +330,8 @@ impl Tensor {
         let w2 = weight.contiguous()?;
         let w2 = raw_view(&w2, Layout::contiguous(&[g.cout, g.ckk()]));
         let bias_c = bias.map(|b| b.contiguous()).transpose()?;
-        let out = conv_raw(&channels_first(self)?, &w2, bias_c.as_ref(), act, &g)?;
+        let keep = weight.needs_grad();
+        let (out, columns) = conv_raw(&channels_first(self)?, &w2, bias_c.as_ref(), act, &g, keep)?;
         let spatial: &[usize] = if self.dims() == 4 {
             &[g.oh, g.ow]
         } else {
@@ -334,7 +345,12 @@ impl Tensor {
             out.storage().clone(),
             layout,
             self.backend().clone(),
-            Conv2d { g, act, out: saved },
+            Conv2d {
+                g,
+                act,
+                columns,
+                out: saved,
+            },
             &inputs,
         ))
     }

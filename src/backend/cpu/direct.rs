@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use super::matmul::{FlushSubnormals, Kernel, OutPtr};
 use super::pool::HostBuf;
 use crate::backend::conv2d::ConvGeometry;
+use crate::backend::pad::{pad_rows, PadSpec};
 use crate::layout::Layout;
 
 /// Output channels per tile at most: 28 accumulators, two source vectors and a broadcast
@@ -269,7 +270,8 @@ impl Plan {
 
     /// Runs every tile of `images` images: image `b`'s source at `src[b * src_is..]`,
     /// its output channel `o` at `out + o*out_cs + b*out_is` (planes contiguous), then
-    /// `epilogue` (a bias holds one value per output channel).
+    /// `epilogue` (a bias holds one value per output channel); `before(b)` runs first in
+    /// image `b`'s task.
     ///
     /// # Safety
     /// AVX-512F is available; every value a step's lanes read (inside the source planes,
@@ -285,8 +287,12 @@ impl Plan {
         out: OutPtr,
         (out_cs, out_is): (usize, usize),
         epilogue: Epilogue,
+        before: Option<&(dyn Fn(usize) + Sync)>,
     ) {
         let image = |b: usize| {
+            if let Some(f) = before {
+                f(b);
+            }
             let _flush = FlushSubnormals::new();
             for &(o0, h, start) in &self.panels {
                 for span in &self.spans {
@@ -340,7 +346,9 @@ fn available(sw: usize, n_out: usize) -> bool {
 /// The forward `[Cout, B, OH, OW]` (contiguous) of a convolution of geometry `g`: `x` is
 /// read channel-major as `[Cin, B, H, W]` through `xl` (rows contiguous, any channel and
 /// image strides), `w` is `[Cout, Cin*KH*KW]` contiguous, and then `epilogue` (a bias of
-/// `Cout` values).
+/// `Cout` values). Where `padded` is given, each image's task first writes its part of
+/// the input padded as the spec says (`[Cin, B, HP, WP]`, the columns' source), reading
+/// the image into cache for its tiles.
 /// `None` where this path does not apply (no AVX-512F, a width stride above 1, fewer than
 /// [`MIN_CHANNELS`] output channels, rows that leave most lanes empty, or rows that are
 /// not contiguous).
@@ -350,6 +358,7 @@ pub fn forward(
     w: &[f32],
     g: &ConvGeometry,
     epilogue: Epilogue,
+    padded: Option<(&mut [f32], &PadSpec)>,
 ) -> Option<HostBuf> {
     let taps = Taps {
         dir: Direction::Forward,
@@ -367,17 +376,31 @@ pub fn forward(
     }
     let plane = g.oh * g.ow;
     let mut out = HostBuf::take(g.cout * g.b * plane);
-    if out.is_empty() {
-        return Some(out);
-    }
     let (depth, m) = (g.ckk(), g.b * plane);
+    if let Some((p, spec)) = padded.as_ref() {
+        let sh = &spec.out_shape;
+        assert!(sh[..2] == [g.cin, g.b] && p.len() == sh.iter().product::<usize>());
+    }
+    let pad_to = padded.map(|(p, spec)| (OutPtr(p.as_mut_ptr()), spec));
+    let pad_image = |b: usize| {
+        let Some((p, spec)) = pad_to else { return };
+        let (hp, wp) = (spec.out_shape[2], spec.out_shape[3]);
+        for ci in 0..g.cin {
+            let first = (ci * g.b + b) * hp;
+            // SAFETY: rows `first..first + hp` of the padded buffer (inside it: asserted
+            // above), image b's, written by this task only.
+            let rows = unsafe { std::slice::from_raw_parts_mut(p.at(first * wp), hp * wp) };
+            pad_rows(rows, first, x, xl, spec);
+        }
+    };
     if let Epilogue::BiasRelu { bias: Some(b), .. } = epilogue {
         assert!(b.len() >= g.cout, "conv2d: the bias is too short");
     }
-    if depth == 0 {
+    if out.is_empty() || depth == 0 {
         // Sums of nothing: zeros, then the epilogue (in the same order of operations).
+        (0..g.b).for_each(pad_image);
         out.fill(0.0);
-        for (o, run) in out.chunks_mut(m).enumerate() {
+        for (o, run) in out.chunks_mut(m.max(1)).enumerate() {
             match epilogue {
                 Epilogue::Runs(f) => f(o * m, run),
                 Epilogue::BiasRelu { bias, relu } => {
@@ -396,7 +419,17 @@ pub fn forward(
     let dst = OutPtr(out.as_mut_ptr());
     // SAFETY: AVX-512F (checked); each lane reads a value of a channel below Cin in
     // image b's plane, inside `x` (asserted above); the output planes lie in `out`.
-    unsafe { plan.run(&x[xl.offset()..], st[1], g.b, dst, (m, plane), epilogue) };
+    unsafe {
+        plan.run(
+            &x[xl.offset()..],
+            st[1],
+            g.b,
+            dst,
+            (m, plane),
+            epilogue,
+            Some(&pad_image),
+        )
+    };
     Some(out)
 }
 
@@ -436,7 +469,7 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
     // SAFETY: AVX-512F (checked); each lane reads a gradient value (row below OH, column
     // below OW) of a channel below Cout of image b, inside `go` (asserted above); the
     // input gradient's planes lie in `dx`.
-    unsafe { plan.run(go, per_image, g.b, dst, (plane, g.cin * plane), Epilogue::NONE) };
+    unsafe { plan.run(go, per_image, g.b, dst, (plane, g.cin * plane), Epilogue::NONE, None) };
     Some(dx)
 }
 

@@ -359,7 +359,8 @@ impl Backend for CpuBackend {
         epilogue: &fusion::Program,
         extra: &[(&Storage, &Layout)],
         params: &[f32],
-    ) -> Result<Storage> {
+        keep: bool,
+    ) -> Result<(Storage, Option<super::conv2d::Columns>)> {
         use super::conv2d;
         conv2d::check_forward(x, xl, w, g)?;
         let m = g.b * g.oh * g.ow;
@@ -392,10 +393,33 @@ impl Backend for CpuBackend {
             },
             None => direct::Epilogue::Runs(&runs),
         };
-        match direct::forward(host(x)?, xl, host(w)?, g, finish) {
-            Some(out) => Ok(Self::wrap(out)),
-            None => conv2d::forward(self, x, xl, w, g, epilogue, extra, params),
-        }
+        // The columns' source: the input itself, or its padded copy, which each image's
+        // task writes as it reads the image.
+        let spec = conv2d::unfold_padding(g).filter(|_| keep);
+        let mut padded = match &spec {
+            Some(spec) => {
+                let size = spec.out_shape.iter().product();
+                check::host_alloc("conv2d", size)?;
+                Some(HostBuf::take(size))
+            }
+            None => None,
+        };
+        let to = padded.as_deref_mut().zip(spec.as_ref());
+        let Some(out) = direct::forward(host(x)?, xl, host(w)?, g, finish, to) else {
+            return conv2d::forward(self, x, xl, w, g, epilogue, extra, params, keep);
+        };
+        let columns = match (keep, padded, spec) {
+            (false, ..) => None,
+            (true, Some(p), Some(spec)) => Some(conv2d::Columns {
+                src: Self::wrap(p),
+                view: conv2d::window(&Layout::contiguous(&spec.out_shape), g)?,
+            }),
+            (true, ..) => Some(conv2d::Columns {
+                src: x.clone(),
+                view: conv2d::window(xl, g)?,
+            }),
+        };
+        Ok((Self::wrap(out), columns))
     }
 
     fn conv2d_input_grad(
