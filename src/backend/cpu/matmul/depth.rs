@@ -13,9 +13,27 @@ use crate::layout::{Dims, Layout};
 /// (a convolution's weight gradient: `[Cout, Cin*KH*KW]` summed over every pixel of the
 /// batch), as its few output tiles would leave threads idle.
 pub(super) const SPLIT_K_MAX_OUTPUT: usize = 1 << 17;
-/// The depth of one slice of a split product: fixed, so the slices and the order of their
-/// sum (and so the result's bits) do not depend on the number of threads.
+/// A product at least twice this deep is split.
 pub(super) const SPLIT_K_DEPTH: usize = 2048;
+/// Slices are at least this deep.
+const MIN_SLICE_DEPTH: usize = 2048;
+/// Outputs one task sums over the slices.
+const SUM_RUN: usize = 4096;
+/// Slice counts, most first: each splits evenly among many thread counts (48 among 1, 2,
+/// 3, 4, 6, 8, 12, 16, 24 and 48), so that no thread waits on another's extra slice.
+const SLICE_COUNTS: [usize; 9] = [48, 24, 16, 12, 8, 6, 4, 3, 2];
+
+/// The depth of one slice of a product of depth `k`: a function of `k` alone, so the
+/// slices and the order of their sum (and so the result's bits) do not depend on the
+/// number of threads. The most slices of [`SLICE_COUNTS`] at least [`MIN_SLICE_DEPTH`]
+/// deep.
+pub(super) fn slice_depth(k: usize) -> usize {
+    let count = SLICE_COUNTS
+        .into_iter()
+        .find(|&c| k / c >= MIN_SLICE_DEPTH)
+        .unwrap_or(1);
+    k.div_ceil(count)
+}
 
 /// An operand cut along the depth for [`split_depth`]: A's columns or B's rows.
 pub(super) enum DepthCut<'t> {
@@ -39,10 +57,10 @@ impl<'t> DepthCut<'t> {
                 depth_is_rows: dim == 0,
             }),
             Operand::Strided(l) if l.dims() == 2 => (0..k)
-                .step_by(SPLIT_K_DEPTH)
+                .step_by(slice_depth(k))
                 .map(|k0| {
                     let mut shape: Dims = l.shape().into();
-                    shape[dim] = SPLIT_K_DEPTH.min(k - k0);
+                    shape[dim] = slice_depth(k).min(k - k0);
                     Layout::new(shape, l.strides(), l.offset() + k0 * l.strides()[dim]).ok()
                 })
                 .collect::<Option<Vec<_>>>()
@@ -51,9 +69,11 @@ impl<'t> DepthCut<'t> {
         }
     }
 
-    /// Slice `s` (depth `s * SPLIT_K_DEPTH ..`, at most `SPLIT_K_DEPTH` long, `k` in all).
+    /// Slice `s` (depth `s * d ..`, at most `d` long, `k` in all; `d` the
+    /// [`slice_depth`]).
     fn slice(&self, s: usize, k: usize) -> Operand<'_> {
-        let (k0, k1) = (s * SPLIT_K_DEPTH, ((s + 1) * SPLIT_K_DEPTH).min(k));
+        let d = slice_depth(k);
+        let (k0, k1) = (s * d, ((s + 1) * d).min(k));
         match self {
             DepthCut::Gathered {
                 rows,
@@ -72,7 +92,7 @@ impl<'t> DepthCut<'t> {
     }
 }
 
-/// `out = A @ B` as the sum of slices of [`SPLIT_K_DEPTH`] along the depth, computed on
+/// `out = A @ B` as the sum of slices of [`slice_depth`] along the depth, computed on
 /// rayon (each slice serial, into its own buffer), then added in slice order.
 pub(super) fn split_depth(
     out: &mut [f32],
@@ -81,14 +101,15 @@ pub(super) fn split_depth(
     (n, k, m): (usize, usize, usize),
     opts: &Options,
 ) {
-    let slices = k.div_ceil(SPLIT_K_DEPTH);
+    let d = slice_depth(k);
+    let slices = k.div_ceil(d);
     let inner = Options {
         parallel: Some(false),
         ..*opts
     };
     let part = |s: usize| {
         let mut p = HostBuf::take(n * m);
-        let depth = SPLIT_K_DEPTH.min(k - s * SPLIT_K_DEPTH);
+        let depth = d.min(k - s * d);
         gathered_into(
             &mut p,
             (a, ac.slice(s, k)),
@@ -104,10 +125,20 @@ pub(super) fn split_depth(
     } else {
         (0..slices).map(part).collect()
     };
-    out.copy_from_slice(&parts[0]);
-    for p in &parts[1..] {
-        for (o, &v) in out.iter_mut().zip(p.iter()) {
-            *o += v;
+    // Each output the sum of its slices in slice order (the same bits on any number of
+    // threads), runs of outputs on rayon.
+    let sum = |(c, run): (usize, &mut [f32])| {
+        let at = c * SUM_RUN;
+        run.copy_from_slice(&parts[0][at..at + run.len()]);
+        for p in &parts[1..] {
+            for (o, &v) in run.iter_mut().zip(&p[at..]) {
+                *o += v;
+            }
         }
+    };
+    if opts.parallel != Some(false) && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(SUM_RUN).enumerate().for_each(sum);
+    } else {
+        out.chunks_mut(SUM_RUN).enumerate().for_each(sum);
     }
 }
