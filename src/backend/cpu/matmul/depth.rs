@@ -107,24 +107,26 @@ pub(super) fn split_depth(
         parallel: Some(false),
         ..*opts
     };
-    let part = |s: usize| {
-        let mut p = HostBuf::take(n * m);
+    // The slices' buffers come from (and go back to) this thread's pool: taken on the
+    // workers and dropped here, they would leave the workers' pools empty every call
+    // (fresh pages, faulted in each time).
+    let mut parts: Vec<HostBuf> = (0..slices).map(|_| HostBuf::take(n * m)).collect();
+    let part = |(s, p): (usize, &mut HostBuf)| {
         let depth = d.min(k - s * d);
         gathered_into(
-            &mut p,
+            p,
             (a, ac.slice(s, k)),
             (b, bc.slice(s, k)),
             (n, depth, m),
             &inner,
             None,
         );
-        p
     };
-    let parts: Vec<HostBuf> = if opts.parallel != Some(false) && rayon::current_num_threads() > 1 {
-        (0..slices).into_par_iter().map(part).collect()
+    if opts.parallel != Some(false) && rayon::current_num_threads() > 1 {
+        parts.par_iter_mut().enumerate().for_each(part);
     } else {
-        (0..slices).map(part).collect()
-    };
+        parts.iter_mut().enumerate().for_each(part);
+    }
     // Each output the sum of its slices in slice order (the same bits on any number of
     // threads), runs of outputs on rayon.
     let sum = |(c, run): (usize, &mut [f32])| {
