@@ -112,6 +112,36 @@ pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
     pad_rows(out, 0, x, l, spec);
 }
 
+/// One plane `[hp, wp]` of a padded copy of a 2-D plane `[h, w]` (rows `row_stride`
+/// apart, each contiguous, from `x[base..]`) with `pt` zero rows above and `pl` zero
+/// columns to the left, zeros past its end, cropped to `[hp, wp]`: [`pad_rows`] for one
+/// whole plane of a plain padding, without its per-row index arithmetic (a 28x28 image
+/// has short rows).
+#[allow(clippy::too_many_arguments)]
+pub fn pad_plane(
+    dst: &mut [f32],
+    (hp, wp): (usize, usize),
+    x: &[f32],
+    base: usize,
+    row_stride: usize,
+    (h, w): (usize, usize),
+    (pt, pl): (usize, usize),
+) {
+    let len = w.min(wp.saturating_sub(pl));
+    let pl = pl.min(wp);
+    for (r, row) in dst[..hp * wp].chunks_exact_mut(wp.max(1)).enumerate() {
+        match r.checked_sub(pt).filter(|&sr| sr < h) {
+            Some(sr) => {
+                let at = base + sr * row_stride;
+                row[..pl].fill(0.0);
+                row[pl..pl + len].copy_from_slice(&x[at..at + len]);
+                row[pl + len..].fill(0.0);
+            }
+            None => row.fill(0.0),
+        }
+    }
+}
+
 /// Rows `first..` of [`pad_into`]'s output (rows of its last dimension) into `out`, which
 /// holds whole rows: the CPU fills disjoint runs of rows on several threads.
 pub fn pad_rows(out: &mut [f32], first: usize, x: &[f32], l: &Layout, spec: &PadSpec) {
