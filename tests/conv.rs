@@ -558,14 +558,26 @@ fn cpu_forward_pair(
     let (cols, their_cols) = (cols.unwrap(), their_cols.unwrap());
     assert_eq!(cols.view, their_cols.view);
     let bits = |s: &minitorch::backend::Storage| -> Vec<u32> {
-        cpu.download(s).unwrap().iter().map(|v| v.to_bits()).collect()
+        cpu.download(s)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
     };
-    assert_eq!(bits(&cols.src), bits(&their_cols.src), "the columns' source");
+    assert_eq!(
+        bits(&cols.src),
+        bits(&their_cols.src),
+        "the columns' source"
+    );
     let (none, no_cols) = cpu
         .conv2d(&xs, xl, &ws, g, program, extra, params, false)
         .unwrap();
     assert!(no_cols.is_none());
-    assert_eq!(bits(&none), bits(&ours), "the same forward without the columns");
+    assert_eq!(
+        bits(&none),
+        bits(&ours),
+        "the same forward without the columns"
+    );
     (cpu.download(&ours).unwrap(), cpu.download(&theirs).unwrap())
 }
 

@@ -3,7 +3,7 @@
 //! and the input gradient, the transposed convolution
 //! (`dx[ci] = Σ W[co, ci, kh, kw] · go[co, (h + pad - kh)/s, w + pad - kw]`).
 //!
-//! One engine serves both. An output tile is up to [`MAX_MR`] channels by 32 positions;
+//! One engine serves both. An output tile is up to 14 channels by 32 positions;
 //! each of its steps is one kernel position `k` of the depth (a source channel and a tap
 //! `(kh, kw)`): one broadcast of the packed weight per tile channel, times the source row
 //! read in place (two vectors, masked where the columns fall outside the source).
@@ -488,7 +488,17 @@ pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
     // SAFETY: AVX-512F (checked); each lane reads a gradient value (row below OH, column
     // below OW) of a channel below Cout of image b, inside `go` (asserted above); the
     // input gradient's planes lie in `dx`.
-    unsafe { plan.run(go, per_image, g.b, dst, (plane, g.cin * plane), Epilogue::NONE, None) };
+    unsafe {
+        plan.run(
+            go,
+            per_image,
+            g.b,
+            dst,
+            (plane, g.cin * plane),
+            Epilogue::NONE,
+            None,
+        )
+    };
     Some(dx)
 }
 
