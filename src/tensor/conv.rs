@@ -4,25 +4,29 @@
 //! zeros past the right/bottom edge with the output as large as the input, is `(0, K-1)`).
 //!
 //! One mechanism for forward and backward, built from one kernel family and the existing
-//! primitives, so every backend runs it:
+//! primitives, so every backend runs it ([`Backend::conv2d`]'s default):
 //! 1. [`Backend::pad`](crate::backend::Backend::pad) pads the input, read channel-major as
 //!    `[Cin, B, H, W]` (skipped without padding);
 //! 2. a strided window view of it (shape `[Cin, KH, KW, B, OH, OW]`, an `as_strided`
 //!    layout: MiniTorch's strides idea) is read as the columns `[Cin*KH*KW, B*OH*OW]`
-//!    (im2col, the batch inside the columns) by a [`MatrixView`];
+//!    (im2col, the batch inside the columns) by a [`MatrixView`](crate::backend::MatrixView);
 //! 3. one matmul `W [Cout, Cin*KH*KW] @ cols` for the whole batch
 //!    ([`Backend::matmul_view`](crate::backend::Backend::matmul_view)) gives
 //!    `[Cout, B, OH, OW]`, with the bias added in the matmul's epilogue; the result is that
 //!    storage seen as `[B, Cout, OH, OW]` (a permuted view: nothing copies it back to
-//!    batch-major). The CPU packs its matmul panels straight from the window view, so the
-//!    columns are never written; the GPU backends copy them out first (one kernel).
+//!    batch-major). The GPU backends copy the columns out first (one kernel); the CPU runs
+//!    a direct convolution where it applies (else packs its panels from the view).
 //!
-//! So a forward layer with bias is at most three kernels. Backward, channel-major too: the
-//! weight gradient is one matmul `grad [Cout, B*OH*OW] @ cols^T` (no sum over the batch;
-//! `cols^T` is the window view transposed), the bias gradient a sum along rows, and the
-//! input gradient the transposed convolution:
-//! the gradient dilated by the stride and padded by `K-1-pad` in one pad, convolved
-//! (stride 1) with the weight flipped in space and transposed in channels.
+//! So a forward layer with bias is at most three kernels. The padded input and the view
+//! (the columns) are kept for the backward where the weight needs a gradient. Backward,
+//! channel-major too: the weight gradient is one matmul over the columns (no sum over the
+//! batch), the bias gradient a sum along rows, and the input gradient
+//! [`Backend::conv2d_input_grad`](crate::backend::Backend::conv2d_input_grad), by default
+//! the transposed convolution: the gradient dilated by the stride and padded by
+//! `K-1-pad` in one pad, convolved (stride 1) with the weight flipped in space and
+//! transposed in channels.
+//!
+//! [`Backend::conv2d`]: crate::backend::Backend::conv2d
 
 use std::sync::OnceLock;
 
