@@ -724,3 +724,46 @@ fn an_infinite_weight_reaches_only_the_outputs_it_touches() {
     }
     assert!(ours.iter().any(|v| v.is_infinite()) && ours.iter().any(|v| v.is_finite()));
 }
+
+#[test]
+fn conv_with_an_empty_dimension_runs_and_sums_nothing() {
+    // No images, no input channels (the output is the bias alone), no output channels:
+    // 28-wide rows and 8+ output channels take the CPU's direct forward; every path gives
+    // the right shapes and values, forward and backward, and never panics.
+    for (x, w) in [
+        ([0, 3, 28, 28], [8, 3, 3, 3]),
+        ([2, 0, 28, 28], [9, 0, 3, 3]),
+        ([2, 3, 28, 28], [0, 3, 3, 3]),
+        ([2, 0, 28, 28], [3, 0, 3, 3]),
+    ] {
+        let xt = t(random(&x, 1), &x).requires_grad_(true);
+        let wt = t(random(&w, 2), &w).requires_grad_(true);
+        let bias = random(&[w[0]], 3);
+        let b = t(bias.clone(), &[w[0]]).requires_grad_(true);
+        let same = [(1, 1), (1, 1)];
+        let out = xt
+            .conv2d_act(&wt, Some(&b), [1, 1], same, minitorch::Activation::Relu)
+            .unwrap();
+        assert_eq!(out.shape(), [x[0], w[0], 28, 28]);
+        let v = out.to_vec().unwrap();
+        let plane = 28 * 28;
+        for (i, &o) in v.iter().enumerate() {
+            // Without input channels each output is relu(bias).
+            let co = i / plane % w[0];
+            assert_eq!(x[1], 0, "{x:?} {w:?}: only a sum of nothing has values to check");
+            assert_eq!(o, bias[co].max(0.0), "{x:?} {w:?}: element {i}");
+        }
+        out.sum_all().unwrap().backward().unwrap();
+        assert_eq!(xt.grad().unwrap().shape(), x);
+        assert_eq!(wt.grad().unwrap().shape(), w);
+        let db = b.grad().unwrap().to_vec().unwrap();
+        for (co, &g) in db.iter().enumerate() {
+            let want = if x[1] == 0 && bias[co] > 0.0 {
+                (x[0] * plane) as f32
+            } else {
+                0.0
+            };
+            assert_eq!(g, want, "{x:?} {w:?}: bias gradient {co}");
+        }
+    }
+}
