@@ -750,7 +750,10 @@ fn conv_with_an_empty_dimension_runs_and_sums_nothing() {
         for (i, &o) in v.iter().enumerate() {
             // Without input channels each output is relu(bias).
             let co = i / plane % w[0];
-            assert_eq!(x[1], 0, "{x:?} {w:?}: only a sum of nothing has values to check");
+            assert_eq!(
+                x[1], 0,
+                "{x:?} {w:?}: only a sum of nothing has values to check"
+            );
             assert_eq!(o, bias[co].max(0.0), "{x:?} {w:?}: element {i}");
         }
         out.sum_all().unwrap().backward().unwrap();
