@@ -82,6 +82,25 @@ struct Taps {
 }
 
 impl Taps {
+    /// The taps of convolution `g` read `dir` way round: the forward reads the input
+    /// planes into the output's, the transposed convolution the output's into the input's.
+    fn of(g: &ConvGeometry, dir: Direction) -> Taps {
+        let (input, output) = ((g.h, g.w), (g.oh, g.ow));
+        let (src, out) = match dir {
+            Direction::Forward => (input, output),
+            Direction::Transposed => (output, input),
+        };
+        Taps {
+            dir,
+            kh: g.kh,
+            kw: g.kw,
+            stride: g.stride[0],
+            pad: (g.pad[0].0 as isize, g.pad[1].0 as isize),
+            src,
+            out,
+        }
+    }
+
     /// The source row that output row `y` reads through kernel row `r`, if any.
     fn src_row(&self, y: usize, r: usize) -> Option<usize> {
         let (s, (y, r)) = (self.stride as isize, (y as isize, r as isize));
@@ -373,15 +392,7 @@ pub fn forward(
     epilogue: Epilogue,
     padded: Option<(&mut [f32], &PadSpec)>,
 ) -> Option<HostBuf> {
-    let taps = Taps {
-        dir: Direction::Forward,
-        kh: g.kh,
-        kw: g.kw,
-        stride: g.stride[0],
-        pad: (g.pad[0].0 as isize, g.pad[1].0 as isize),
-        src: (g.h, g.w),
-        out: (g.oh, g.ow),
-    };
+    let taps = Taps::of(g, Direction::Forward);
     let st = xl.strides();
     let rows_dense = (st[3] == 1 || g.w == 1) && (st[2] == g.w || g.h == 1);
     if !available(g.stride[1], g.cout) || !taps.lanes_used() || !rows_dense {
@@ -457,15 +468,7 @@ pub fn forward(
 /// `None` where this path does not apply (no AVX-512F, a width stride above 1, fewer than
 /// [`MIN_CHANNELS`] input channels, or rows that leave most lanes empty).
 pub fn input_grad(go: &[f32], w: &[f32], g: &ConvGeometry) -> Option<HostBuf> {
-    let taps = Taps {
-        dir: Direction::Transposed,
-        kh: g.kh,
-        kw: g.kw,
-        stride: g.stride[0],
-        pad: (g.pad[0].0 as isize, g.pad[1].0 as isize),
-        src: (g.oh, g.ow),
-        out: (g.h, g.w),
-    };
+    let taps = Taps::of(g, Direction::Transposed);
     if !available(g.stride[1], g.cin) || !taps.lanes_used() {
         return None;
     }
