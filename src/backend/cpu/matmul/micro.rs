@@ -140,14 +140,8 @@ pub fn kernel_name() -> &'static str {
     Kernel::detect().name()
 }
 
-/// One micro-kernel call: `C[h x w] (+)= A[h x kc] B[kc x w]`.
-pub(super) struct Tile {
-    /// Depth.
-    pub(super) kc: usize,
-    /// A: row i of step p at `a[i * a_rs + p * a_cs]` (a packed panel: `a_rs` 1, `a_cs` mr).
-    pub(super) a: *const f32,
-    pub(super) a_rs: usize,
-    pub(super) a_cs: usize,
+/// What every micro-kernel call shares: the B panel it reads and the C tile it writes.
+pub(super) struct BandC {
     /// B: step p holds the tile's columns at `b[p * b_rs ..]` (`w` readable values).
     pub(super) b: *const f32,
     pub(super) b_rs: usize,
@@ -158,6 +152,17 @@ pub(super) struct Tile {
     pub(super) w: usize,
     /// Add to C (later depth blocks) instead of overwriting it (the first).
     pub(super) accumulate: bool,
+}
+
+/// One micro-kernel call: `C[h x w] (+)= A[h x kc] B[kc x w]`.
+pub(super) struct Tile {
+    /// Depth.
+    pub(super) kc: usize,
+    /// A: row i of step p at `a[i * a_rs + p * a_cs]` (a packed panel: `a_rs` 1, `a_cs` mr).
+    pub(super) a: *const f32,
+    pub(super) a_rs: usize,
+    pub(super) a_cs: usize,
+    pub(super) bc: BandC,
     /// Prefetch B [`PREFETCH_ROWS`] rows ahead (B read in place; x86-64 kernels only).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) prefetch: bool,
@@ -181,22 +186,23 @@ unsafe fn body<V: Lanes, const H: usize, const MR: usize, const FULL: bool, cons
     let (m0, m1) = if FULL {
         (V::mask(n), V::mask(n))
     } else {
-        (V::mask(t.w), V::mask(t.w.saturating_sub(n)))
+        (V::mask(t.bc.w), V::mask(t.bc.w.saturating_sub(n)))
     };
     let mut acc = [[V::zero(); 2]; H];
     let (a_rs, a_cs) = if PA { (1, MR) } else { (t.a_rs, t.a_cs) };
-    let (mut a, mut b) = (t.a, t.b);
+    let (mut a, mut b) = (t.a, t.bc.b);
+    let b_rs = t.bc.b_rs;
     let mut steps = t.kc;
     if H <= V::TWO_CHAIN_ROWS {
         let mut odd = [[V::zero(); 2]; H];
         while steps >= 2 {
             if t.prefetch {
-                prefetch_row::<V>(b.wrapping_add(PREFETCH_ROWS * t.b_rs));
-                prefetch_row::<V>(b.wrapping_add((PREFETCH_ROWS + 1) * t.b_rs));
+                prefetch_row::<V>(b.wrapping_add(PREFETCH_ROWS * b_rs));
+                prefetch_row::<V>(b.wrapping_add((PREFETCH_ROWS + 1) * b_rs));
             }
             let b0 = V::load(b, m0);
             let b1 = V::load(b.wrapping_add(n), m1);
-            let bn = b.wrapping_add(t.b_rs);
+            let bn = b.wrapping_add(b_rs);
             let b2 = V::load(bn, m0);
             let b3 = V::load(bn.wrapping_add(n), m1);
             for (i, (c, d)) in acc.iter_mut().zip(odd.iter_mut()).enumerate() {
@@ -208,7 +214,7 @@ unsafe fn body<V: Lanes, const H: usize, const MR: usize, const FULL: bool, cons
                 d[1] = V::mul_add(an, b3, d[1]);
             }
             a = a.wrapping_add(2 * a_cs);
-            b = b.wrapping_add(2 * t.b_rs);
+            b = b.wrapping_add(2 * b_rs);
             steps -= 2;
         }
         for (c, d) in acc.iter_mut().zip(&odd) {
@@ -218,7 +224,7 @@ unsafe fn body<V: Lanes, const H: usize, const MR: usize, const FULL: bool, cons
     }
     for _ in 0..steps {
         if t.prefetch {
-            prefetch_row::<V>(b.wrapping_add(PREFETCH_ROWS * t.b_rs));
+            prefetch_row::<V>(b.wrapping_add(PREFETCH_ROWS * b_rs));
         }
         let b0 = V::load(b, m0);
         let b1 = V::load(b.wrapping_add(n), m1);
@@ -228,9 +234,9 @@ unsafe fn body<V: Lanes, const H: usize, const MR: usize, const FULL: bool, cons
             c[1] = V::mul_add(av, b1, c[1]);
         }
         a = a.wrapping_add(a_cs);
-        b = b.wrapping_add(t.b_rs);
+        b = b.wrapping_add(b_rs);
     }
-    store_tile(&acc, t.c, t.c_rs, (m0, m1), t.accumulate);
+    store_tile(&acc, t.bc.c, t.bc.c_rs, (m0, m1), t.bc.accumulate);
 }
 
 /// Write (or, for later depth blocks, add) a tile's accumulators to C: row `i` at
@@ -261,19 +267,14 @@ unsafe fn store_tile<V: Lanes, const H: usize>(
 
 /// One micro-kernel call whose A is gathered and read in place (no packing): row `i` of
 /// step `p` lies at `a[rows[i] + pos(p)]`, where the depth's positions come in `runs` of
-/// consecutive ones, `(first position, length)`. B and C as in [`Tile`] (B packed).
+/// consecutive ones, `(first position, length)`. B (packed) and C as in [`Tile`].
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct RowsTile<'r> {
     pub(super) a: *const f32,
     /// The tile's rows' positions (`h` of them).
     pub(super) rows: &'r [usize],
     pub(super) runs: &'r [(usize, usize)],
-    pub(super) b: *const f32,
-    pub(super) b_rs: usize,
-    pub(super) c: *mut f32,
-    pub(super) c_rs: usize,
-    pub(super) w: usize,
-    pub(super) accumulate: bool,
+    pub(super) bc: BandC,
 }
 
 /// A [`RowsTile`] kernel for a fixed number of rows.
@@ -289,9 +290,9 @@ pub(super) type RowsFn = unsafe fn(&RowsTile);
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 unsafe fn body_rows<V: Lanes, const H: usize>(t: &RowsTile) {
     let n = V::N;
-    let (m0, m1) = (V::mask(t.w), V::mask(t.w.saturating_sub(n)));
+    let (m0, m1) = (V::mask(t.bc.w), V::mask(t.bc.w.saturating_sub(n)));
     let mut acc = [[V::zero(); 2]; H];
-    let mut b = t.b;
+    let mut b = t.bc.b;
     for &(pos, len) in t.runs {
         let a: [*const f32; H] = std::array::from_fn(|i| t.a.add(t.rows[i] + pos));
         for p in 0..len {
@@ -302,10 +303,10 @@ unsafe fn body_rows<V: Lanes, const H: usize>(t: &RowsTile) {
                 c[0] = V::mul_add(av, b0, c[0]);
                 c[1] = V::mul_add(av, b1, c[1]);
             }
-            b = b.wrapping_add(t.b_rs);
+            b = b.wrapping_add(t.bc.b_rs);
         }
     }
-    store_tile(&acc, t.c, t.c_rs, (m0, m1), t.accumulate);
+    store_tile(&acc, t.bc.c, t.bc.c_rs, (m0, m1), t.bc.accumulate);
 }
 
 /// Prefetch the tile's `2N` columns of the B row at `row`.

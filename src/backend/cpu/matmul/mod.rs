@@ -56,7 +56,7 @@ pub(crate) use flush::FlushSubnormals;
 #[cfg(all(test, target_arch = "x86_64"))]
 use flush::{mxcsr, MXCSR_DAZ_FTZ};
 pub use micro::{kernel_name, Kernel};
-use micro::{RowsTile, Tile};
+use micro::{BandC, RowsTile, Tile};
 pub(crate) use pack::Operand;
 use pack::{mat, pack_a, pack_b, pack_b_block};
 pub(crate) use plan::Options;
@@ -430,9 +430,11 @@ fn blocked(
                 let rows = bm.skip_rows(p0);
                 pack_b_block(b, &rows, (j0 * nr, (j1 * nr).min(m)), kc, nr, &mut bblock);
             }
-            // Column panel jp (w columns) of B for this depth block: packed, or in place.
-            let b_panel = |jp: usize, w: usize| {
-                if in_task {
+            // Tile (ip, jp)'s B panel (w columns of this depth block: packed, or in place)
+            // and C tile (inside `out`: batch z, row ip*mr, column jp*nr).
+            let band_c = |ip: usize, jp: usize| {
+                let w = nr.min(m - jp * nr);
+                let (b, b_rs) = if in_task {
                     let off = (jp - j0) * kc * nr;
                     (bblock[off..off + kc * nr].as_ptr(), nr)
                 } else if s.pack_b {
@@ -443,6 +445,14 @@ fn blocked(
                     // The tile reads rows p0..p0+kc, columns jp*nr..+w of B.
                     assert!(first + (kc - 1) * bm.rs + w <= b.len());
                     (b[first..].as_ptr(), bm.rs)
+                };
+                BandC {
+                    b,
+                    b_rs,
+                    c: outp.at(z * n * m + ip * mr * m + jp * nr),
+                    c_rs: m,
+                    w,
+                    accumulate: p0 > 0,
                 }
             };
             // This depth block's runs of A's positions, for an A read through its rows.
@@ -451,18 +461,11 @@ fn blocked(
                 let h = mr.min(n - ip * mr);
                 if let (Some((rows, _)), Some(runs)) = (a_rows, &runs) {
                     for jp in j0..j1 {
-                        let w = nr.min(m - jp * nr);
-                        let (bptr, b_rs) = b_panel(jp, w);
                         let tile = RowsTile {
                             a: a.as_ptr(),
                             rows: &rows[ip * mr..ip * mr + h],
                             runs,
-                            b: bptr,
-                            b_rs,
-                            c: outp.at(z * n * m + ip * mr * m + jp * nr),
-                            c_rs: m,
-                            w,
-                            accumulate: p0 > 0,
+                            bc: band_c(ip, jp),
                         };
                         let f = kern.rows_kernel(h).expect("checked above");
                         // SAFETY: the kernel is available; every position of A the tile
@@ -482,20 +485,12 @@ fn blocked(
                     (a[first..].as_ptr(), am.rs, am.cs)
                 };
                 for jp in j0..j1 {
-                    let w = nr.min(m - jp * nr);
-                    let (bptr, b_rs) = b_panel(jp, w);
                     let tile = Tile {
                         kc,
                         a: aptr,
                         a_rs,
                         a_cs,
-                        b: bptr,
-                        b_rs,
-                        // Inside `out`: batch z, row ip*mr, column jp*nr.
-                        c: outp.at(z * n * m + ip * mr * m + jp * nr),
-                        c_rs: m,
-                        w,
-                        accumulate: p0 > 0,
+                        bc: band_c(ip, jp),
                         prefetch: !s.pack_b,
                     };
                     // SAFETY: the kernel is available (asserted above); A holds kc steps of
@@ -503,7 +498,7 @@ fn blocked(
                     // stride b_rs (checked above); the C tile (h rows of w values at
                     // stride m) lies inside `out` and belongs to this task alone, as the
                     // tasks' row and column blocks are disjoint.
-                    unsafe { kern.micro(h, w, s.pack_a)(&tile) };
+                    unsafe { kern.micro(h, tile.bc.w, s.pack_a)(&tile) };
                 }
             }
             p0 += kc;
