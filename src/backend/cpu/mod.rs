@@ -371,25 +371,22 @@ impl Backend for CpuBackend {
             ins.push((host(e)?, *l));
         }
         let runs = epilogue_runs(epilogue, &ins, params, m);
-        // A bias per channel and relu (or nothing) go on the tiles' registers; any other
+        // Nothing, or a bias per channel and relu, goes on the tiles' registers; any other
         // program on each finished run.
-        let bias_relu = match (epilogue.as_bias_act(), ins.get(1)) {
+        let bias_relu = match row_bias(epilogue, &ins) {
             _ if epilogue.is_identity() => Some(None),
-            (Some(None), Some(&(b, bl))) if bl.strides()[1] == 0 => Some(Some((b, bl, false))),
-            (Some(Some(UnaryOp::Relu)), Some(&(b, bl))) if bl.strides()[1] == 0 => {
-                Some(Some((b, bl, true)))
-            }
+            Some((act @ (None | Some(UnaryOp::Relu)), b, bl)) => Some(Some((
+                (0..g.cout)
+                    .map(|o| b[bl.offset() + o * bl.strides()[0]])
+                    .collect::<Vec<f32>>(),
+                act.is_some(),
+            ))),
             _ => None,
         };
-        let bias: Option<Vec<f32>> = bias_relu.flatten().map(|(b, bl, _)| {
-            (0..g.cout)
-                .map(|o| b[bl.offset() + o * bl.strides()[0]])
-                .collect()
-        });
-        let finish = match bias_relu {
+        let finish = match &bias_relu {
             Some(br) => direct::Epilogue::BiasRelu {
-                bias: bias.as_deref(),
-                relu: br.is_some_and(|(_, _, relu)| relu),
+                bias: br.as_ref().map(|(b, _)| &b[..]),
+                relu: br.as_ref().is_some_and(|&(_, relu)| relu),
             },
             None => direct::Epilogue::Runs(&runs),
         };
@@ -568,10 +565,7 @@ fn epilogue_runs<'a>(
     params: &'a [f32],
     m: usize,
 ) -> impl Fn(usize, &mut [f32]) + Sync + 'a {
-    let row_bias = match (epilogue.as_bias_act(), ins.get(1)) {
-        (Some(act), Some(&(b, bl))) if bl.strides()[1] == 0 => Some((act, b, bl)),
-        _ => None,
-    };
+    let row_bias = row_bias(epilogue, ins);
     move |at: usize, run: &mut [f32]| {
         if let Some((act, b, bl)) = row_bias {
             let bias = b[bl.offset() + at / m * bl.strides()[0]];
@@ -582,6 +576,18 @@ fn epilogue_runs<'a>(
             return;
         }
         interpreter::apply_in_place(epilogue, ins, params, at, run);
+    }
+}
+
+/// `epilogue` as a bias per row (input 1, broadcast along rows) and an optional
+/// activation, where it is one (a convolution's epilogue).
+fn row_bias<'a>(
+    epilogue: &fusion::Program,
+    ins: &[(&'a [f32], &'a Layout)],
+) -> Option<(Option<UnaryOp>, &'a [f32], &'a Layout)> {
+    match (epilogue.as_bias_act(), ins.get(1)) {
+        (Some(act), Some(&(b, bl))) if bl.strides()[1] == 0 => Some((act, b, bl)),
+        _ => None,
     }
 }
 
