@@ -89,10 +89,13 @@ impl PadSpec {
     pub fn source(&self, d: usize, o: usize, n: usize) -> Option<usize> {
         let rel = o as i64 - self.lo[d];
         let step = self.step[d] as i64;
-        if rel < 0 || rel % step != 0 || rel / step >= n as i64 {
-            return None;
-        }
-        Some((rel / step) as usize)
+        // No division without dilation (the common case, once per padded row).
+        let i = match step {
+            1 => rel,
+            _ if rel % step != 0 => return None,
+            _ => rel / step,
+        };
+        (rel >= 0 && i < n as i64).then_some(i as usize)
     }
 }
 
@@ -112,36 +115,6 @@ pub fn pad_into(out: &mut [f32], x: &[f32], l: &Layout, spec: &PadSpec) {
     pad_rows(out, 0, x, l, spec);
 }
 
-/// One plane `[hp, wp]` of a padded copy of a 2-D plane `[h, w]` (rows `row_stride`
-/// apart, each contiguous, from `x[base..]`) with `pt` zero rows above and `pl` zero
-/// columns to the left, zeros past its end, cropped to `[hp, wp]`: [`pad_rows`] for one
-/// whole plane of a plain padding, without its per-row index arithmetic (a 28x28 image
-/// has short rows).
-#[allow(clippy::too_many_arguments)]
-pub fn pad_plane(
-    dst: &mut [f32],
-    (hp, wp): (usize, usize),
-    x: &[f32],
-    base: usize,
-    row_stride: usize,
-    (h, w): (usize, usize),
-    (pt, pl): (usize, usize),
-) {
-    let len = w.min(wp.saturating_sub(pl));
-    let pl = pl.min(wp);
-    for (r, row) in dst[..hp * wp].chunks_exact_mut(wp.max(1)).enumerate() {
-        match r.checked_sub(pt).filter(|&sr| sr < h) {
-            Some(sr) => {
-                let at = base + sr * row_stride;
-                row[..pl].fill(0.0);
-                row[pl..pl + len].copy_from_slice(&x[at..at + len]);
-                row[pl + len..].fill(0.0);
-            }
-            None => row.fill(0.0),
-        }
-    }
-}
-
 /// Rows `first..` of [`pad_into`]'s output (rows of its last dimension) into `out`, which
 /// holds whole rows: the CPU fills disjoint runs of rows on several threads.
 pub fn pad_rows(out: &mut [f32], first: usize, x: &[f32], l: &Layout, spec: &PadSpec) {
@@ -159,16 +132,28 @@ pub fn pad_rows(out: &mut [f32], first: usize, x: &[f32], l: &Layout, spec: &Pad
         return;
     }
     let rows = out.len() / row;
-    let mut index: Dims = smallvec::smallvec![0; r - 1];
-    crate::layout::to_index(first, &spec.out_shape[..r - 1], &mut index);
+    let lead = r - 1;
+    let mut index: Dims = smallvec::smallvec![0; lead];
+    crate::layout::to_index(first, &spec.out_shape[..lead], &mut index);
+    // Where the dimensions above the rows' own (all but the last two) put a row: the same
+    // for a whole plane, so found again only when the index moves past one.
+    let outer_of = |index: &[usize]| {
+        (0..lead.saturating_sub(1)).try_fold(l.offset(), |b, d| {
+            spec.source(d, index[d], shape[d])
+                .map(|i| b + i * strides[d])
+        })
+    };
+    let mut outer = outer_of(&index);
     for dst in out.chunks_mut(row).take(rows) {
-        let mut base = Some(l.offset());
-        for d in 0..r - 1 {
-            base = match (base, spec.source(d, index[d], shape[d])) {
-                (Some(b), Some(i)) => Some(b + i * strides[d]),
-                _ => None,
-            };
-        }
+        let base = match lead {
+            0 => outer,
+            _ => {
+                let d = lead - 1;
+                outer
+                    .zip(spec.source(d, index[d], shape[d]))
+                    .map(|(b, i)| b + i * strides[d])
+            }
+        };
         if let Some(b) = base {
             let (n, lo, step, stride) = (
                 shape[r - 1],
@@ -195,13 +180,19 @@ pub fn pad_rows(out: &mut [f32], first: usize, x: &[f32], l: &Layout, spec: &Pad
         } else {
             dst.fill(0.0);
         }
-        // Next row index (odometer over the leading dimensions).
-        for d in (0..r - 1).rev() {
+        // Next row index (odometer over the leading dimensions); a new plane moves the
+        // outer position.
+        let mut new_plane = false;
+        for d in (0..lead).rev() {
             index[d] += 1;
             if index[d] < spec.out_shape[d] {
                 break;
             }
             index[d] = 0;
+            new_plane = true;
+        }
+        if new_plane {
+            outer = outer_of(&index);
         }
     }
 }
@@ -209,6 +200,47 @@ pub fn pad_rows(out: &mut [f32], first: usize, x: &[f32], l: &Layout, spec: &Pad
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn four_dimensions_in_runs_match_placing_each_input() {
+        // A convolution's pad ([C, B, H, W], zeros before and after, a crop, a dilation)
+        // against the spec's definition read forwards: input element i lands at
+        // lo + i * step along each dimension. Runs of rows that start and end inside a
+        // plane, and planes of several images and channels.
+        let shape = [3usize, 2, 5, 4];
+        let x: Vec<f32> = (0..120).map(|i| i as f32 + 1.0).collect();
+        let l = Layout::contiguous(&[2, 3, 5, 4])
+            .permute(&[1, 0, 2, 3])
+            .unwrap();
+        let spec = PadSpec {
+            out_shape: smallvec::smallvec![3, 2, 8, 9],
+            lo: smallvec::smallvec![0, 0, 2, -1],
+            step: smallvec::smallvec![1, 1, 1, 2],
+        };
+        spec.check("test", l.shape()).unwrap();
+        let o = &spec.out_shape;
+        let mut want = vec![0.0f32; o.iter().product()];
+        for a in 0..shape[0] {
+            for b in 0..shape[1] {
+                for h in 0..shape[2] {
+                    for w in 0..shape[3] {
+                        let (p, q) = (2 + h as i64, -1 + 2 * w as i64);
+                        if (0..o[2] as i64).contains(&p) && (0..o[3] as i64).contains(&q) {
+                            let at = ((a * o[1] + b) * o[2] + p as usize) * o[3] + q as usize;
+                            want[at] = x[l.position(&[a, b, h, w])];
+                        }
+                    }
+                }
+            }
+        }
+        for per in [1, 3, 8, 11, 48] {
+            let mut runs = vec![f32::NAN; want.len()];
+            for (i, c) in runs.chunks_mut(per * o[3]).enumerate() {
+                pad_rows(c, i * per, &x, &l, &spec);
+            }
+            assert_eq!(runs, want, "runs of {per} rows");
+        }
+    }
 
     #[test]
     fn rows_in_runs_match_the_whole_pad() {

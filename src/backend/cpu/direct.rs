@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::matmul::{FlushSubnormals, Kernel, OutPtr};
 use super::pool::HostBuf;
 use crate::backend::conv2d::ConvGeometry;
-use crate::backend::pad::{pad_plane, PadSpec};
+use crate::backend::pad::{pad_rows, PadSpec};
 use crate::layout::Layout;
 
 /// Output channels per tile at most: 28 accumulators, two source vectors and a broadcast
@@ -402,25 +402,20 @@ pub fn forward(
     let mut out = HostBuf::take(g.cout * g.b * plane);
     let (depth, m) = (g.ckk(), g.b * plane);
     if let Some((p, spec)) = padded.as_ref() {
-        // The unfold's padding: zeros before along the plane only, no dilation.
+        // Whole planes of channel-major [Cin, B, HP, WP], one per channel and image.
         let sh = &spec.out_shape;
         assert!(sh[..2] == [g.cin, g.b] && p.len() == sh.iter().product::<usize>());
-        assert!(spec.lo[..2] == [0, 0] && spec.lo[2..].iter().all(|&l| l >= 0));
-        assert!(spec.step.iter().all(|&s| s == 1));
     }
     let pad_to = padded.map(|(p, spec)| (OutPtr(p.as_mut_ptr()), spec));
     let pad_image = |b: usize| {
         let Some((p, spec)) = pad_to else { return };
         let (hp, wp) = (spec.out_shape[2], spec.out_shape[3]);
-        let (lo, st) = (&spec.lo, xl.strides());
         for ci in 0..g.cin {
             let first = (ci * g.b + b) * hp;
             // SAFETY: rows `first..first + hp` of the padded buffer (inside it: asserted
             // above), image b's, written by this task only.
             let rows = unsafe { std::slice::from_raw_parts_mut(p.at(first * wp), hp * wp) };
-            let base = xl.offset() + ci * st[0] + b * st[1];
-            let at = (lo[2] as usize, lo[3] as usize);
-            pad_plane(rows, (hp, wp), x, base, st[2], (g.h, g.w), at);
+            pad_rows(rows, first, x, xl, spec);
         }
     };
     if let Epilogue::BiasRelu { bias: Some(b), .. } = epilogue {
