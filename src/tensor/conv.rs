@@ -208,7 +208,7 @@ impl Function for Conv2d {
             // and the CPU reads them in place row by row. Short rows (a 14-wide map) make
             // short runs: there dW = grad [Cout, B*OHW] @ cols^T, the window packed as B.
             let backend = go.backend();
-            let ckk = g.cin * g.kh * g.kw;
+            let ckk = g.ckk();
             let identity = epilogue(Activation::Identity, false);
             let grad = MatrixView::matrix(go2.layout())?;
             let Columns { src, view: window } = match &self.columns {

@@ -311,6 +311,7 @@ impl Plan {
         epilogue: Epilogue,
         before: Option<&(dyn Fn(usize) + Sync)>,
     ) {
+        let relu = matches!(epilogue, Epilogue::BiasRelu { relu: true, .. });
         let image = |b: usize| {
             // The image's source planes are read by every tile, in an order the hardware
             // prefetchers do not follow (a few rows of each of many planes): ask for all
@@ -327,6 +328,10 @@ impl Plan {
             }
             let _flush = FlushSubnormals::new();
             for &(o0, h, start) in &self.panels {
+                let bias = match epilogue {
+                    Epilogue::BiasRelu { bias: Some(b), .. } => b[o0..o0 + h].as_ptr(),
+                    _ => std::ptr::null(),
+                };
                 for span in &self.spans {
                     let at = o0 * out_cs + b * out_is + span.p0;
                     let t = Tile {
@@ -339,11 +344,8 @@ impl Plan {
                             lanes(0, span.width as isize),
                             lanes(-16, span.width as isize - 16),
                         ),
-                        bias: match epilogue {
-                            Epilogue::BiasRelu { bias: Some(b), .. } => b[o0..o0 + h].as_ptr(),
-                            _ => std::ptr::null(),
-                        },
-                        relu: matches!(epilogue, Epilogue::BiasRelu { relu: true, .. }),
+                        bias,
+                        relu,
                     };
                     // SAFETY: as this function's contract says; the tile writes `h`
                     // channels' `width` values from `p0`, inside their planes.
